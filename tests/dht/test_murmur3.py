@@ -43,15 +43,62 @@ SOURCE_B: list[tuple[bytes, int]] = [
     (bytes([226, 231, 226, 231, 226, 231, 1]), 2222373981930033306),
 ]
 
+# Source C: apache/cassandra-gocql-driver (gocql), internal/murmur/murmur_test.go,
+#   ``TestMurmur3H1ForCassandra``: "prefix" followed by 1..17 counting bytes, then a second run
+#   with tail bytes 0xc8.. (>= 0x80), covering every tail length 0..15 and both tail halves.
+_P1 = b"prefix" + bytes(range(16)) + b"\xc8"
+_P2 = b"prefix" + bytes(range(16)) + b"\xc8\xc9"
+_P2_TAIL = bytes(range(0xCA, 0xD8))
+SOURCE_C: list[tuple[bytes, int]] = [
+    (_P1[:7], -5156414768376541762),
+    (_P1[:8], 3700033067394128583),
+    (_P1[:9], -3973852022020331202),
+    (_P1[:10], 3038655072509758878),
+    (_P1[:11], -5681686890369564299),
+    (_P1[:12], 8960422816272944721),
+    (_P1[:13], -1104872167714568090),
+    (_P1[:14], -9199676315897541990),
+    (_P1[:15], 4847624695450664884),
+    (_P1[:16], -2737291859101550625),
+    (_P1[:17], -1154133289533387924),
+    (_P1[:18], 5781349077088505981),
+    (_P1[:19], -681021187788781932),
+    (_P1[:20], -3787130296809111096),
+    (_P1[:21], -3115393326357146996),
+    (_P1[:22], -2684252762052835206),
+    (_P1[:23], -278181328349571586),
+    (_P2, -5319761130493488577),
+    (_P2 + _P2_TAIL[:1], -4593148434938707926),
+    (_P2 + _P2_TAIL[:2], -575713103357290760),
+    (_P2 + _P2_TAIL[:3], 4290743753678124926),
+    (_P2 + _P2_TAIL[:4], 9164754117279683406),
+    (_P2 + _P2_TAIL[:5], -107668053986278786),
+    (_P2 + _P2_TAIL[:6], 64887291506465003),
+    (_P2 + _P2_TAIL[:7], 6241282934480161521),
+    (_P2 + _P2_TAIL[:8], 5150183507841894143),
+    (_P2 + _P2_TAIL[:9], 5645797256444299552),
+    (_P2 + _P2_TAIL[:10], -908235285856554578),
+    (_P2 + _P2_TAIL[:11], -1785405279637408062),
+    (_P2 + _P2_TAIL[:12], 5343233714768265848),
+    (_P2 + _P2_TAIL[:13], 4936964276934412722),
+    (_P2 + _P2_TAIL[:14], 2294903531026336836),
+    (
+        b"\x00\x10C'R\x9f\xb6E\xdd\x00\xb8\x83\xec9\xaeD\x8b\xb8\x00\x00\x04\x00\x06jk\x00",
+        -9223371632693506265,
+    ),
+]
 
-@pytest.mark.parametrize(("key", "token"), SOURCE_A + SOURCE_B)
+ALL_VECTORS = SOURCE_A + SOURCE_B + SOURCE_C
+
+
+@pytest.mark.parametrize(("key", "token"), ALL_VECTORS)
 def test_known_vectors(key: bytes, token: int) -> None:
     assert token_for(key) == token
 
 
 def test_vectors_cover_tails_and_signed_bytes() -> None:
-    keys = [k for k, _ in SOURCE_A + SOURCE_B]
-    assert any(len(k) % 16 != 0 for k in keys)
+    keys = [k for k, _ in ALL_VECTORS]
+    assert {len(k) % 16 for k in keys} == set(range(16))
     assert any(any(b >= 0x80 for b in k[len(k) - len(k) % 16 :]) for k in keys)
 
 
