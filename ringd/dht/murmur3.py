@@ -26,6 +26,25 @@ _C1 = 0x87C37B91114253D5
 _C2 = 0x4CF5AD432745937F
 _SIGN = 0x8000000000000000
 _TWO64 = 1 << 64
+_HIGH_BITS = 0x8080808080808080
+
+
+def _sign_extension_table() -> dict[int, int]:
+    """Map the high bits set in a little-endian word of tail bytes to the ones that Java's
+    sign extension of those bytes xors into the bits above each of them."""
+    table: dict[int, int] = {}
+    for pattern in range(1, 256):
+        high = 0
+        ext = 0
+        for j in range(8):
+            if pattern >> j & 1:
+                high |= 0x80 << (8 * j)
+                ext ^= (_MASK << (8 * (j + 1))) & _MASK
+        table[high] = ext
+    return table
+
+
+_SIGN_EXTENSION: dict[int, int] = _sign_extension_table()
 
 
 def _fmix(k: int) -> int:
@@ -68,28 +87,27 @@ def murmur3_x64_128(data: bytes, seed: int = 0) -> tuple[int, int]:
         h2 = (h2 + h1) & mask
         h2 = (h2 * 5 + 0x38495AB5) & mask
 
-    tail = nblocks << 4
     rem = length & 15
     if rem:
-        k1 = 0
-        k2 = 0
-        # Java's ``(long) key.get(i)`` sign-extends the byte: a byte >= 0x80 becomes
-        # 0xFFFF...FFxx, so its high bits leak into the word above its own position.
-        for j in range(rem - 1, 7, -1):
-            b = data[tail + j]
-            if b & 0x80:
-                b -= 256
-            k2 ^= (b << ((j - 8) * 8)) & mask
-        for j in range(min(rem, 8) - 1, -1, -1):
-            b = data[tail + j]
-            if b & 0x80:
-                b -= 256
-            k1 ^= (b << (j * 8)) & mask
+        tail = nblocks << 4
+        # Java's ``(long) key.get(i)`` sign-extends each tail byte: a byte >= 0x80 at position j
+        # also xors ones into every bit above its own byte.  Read the tail unsigned, then apply
+        # the extension for the set of high bits present (looked up, not looped).
         if rem > 8:
+            k2 = from_bytes(data[tail + 8 : length], "little")
+            high = k2 & _HIGH_BITS
+            if high:
+                k2 ^= _SIGN_EXTENSION[high]
             k2 = (k2 * c2) & mask
             k2 = ((k2 << 33) | (k2 >> 31)) & mask
             k2 = (k2 * c1) & mask
             h2 ^= k2
+            k1 = from_bytes(data[tail : tail + 8], "little")
+        else:
+            k1 = from_bytes(data[tail:length], "little")
+        high = k1 & _HIGH_BITS
+        if high:
+            k1 ^= _SIGN_EXTENSION[high]
         k1 = (k1 * c1) & mask
         k1 = ((k1 << 31) | (k1 >> 33)) & mask
         k1 = (k1 * c2) & mask

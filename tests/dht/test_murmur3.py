@@ -115,3 +115,32 @@ def test_token_range_and_determinism(key: bytes) -> None:
     assert token_for(bytes(key)) == t
     h1, h2 = murmur3_x64_128(key)
     assert 0 <= h1 < 2**64 and 0 <= h2 < 2**64
+
+
+def _reference_tail_words(tail: bytes) -> tuple[int, int]:
+    """The tail read byte by byte exactly as Cassandra's switch does: ``(long) key.get(i)``
+    sign-extends each byte, then it is shifted into place (truncated to 64 bits)."""
+    mask = 0xFFFFFFFFFFFFFFFF
+    k1 = 0
+    k2 = 0
+    for j, b in enumerate(tail):
+        signed = b - 256 if b >= 0x80 else b
+        if j >= 8:
+            k2 ^= (signed << (8 * (j - 8))) & mask
+        else:
+            k1 ^= (signed << (8 * j)) & mask
+    return k1, k2
+
+
+@given(st.binary(min_size=1, max_size=15))
+def test_tail_sign_extension_matches_bytewise_reading(tail: bytes) -> None:
+    from ringd.dht.murmur3 import _HIGH_BITS, _SIGN_EXTENSION
+
+    expected = _reference_tail_words(tail)
+    words = []
+    for part in (tail[:8], tail[8:]):
+        k = int.from_bytes(part, "little")
+        if k & _HIGH_BITS:
+            k ^= _SIGN_EXTENSION[k & _HIGH_BITS]
+        words.append(k)
+    assert tuple(words) == expected
