@@ -7,10 +7,10 @@ Parts:
   datacenter's factor on the same walk, spreading over racks as Cassandra does. Both give
   ``replicas(ring, token)`` in ring-walk order, cached per vnode range on the immutable
   ``ringd.dht.Ring`` snapshot, plus ``total_replication_factor``, ``factor_for_dc(dc)``,
-  ``range_replicas(ring)`` and ``ranges_for(ring, host_id)``. ``strategy_from_config`` parses
-  a keyspace's ``replication`` setting (``ValueError`` on anything invalid) and
-  ``effective_ownership`` gives each node's replicated share of the token space, as
-  ``nodetool status`` "Owns (effective)".
+  ``replica_dcs(ring, token)`` (replicas with their dc, cached), ``range_replicas(ring)`` and
+  ``ranges_for(ring, host_id)``. ``strategy_from_config`` parses a keyspace's ``replication``
+  setting (``ValueError`` on anything invalid) and ``effective_ownership`` gives each node's
+  replicated share of the token space, as ``nodetool status`` "Owns (effective)".
 - ``consistency``: ``ConsistencyLevel`` (ANY, ONE, TWO, THREE, QUORUM, ALL, LOCAL_ONE,
   LOCAL_QUORUM, EACH_QUORUM), ``plan_request``/``plan_for_token``, which turn a level or an
   explicit w/r plus the live replicas into a ``ReplicaPlan`` (required acknowledgements, per-dc

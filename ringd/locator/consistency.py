@@ -31,9 +31,9 @@ replicas on the ring walk, where a sloppy quorum sends writes meant for dead rep
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
+from typing import NamedTuple
 
 from ringd.dht.ring import HostId, Ring
 from ringd.locator.strategies import NetworkTopologyStrategy, ReplicationStrategy
@@ -129,9 +129,8 @@ def quorum_for(replication_factor: int) -> int:
 _EMPTY: Mapping[str, int] = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
-class ReplicaPlan:
-    """What one request needs and whom it contacts.
+class ReplicaPlan(NamedTuple):
+    """What one request needs and whom it contacts (an immutable value).
 
     - ``required``: acknowledgements needed in total (for EACH_QUORUM the sum of
       ``required_per_dc``, which must each be met).
@@ -148,7 +147,7 @@ class ReplicaPlan:
     contacts: tuple[HostId, ...]
     natural: tuple[HostId, ...]
     replica_dcs: Mapping[HostId, str]
-    required_per_dc: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
+    required_per_dc: Mapping[str, int] = _EMPTY
     counted_dc: str | None = None
     hint_counts: bool = False
 
@@ -179,6 +178,9 @@ class ReplicaPlan:
 
     def tracker(self) -> AckTracker:
         return AckTracker(self)
+
+
+_new_plan = ReplicaPlan._make
 
 
 class AckTracker:
@@ -255,11 +257,14 @@ def plan_request(
     Raises :class:`Unavailable` when too few natural replicas are alive, and ``ValueError`` for a
     request that can never be satisfied as asked (ANY for a read, a count outside 1..n).
     """
-    kind = _check_kind(kind)
+    if not isinstance(kind, RequestKind):
+        kind = _check_kind(kind)
     is_write = kind is RequestKind.WRITE
     rf = strategy.total_replication_factor
     natural_hosts = tuple(natural)
-    replica_dcs = MappingProxyType(dict(natural))
+    replica_dcs = (
+        natural if isinstance(natural, MappingProxyType) else MappingProxyType(dict(natural))
+    )
 
     counted_dc: str | None = None
     per_dc: dict[str, int] = {}
@@ -278,7 +283,7 @@ def plan_request(
     else:
         if level is None:
             raise ValueError("a consistency level or an explicit count is required")
-        cl = ConsistencyLevel.parse(level)
+        cl = level if isinstance(level, ConsistencyLevel) else ConsistencyLevel.parse(level)
         if cl is ConsistencyLevel.ANY:
             if not is_write:
                 raise ValueError("consistency level ANY is only valid for writes")
@@ -335,15 +340,19 @@ def plan_request(
         contacts = _read_contacts(
             alive_natural, replica_dcs, required, per_dc, counted_dc, local_dc, coordinator
         )
-    return ReplicaPlan(
-        kind=kind,
-        level=cl,
-        required=required,
-        contacts=contacts,
-        natural=natural_hosts,
-        replica_dcs=replica_dcs,
-        required_per_dc=MappingProxyType(per_dc) if per_dc else _EMPTY,
-        counted_dc=counted_dc,
+    # positional: this is on every request's path, and keyword construction costs more
+    return _new_plan(
+        (
+            kind,
+            cl,
+            required,
+            contacts,
+            natural_hosts,
+            replica_dcs,
+            MappingProxyType(per_dc) if per_dc else _EMPTY,
+            counted_dc,
+            False,
+        )
     )
 
 
@@ -390,11 +399,10 @@ def plan_for_token(
     coordinator: HostId | None = None,
 ) -> ReplicaPlan:
     """:func:`plan_request` for the natural replicas of ``token`` on ``ring``."""
-    natural = {h: ring.dc_of(h) for h in strategy.replicas(ring, token)}
     return plan_request(
         kind,
         strategy=strategy,
-        natural=natural,
+        natural=strategy.replica_dcs(ring, token),
         alive=alive,
         local_dc=local_dc,
         level=level,

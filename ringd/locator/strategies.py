@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from ringd.dht.ring import HostId, Ring
@@ -32,6 +33,8 @@ __all__ = [
 ]
 
 _ReplicaTable = list[tuple[HostId, ...] | None]
+_DcTable = list[Mapping[HostId, str] | None]
+_NO_REPLICAS: Mapping[HostId, str] = MappingProxyType({})
 
 
 class ReplicationStrategy(ABC):
@@ -82,6 +85,23 @@ class ReplicationStrategy(ABC):
             return []
         return list(self.replicas_at(ring, ring.index_of(token)))
 
+    def replica_dcs(self, ring: Ring, token: int) -> Mapping[HostId, str]:
+        """Natural replicas of ``token`` mapped to their datacenter, in ring-walk order.
+
+        A cached read-only mapping (what :func:`ringd.locator.plan_request` takes as
+        ``natural``). Empty when the ring has no tokens.
+        """
+        if ring.is_empty:
+            return _NO_REPLICAS
+        index = ring.index_of(token)
+        table: _DcTable = ring.derived(("locator.replica_dcs", self), _empty_table)
+        entry = table[index]
+        if entry is None:
+            nodes = ring.nodes
+            hosts = self.replicas_at(ring, index)
+            entry = table[index] = MappingProxyType({h: nodes[h].dc for h in hosts})
+        return entry
+
     def range_replicas(self, ring: Ring) -> list[tuple[Range, tuple[HostId, ...]]]:
         """Every vnode range of ``ring`` with its natural replicas, ordered by end token."""
         return [(r, self.replicas_at(ring, i)) for i, (r, _) in enumerate(ring.ranges())]
@@ -91,7 +111,7 @@ class ReplicationStrategy(ABC):
         return [r for r, hosts in self.range_replicas(ring) if host_id in hosts]
 
 
-def _empty_table(ring: Ring) -> _ReplicaTable:
+def _empty_table(ring: Ring) -> list[Any]:
     return [None] * len(ring.tokens)
 
 
