@@ -140,7 +140,9 @@ class Row:
 
     def to_wire(self) -> dict[str, object]:
         """The full row as peers exchange it: cells as ``[timestamp, value, ldt]``."""
-        out: dict[str, object] = {"c": {n: [c.timestamp, c.value, c.ldt] for n, c in self.cells.items()}}
+        out: dict[str, object] = {
+            "c": {n: [c.timestamp, c.value, c.ldt] for n, c in self.cells.items()}
+        }
         if self.tombstone is not None:
             out["t"] = [self.tombstone.timestamp, self.tombstone.ldt]
         return out
@@ -168,7 +170,9 @@ class Row:
         tomb = None
         raw_t = data.get("t")
         if raw_t is not None:
-            if not (isinstance(raw_t, list) and len(raw_t) == 2 and all(type(x) is int for x in raw_t)):
+            if not (
+                isinstance(raw_t, list) and len(raw_t) == 2 and all(type(x) is int for x in raw_t)
+            ):
                 raise ValueError("row tombstone must be [timestamp, ldt]")
             tomb = RowTombstone(raw_t[0], raw_t[1])
         return cls(cells, tomb)

@@ -1,0 +1,786 @@
+"""The storage engine: commit log + memtables + sstables + compaction, per keyspace.
+
+``StorageEngine.open(data_dir, options)`` lays out::
+
+    data_dir/commitlog/CommitLog-<id>.log     the shared commit log (see ``commitlog``)
+    data_dir/sstables/<keyspace>/<gen>.sst    sstables of one keyspace (see ``sstable``)
+    data_dir/drops.cbor                       commit-log positions of dropped keyspaces
+
+Writes (:meth:`StorageEngine.apply`) encode the update once (CBOR ``[keyspace, key, row]``),
+append it to the commit log, and merge it into the keyspace's memtable; how long ``apply``
+waits depends on the sync mode (``periodic``: not at all; ``batch``: for an fsync covering the
+write; ``group``: for a shared fsync after a short window). In ``batch`` and ``group`` modes the
+memtable sees the write only once it is durable, so no read returns a write a crash could lose.
+
+Reads merge the memtables and every sstable that may hold the key (bloom filter, hash index,
+one checksummed block each). Scans merge sorted iterators, so memory stays bounded.
+
+A flush switches the memtable out and records the commit-log position at the switch; the
+sstable written from it stores that position, so replay skips what sstables already hold, and
+commit-log segments are deleted once no keyspace has unflushed data in them. Flushes of one
+keyspace run one at a time, in order.
+
+Compaction (size-tiered in the background, or major on request) merges sstables in a worker
+thread, drops shadowed cells, turns expired TTL cells into tombstones and drops tombstones older
+than gc_grace when nothing outside the compaction could hold older data. The new sstable names
+the generations it replaces; it is renamed into place before they are deleted, and ``open``
+deletes any sstable a present one replaces, so a crash in between neither loses nor resurrects
+data. ``drop_keyspace`` records the commit-log position of the drop in ``drops.cbor`` so that
+neither replay nor a leftover sstable brings the keyspace's old data back.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zlib import crc32
+
+import cbor2
+import trio
+
+from ringd.db.cells import Row
+from ringd.db.commitlog import (
+    HEADER_SIZE,
+    INLINE_WRITE_BYTES,
+    REC_HEADER,
+    CommitLog,
+    Position,
+    Segment,
+    fsync_dir,
+    replay,
+)
+from ringd.db.compaction import (
+    estimate_pending,
+    merge_rows,
+    pick_compaction,
+    purged_stream,
+    row_min_timestamp,
+)
+from ringd.db.errors import StorageCorruption
+from ringd.db.memtable import Memtable
+from ringd.db.sstable import (
+    SSTableReader,
+    key_hash,
+    parse_generation,
+    write_sstable,
+)
+
+__all__ = ["EngineOptions", "StorageCorruption", "StorageEngine"]
+
+log = logging.getLogger(__name__)
+
+_dumps = cbor2.dumps
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]*$")
+SYNC_MODES = ("periodic", "batch", "group")
+
+
+def _default_gc_grace(keyspace: str) -> int:
+    return 864000
+
+
+@dataclass
+class EngineOptions:
+    commitlog_sync: str = "periodic"  # "periodic" | "batch" | "group"
+    commitlog_sync_period_ms: int = 1000  # periodic: fsync at least this often
+    commitlog_group_window_ms: float = 2.0  # group: one shared fsync within this window
+    commitlog_segment_bytes: int = 32 * 1024 * 1024
+    memtable_flush_bytes: int = 64 * 1024 * 1024  # per-keyspace memtable size that flushes
+    gc_grace_for: Callable[[str], int] = _default_gc_grace  # keyspace -> gc_grace_seconds
+    clock: Callable[[], float] = time.time  # wall clock in seconds (TTL expiry, gc_grace)
+    compaction_min_threshold: int = 4
+    compaction_max_threshold: int = 32
+    background_compaction: bool = True
+
+    def __post_init__(self) -> None:
+        if self.commitlog_sync not in SYNC_MODES:
+            raise ValueError(f"commitlog_sync must be one of {', '.join(SYNC_MODES)}")
+
+
+def _dir_name(keyspace: str) -> str:
+    if _SAFE_NAME.match(keyspace):
+        return keyspace
+    return "%" + keyspace.encode().hex()
+
+
+def _name_from_dir(name: str) -> str:
+    if name.startswith("%"):
+        return bytes.fromhex(name[1:]).decode()
+    return name
+
+
+class _Store:
+    """One keyspace's state: active memtable, memtables being flushed, live sstables."""
+
+    def __init__(self, name: str, directory: Path) -> None:
+        self.name = name
+        self.directory = directory
+        self.memtable = Memtable()
+        self.flushing: list[tuple[Memtable, Position]] = []
+        self.sstables: list[SSTableReader] = []
+        self.flush_lock = trio.Lock()
+        self.compaction_lock = trio.Lock()
+        self.compacting: set[int] = set()
+        self.inflight: dict[int, Position] = {}
+        self.dropped = False
+        self.flush_requested = False
+
+    def memtables(self) -> list[Memtable]:
+        return [self.memtable] + [mt for mt, _ in self.flushing]
+
+
+class _Compaction:
+    """One compaction running in a worker thread; ``stop`` asks it to give up."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, store: _Store, inputs: list[SSTableReader], major: bool) -> None:
+        self.id = next(self._ids)
+        self.store = store
+        self.inputs = inputs
+        self.major = major
+        self.bytes_total = sum(r.file_size for r in inputs)
+        self.bytes_done = 0
+        self.stop = threading.Event()
+        self.finished = threading.Event()
+        self.result: SSTableReader | None = None
+        self.generation = 0
+
+    def progress(self, n: int) -> None:
+        self.bytes_done += n
+
+
+def _copy_rows(rows: Iterator[tuple[int, bytes, Row]]) -> Iterator[tuple[int, bytes, Row]]:
+    for tok, key, row in rows:
+        yield tok, key, Row(dict(row.cells), row.tombstone)
+
+
+class StorageEngine:
+    """See the module docstring. Use :meth:`open`, then run :meth:`run` in a nursery."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        options: EngineOptions,
+        commitlog: CommitLog,
+        stores: dict[str, _Store],
+        generations: dict[str, int],
+        drops: dict[str, Position],
+    ) -> None:
+        self.data_dir = data_dir
+        self.options = options
+        self._log = commitlog
+        self._stores = stores
+        self._generations = generations
+        self._drops = drops
+        self._sstable_root = data_dir / "sstables"
+        self._periodic = options.commitlog_sync == "periodic"
+        self._window = (
+            options.commitlog_group_window_ms / 1000.0 if options.commitlog_sync == "group" else 0.0
+        )
+        self._flush_bytes = options.memtable_flush_bytes
+        self._tickets = itertools.count()
+        self._log_wake = trio.Event()
+        self._flush_wake = trio.Event()
+        self._compaction_wake = trio.Event()
+        self._active: dict[int, _Compaction] = {}
+        self._closed = False
+
+    # -- opening ------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, data_dir: Path, options: EngineOptions) -> StorageEngine:
+        """Load sstables (verifying index, bloom and metadata checksums), clean up what an
+        interrupted flush or compaction left behind, and replay the commit log."""
+        data_dir = Path(data_dir)
+        cl_dir = data_dir / "commitlog"
+        sst_root = data_dir / "sstables"
+        for d in (data_dir, cl_dir, sst_root):
+            d.mkdir(parents=True, exist_ok=True)
+        drops = _load_drops(data_dir / "drops.cbor")
+        stores: dict[str, _Store] = {}
+        generations: dict[str, int] = {}
+        floors: dict[str, Position] = dict(drops)
+        for entry in sorted(sst_root.iterdir()):
+            if not entry.is_dir():
+                continue
+            name = _name_from_dir(entry.name)
+            store = _load_store(name, entry, drops.get(name))
+            generations[name] = store.pop("next_gen")
+            st: _Store = store["store"]
+            if st.sstables or st.name not in drops:
+                stores[name] = st
+            for r in st.sstables:
+                if r.commitlog_position > floors.get(name, (-1, -1)):
+                    floors[name] = r.commitlog_position
+
+        records, scans = replay(cl_dir)
+        old: dict[int, Segment] = {}
+        for scan in scans:
+            if scan.good_end < scan.size:
+                if scan.good_end < HEADER_SIZE:
+                    os.unlink(scan.path)
+                    fsync_dir(cl_dir)
+                    continue
+                with open(scan.path, "r+b") as f:
+                    f.truncate(scan.good_end)
+                    f.flush()
+                    os.fsync(f.fileno())
+            elif scan.good_end < HEADER_SIZE:
+                os.unlink(scan.path)
+                continue
+            else:
+                fd = os.open(scan.path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            old[scan.seg_id] = Segment(scan.seg_id, scan.path, on_disk=scan.good_end)
+
+        for rec in records:
+            try:
+                ks, key, wire = cbor2.loads(rec.payload)
+                row = Row.from_wire(wire)
+                if not isinstance(ks, str) or not isinstance(key, bytes):
+                    raise ValueError("keyspace must be text and key bytes")
+            except Exception as exc:
+                raise StorageCorruption(
+                    rec.path, rec.offset, f"undecodable commit log record: {exc}"
+                ) from None
+            floor = floors.get(ks)
+            if floor is not None and (rec.segment, rec.end) <= floor:
+                continue
+            st = stores.get(ks)
+            if st is None:
+                st = stores[ks] = _Store(ks, sst_root / _dir_name(ks))
+            st.memtable.put(key, row, len(rec.payload))
+            old[rec.segment].dirty[ks] = rec.end
+
+        next_id = max(
+            [0]
+            + [seg_id for seg_id in old]
+            + [seg_id for seg_id, _ in floors.values()]
+            + [seg_id for seg_id, _ in drops.values()]
+        )
+        commitlog = CommitLog(
+            cl_dir, options.commitlog_segment_bytes, next_id + 1, [old[i] for i in sorted(old)]
+        )
+        engine = cls(data_dir, options, commitlog, stores, generations, drops)
+        engine._log.collect()
+        return engine
+
+    # -- background work ----------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Periodic commit-log sync and writes, flushing full memtables, size-tiered compaction.
+        Runs until cancelled."""
+        async with trio.open_nursery() as nursery:
+            if self._periodic:
+                nursery.start_soon(self._periodic_sync)
+                nursery.start_soon(self._log_writer)
+            nursery.start_soon(self._flusher)
+            if self.options.background_compaction:
+                nursery.start_soon(self._compactor)
+            task_status.started()
+
+    async def _periodic_sync(self) -> None:
+        period = self.options.commitlog_sync_period_ms / 1000.0
+        while True:
+            await trio.sleep(period)
+            await self._log.sync(True)
+            self._log.collect()
+
+    async def _log_writer(self) -> None:
+        while True:
+            await self._log_wake.wait()
+            self._log_wake = trio.Event()
+            if not self._log.write_inline():
+                await self._log.sync(False)
+
+    async def _flusher(self) -> None:
+        while True:
+            await self._flush_wake.wait()
+            self._flush_wake = trio.Event()
+            for store in list(self._stores.values()):
+                if store.flush_requested:
+                    store.flush_requested = False
+                    await self._flush_store(store)
+
+    async def _compactor(self) -> None:
+        while True:
+            await self._compaction_wake.wait()
+            self._compaction_wake = trio.Event()
+            while True:
+                job = self._next_compaction()
+                if job is None:
+                    break
+                store, inputs = job
+                async with store.compaction_lock:
+                    if store.dropped or any(r not in store.sstables for r in inputs):
+                        continue
+                    await self._compact(store, inputs, major=False)
+
+    def _next_compaction(self) -> tuple[_Store, list[SSTableReader]] | None:
+        o = self.options
+        for store in self._stores.values():
+            if store.dropped:
+                continue
+            chosen = pick_compaction(
+                _idle(store), o.compaction_min_threshold, o.compaction_max_threshold
+            )
+            if chosen:
+                return store, chosen
+        return None
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def _store(self, keyspace: str) -> _Store:
+        store = self._stores.get(keyspace)
+        if store is None:
+            store = self._stores[keyspace] = _Store(
+                keyspace, self._sstable_root / _dir_name(keyspace)
+            )
+        return store
+
+    async def apply(self, keyspace: str, key: bytes, update: Row, token: int | None = None) -> None:
+        """Log ``update`` to ``key`` and merge it into the memtable; returns once it is durable
+        as the sync mode promises. ``token`` (if the caller already has it) saves recomputing
+        it at flush time."""
+        store = self._stores.get(keyspace)
+        if store is None:
+            store = self._store(keyspace)
+        payload = _dumps((keyspace, key, update.to_wire()))
+        commitlog = self._log
+        seg = commitlog.append(keyspace, payload)
+        if self._periodic:
+            mt = store.memtable
+            mt.put(key, update, len(payload))
+            if token is not None:
+                mt.tokens[key] = token
+            if commitlog.buffered > INLINE_WRITE_BYTES:
+                commitlog.write_inline()
+            self._log_wake.set()
+            if mt.bytes >= self._flush_bytes and not store.flush_requested:
+                store.flush_requested = True
+                self._flush_wake.set()
+            return
+        ticket = next(self._tickets)
+        store.inflight[ticket] = (seg.id, seg.end - REC_HEADER - len(payload))
+        try:
+            await commitlog.wait_synced((seg.id, seg.end), self._window)
+        finally:
+            del store.inflight[ticket]
+            mt = store.memtable
+            mt.put(key, update, len(payload))
+            if token is not None:
+                mt.tokens[key] = token
+            if mt.bytes >= self._flush_bytes and not store.flush_requested:
+                store.flush_requested = True
+                self._flush_wake.set()
+
+    async def sync(self) -> None:
+        """Write and fsync everything in the commit log now."""
+        await self._log.sync(True)
+        self._log.collect()
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def read(self, keyspace: str, key: bytes) -> Row | None:
+        """Everything stored for ``key``, merged but not purged (resolve it with
+        :meth:`Row.live_columns`). Raises :class:`StorageCorruption` if a block is damaged."""
+        store = self._stores.get(keyspace)
+        if store is None:
+            return None
+        row = store.memtable.rows.get(key)
+        result = None if row is None else Row(dict(row.cells), row.tombstone)
+        for mt, _ in store.flushing:
+            row = mt.rows.get(key)
+            if row is not None:
+                if result is None:
+                    result = Row(dict(row.cells), row.tombstone)
+                else:
+                    result.merge_in(row)
+        if store.sstables:
+            h = key_hash(key)
+            for sst in store.sstables:
+                row = sst.get(key, h)
+                if row is not None:
+                    if result is None:
+                        result = row
+                    else:
+                        result.merge_in(row)
+        return result
+
+    def scan(
+        self,
+        keyspace: str,
+        after: tuple[int, bytes] | None = None,
+        end_token: int | None = None,
+    ) -> Iterator[tuple[int, bytes, Row]]:
+        """``(token, key, row)`` in ``(token, key)`` order, strictly after ``after`` and up to
+        and including ``end_token``. Rows that are only tombstones are included."""
+        store = self._stores.get(keyspace)
+        if store is None:
+            return iter(())
+        sources: list[Iterator[tuple[int, bytes, Row]]] = [
+            _copy_rows(mt.iter_sorted(after, end_token)) for mt in store.memtables()
+        ]
+        sources += [r.iter_rows(after, end_token) for r in store.sstables]
+        return merge_rows(sources)
+
+    # -- flush --------------------------------------------------------------------------------
+
+    async def flush(self, keyspace: str | None = None) -> None:
+        """Write the memtable(s) of ``keyspace`` (or of every keyspace) to sstables."""
+        if keyspace is not None:
+            store = self._stores.get(keyspace)
+            stores = [store] if store is not None else []
+        else:
+            stores = list(self._stores.values())
+        for store in stores:
+            await self._flush_store(store)
+
+    def _next_generation(self, store: _Store) -> int:
+        gen = self._generations.get(store.name, 1)
+        self._generations[store.name] = gen + 1
+        return gen
+
+    async def _flush_store(self, store: _Store) -> None:
+        async with store.flush_lock:
+            if store.dropped:
+                return
+            if len(store.memtable):
+                floor = self._log.position()
+                if store.inflight:
+                    floor = min(floor, min(store.inflight.values()))
+                store.flushing.append((store.memtable, floor))
+                store.memtable = Memtable()
+            flushed = False
+            while store.flushing and not store.dropped:
+                mt, floor = store.flushing[0]
+                gen = self._next_generation(store)
+                reader = await trio.to_thread.run_sync(self._write_memtable, store, mt, gen, floor)
+                if store.dropped:
+                    _discard(reader)
+                    return
+                store.sstables.append(reader)
+                store.flushing.pop(0)
+                self._log.release(store.name, floor)
+                flushed = True
+            if flushed:
+                self._log.collect()
+                self._compaction_wake.set()
+
+    def _write_memtable(
+        self, store: _Store, mt: Memtable, generation: int, floor: Position
+    ) -> SSTableReader:
+        _ensure_dir(store.directory)
+        rows = mt.rows
+        stream = ((tok, key, rows[key]) for tok, key in mt.sorted_keys())
+        path = write_sstable(
+            store.directory, store.name, generation, stream, floor, now=self.options.clock()
+        )
+        assert path is not None
+        return SSTableReader(path)
+
+    # -- compaction ---------------------------------------------------------------------------
+
+    async def compact(self, keyspace: str | None = None) -> None:
+        """Major compaction: flush, then merge all sstables of the keyspace(s) into one."""
+        names = [keyspace] if keyspace is not None else list(self._stores)
+        for name in names:
+            store = self._stores.get(name)
+            if store is None:
+                continue
+            await self._flush_store(store)
+            async with store.compaction_lock:
+                if store.dropped:
+                    continue
+                inputs = list(store.sstables)
+                if inputs:
+                    await self._compact(store, inputs, major=True)
+
+    async def _compact(self, store: _Store, inputs: list[SSTableReader], major: bool) -> None:
+        job = _Compaction(store, inputs, major)
+        job.generation = self._next_generation(store)
+        gens = {r.generation for r in inputs}
+        store.compacting |= gens
+        self._active[job.id] = job
+        try:
+            try:
+                await trio.to_thread.run_sync(self._run_compaction, job, abandon_on_cancel=True)
+            except trio.Cancelled:
+                job.stop.set()
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(job.finished.wait)
+                    self._install(job)
+                raise
+            self._install(job)
+        finally:
+            store.compacting -= gens
+            self._active.pop(job.id, None)
+
+    def _run_compaction(self, job: _Compaction) -> None:
+        try:
+            store = job.store
+            gens = {r.generation for r in job.inputs}
+            now_f = self.options.clock()
+            now = int(now_f)
+            gc_before = now - int(self.options.gc_grace_for(store.name))
+            merged = merge_rows([r.iter_rows(progress=job.progress) for r in job.inputs])
+
+            def max_purgeable(key: bytes) -> int | None:
+                h = key_hash(key)
+                bound: int | None = None
+                for other in list(store.sstables):
+                    lo = other.min_timestamp
+                    if (
+                        other.generation not in gens
+                        and lo is not None
+                        and (bound is None or lo < bound)
+                        and other.may_contain(h)
+                    ):
+                        bound = lo
+                for mt in store.memtables():
+                    row = mt.rows.get(key)
+                    if row is not None:
+                        lo = row_min_timestamp(row)
+                        if lo is not None and (bound is None or lo < bound):
+                            bound = lo
+                return bound
+
+            stream = purged_stream(merged, now, gc_before, max_purgeable)
+            position = max(r.commitlog_position for r in job.inputs)
+            _ensure_dir(store.directory)
+            path = write_sstable(
+                store.directory,
+                store.name,
+                job.generation,
+                stream,
+                position,
+                replaces=gens,
+                now=now_f,
+                should_stop=job.stop.is_set,
+            )
+            if path is not None:
+                job.result = SSTableReader(path)
+        finally:
+            job.finished.set()
+
+    def _install(self, job: _Compaction) -> None:
+        """Swap a finished compaction's output in for its inputs (event loop thread)."""
+        reader, job.result = job.result, None
+        if reader is None:
+            return
+        store = job.store
+        if store.dropped or self._closed:
+            if store.dropped:
+                _discard(reader)
+            return
+        gens = {r.generation for r in job.inputs}
+        store.sstables = [r for r in store.sstables if r.generation not in gens] + [reader]
+        for r in job.inputs:
+            try:
+                os.unlink(r.path)
+            except FileNotFoundError:
+                pass
+        fsync_dir(store.directory)
+
+    # -- keyspaces ----------------------------------------------------------------------------
+
+    def drop_keyspace(self, keyspace: str) -> None:
+        """Forget the keyspace's memtable and delete its sstables, durably."""
+        store = self._stores.pop(keyspace, None)
+        if store is None:
+            return
+        store.dropped = True
+        for job in self._active.values():
+            if job.store is store:
+                job.stop.set()
+        self._drops[keyspace] = self._log.position()
+        _save_drops(self.data_dir / "drops.cbor", self._drops)
+        self._log.forget(keyspace)
+        for r in store.sstables:
+            try:
+                os.unlink(r.path)
+            except FileNotFoundError:
+                pass
+        if store.directory.exists():
+            fsync_dir(store.directory)
+        store.sstables = []
+        store.flushing = []
+        store.memtable = Memtable()
+        self._log.collect()
+
+    def keyspaces(self) -> list[str]:
+        return sorted(self._stores)
+
+    # -- introspection ------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Per keyspace: sstable count, cell counts (as written to sstables), bytes on disk, and
+        memtable size (commit-log bytes applied) and rows."""
+        out: dict[str, dict[str, int]] = {}
+        for name in sorted(self._stores):
+            store = self._stores[name]
+            tables = list(store.sstables)
+            mts = store.memtables()
+            out[name] = {
+                "sstable_count": len(tables),
+                "live_cells": sum(r.live_cells for r in tables),
+                "tombstone_cells": sum(r.tombstone_cells for r in tables),
+                "rows_on_disk": sum(r.rows for r in tables),
+                "bytes_on_disk": sum(r.file_size for r in tables),
+                "memtable_bytes": sum(mt.bytes for mt in mts),
+                "memtable_rows": sum(len(mt) for mt in mts),
+            }
+        return out
+
+    def compaction_stats(self) -> dict[str, Any]:
+        o = self.options
+        pending = 0
+        for store in self._stores.values():
+            pending += estimate_pending(
+                _idle(store), o.compaction_min_threshold, o.compaction_max_threshold
+            )
+        active = []
+        for job in list(self._active.values()):
+            total = job.bytes_total
+            done = min(job.bytes_done, total)
+            active.append(
+                {
+                    "id": job.id,
+                    "keyspace": job.store.name,
+                    "kind": "major" if job.major else "size-tiered",
+                    "sstables": len(job.inputs),
+                    "bytes_done": done,
+                    "bytes_total": total,
+                    "progress": done / total if total else 1.0,
+                }
+            )
+        return {"pending": pending + len(active), "active": active}
+
+    def verify(self) -> list[dict[str, Any]]:
+        """Check every sstable's checksums; one dict (file, offset, message) per problem."""
+        problems: list[dict[str, Any]] = []
+        for store in list(self._stores.values()):
+            for r in list(store.sstables):
+                problems.extend(r.verify())
+        return problems
+
+    # -- shutdown -----------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Stop compactions, flush every memtable, fsync and close the commit log (deleting its
+        segments: a restart replays nothing) and close the sstables."""
+        if self._closed:
+            return
+        jobs = list(self._active.values())
+        for job in jobs:
+            job.stop.set()
+        for job in jobs:
+            await trio.to_thread.run_sync(job.finished.wait)
+        for store in list(self._stores.values()):
+            await self._flush_store(store)
+        self._closed = True
+        await self._log.close()
+        for store in self._stores.values():
+            for r in store.sstables:
+                r.close()
+
+    def crash(self) -> None:
+        """Stop without writing anything more (for tests: simulates a killed process)."""
+        self._closed = True
+        self._log.abandon()
+        for store in self._stores.values():
+            for r in store.sstables:
+                r.close()
+
+    @property
+    def commitlog(self) -> CommitLog:
+        return self._log
+
+
+def _idle(store: _Store) -> list[tuple[int, SSTableReader]]:
+    """``(size, sstable)`` for the sstables of ``store`` that no compaction is using."""
+    return [(r.file_size, r) for r in store.sstables if r.generation not in store.compacting]
+
+
+def _ensure_dir(directory: Path) -> None:
+    if not directory.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        fsync_dir(directory.parent)
+
+
+def _discard(reader: SSTableReader) -> None:
+    reader.close()
+    try:
+        os.unlink(reader.path)
+    except FileNotFoundError:
+        pass
+
+
+def _load_store(name: str, directory: Path, drop: Position | None) -> dict[str, Any]:
+    """Open one keyspace directory: delete temporaries, sstables replaced by a present one
+    (an interrupted compaction) and sstables older than a drop."""
+    store = _Store(name, directory)
+    max_gen = 0
+    paths = []
+    changed = False
+    for entry in directory.iterdir():
+        if entry.name.endswith(".tmp"):
+            entry.unlink()
+            changed = True
+            continue
+        gen = parse_generation(entry.name)
+        if gen is not None:
+            max_gen = max(max_gen, gen)
+            paths.append(entry)
+    readers = [SSTableReader(p) for p in sorted(paths)]
+    replaced: set[int] = set()
+    for r in readers:
+        replaced.update(r.replaces)
+    keep = []
+    for r in readers:
+        if r.generation in replaced or (drop is not None and r.commitlog_position <= drop):
+            _discard(r)
+            changed = True
+        else:
+            if r.keyspace != name:
+                raise StorageCorruption(r.path, 0, f"sstable belongs to keyspace {r.keyspace!r}")
+            keep.append(r)
+    if changed:
+        fsync_dir(directory)
+    store.sstables = keep
+    return {"store": store, "next_gen": max_gen + 1}
+
+
+def _load_drops(path: Path) -> dict[str, Position]:
+    if not path.exists():
+        return {}
+    data = path.read_bytes()
+    if len(data) < 4 or crc32(data[4:]) != int.from_bytes(data[:4], "big"):
+        raise StorageCorruption(path, 0, "checksum mismatch")
+    try:
+        raw = cbor2.loads(data[4:])
+        return {str(k): (int(v[0]), int(v[1])) for k, v in raw.items()}
+    except Exception as exc:
+        raise StorageCorruption(path, 4, f"undecodable: {exc}") from None
+
+
+def _save_drops(path: Path, drops: dict[str, Position]) -> None:
+    body = cbor2.dumps({k: list(v) for k, v in drops.items()})
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(crc32(body).to_bytes(4, "big") + body)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
