@@ -246,3 +246,14 @@ def test_factors() -> None:
     simple = SimpleStrategy(3)
     assert simple.total_replication_factor == simple.factor_for_dc("any") == 3
     assert simple != s and SimpleStrategy(3) == simple and SimpleStrategy(2) != simple
+
+
+def test_replica_dcs_is_cached_and_ordered() -> None:
+    ring = driver_ring()
+    s = NetworkTopologyStrategy({"dc1": 2, "dc2": 2})
+    dcs = s.replica_dcs(ring, 0)
+    assert list(dcs.items()) == [("0", "dc1"), ("100", "dc2"), ("1", "dc1"), ("101", "dc2")]
+    assert s.replica_dcs(ring, -5) is dcs
+    with pytest.raises(TypeError):
+        dcs["0"] = "elsewhere"  # type: ignore[index]
+    assert dict(SimpleStrategy(1).replica_dcs(Ring(), 0)) == {}
