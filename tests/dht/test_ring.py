@@ -116,7 +116,7 @@ def test_mapping_key_must_match_host_id() -> None:
 
 
 def test_nodeinfo_normalises_and_validates() -> None:
-    info = NodeInfo("a", "x:1", tokens=(3, 1, 3))  # type: ignore[arg-type]
+    info = NodeInfo("a", "x:1", tokens=(3, 1, 3))
     assert info.tokens == (1, 3)
     with pytest.raises(ValueError):
         NodeInfo("a", "x:1", tokens=(MAX_TOKEN + 1,))
