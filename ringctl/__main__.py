@@ -1,0 +1,3 @@
+from ringctl.app import main
+
+main()

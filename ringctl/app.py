@@ -1,0 +1,31 @@
+"""The root ``ringctl`` typer app: data commands at the top level, groups as sub-apps."""
+
+from __future__ import annotations
+
+import typer
+
+from ringctl.commands import admin, data, keyspace
+
+app = typer.Typer(
+    name="ringctl",
+    help="Talk to a ringd cluster: read and write data, run admin commands, run local clusters.\n\n"
+    "Exit codes: 0 ok, 1 not found or check failed, 2 usage, 3 unavailable/timeout, "
+    "4 cannot connect/unauthorised, 5 server error.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["--help"]},
+)
+data.register(app)
+app.add_typer(keyspace.app, name="keyspace")
+admin.register(app)
+
+try:
+    from ringctl.commands import cluster
+except ImportError:  # pragma: no cover - the cluster manager is optional during development
+    cluster = None  # type: ignore[assignment]
+if cluster is not None:
+    app.add_typer(cluster.app, name="cluster")
+
+
+def main() -> None:
+    app()

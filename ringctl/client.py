@@ -1,0 +1,291 @@
+"""The ringd client library: a blocking ``Client`` and a trio ``AsyncClient`` with one API.
+
+Both keep one connection open across calls. Every method of ``_Api`` is written once: it builds
+the request and hands it to ``_call``, which the blocking client answers with a socket and the
+async client with an awaitable, so ``client.put(...)`` and ``await aclient.put(...)`` agree.
+
+Errors are ``ringd.protocol.errors.ProtocolError`` subclasses carrying the server's code and
+details (``Unavailable`` has ``details["required"]`` and ``details["alive"]``); a node that
+cannot be reached raises ``ConnectError``.
+
+    from ringctl.client import Client
+    with Client("127.0.0.1:7400") as db:
+        db.put("demo", "k1", {"name": "Alice"})
+        db.get("demo", "k1")   # {"key": "k1", "columns": {"name": "Alice"}, "writetime": {...}}
+"""
+
+from __future__ import annotations
+
+import itertools
+import socket
+from typing import Any
+
+import trio
+
+from ringd.config import DEFAULT_PORT
+from ringd.net.channel import Channel, ConnectionClosed, open_channel, split_address
+from ringd.protocol import codec, messages
+from ringd.protocol.errors import ErrorCode, ProtocolError
+from ringd.protocol.framing import DEFAULT_MAX_FRAME, FrameReader, frame
+
+DEFAULT_ADDRESS = f"127.0.0.1:{DEFAULT_PORT}"
+
+
+class ConnectError(ProtocolError):
+    """The node could not be reached, or the connection broke."""
+
+    code = ErrorCode.SERVER_ERROR
+
+
+def _consistency(
+    args: dict[str, Any], consistency: str | None, count_name: str, count: int | None
+) -> None:
+    if consistency is not None:
+        args["consistency"] = consistency.upper()
+    if count is not None:
+        args[count_name] = count
+
+
+class _Api:
+    """Every request, built once; ``_call`` does the I/O (blocking or awaitable)."""
+
+    def _call(self, op: str, args: dict[str, Any], timeout: float | None = None) -> Any:
+        raise NotImplementedError
+
+    def ping(self) -> Any:
+        return self._call("ping", {})
+
+    def put(
+        self,
+        keyspace: str,
+        key: str | bytes,
+        columns: dict[str, Any],
+        *,
+        ttl: int | None = None,
+        timestamp: int | None = None,
+        consistency: str | None = None,
+        w: int | None = None,
+    ) -> Any:
+        """Write columns of a row. Returns ``{"timestamp": µs, "acks": n}``."""
+        args: dict[str, Any] = {"keyspace": keyspace, "key": key, "columns": columns}
+        if ttl is not None:
+            args["ttl"] = ttl
+        if timestamp is not None:
+            args["timestamp"] = timestamp
+        _consistency(args, consistency, "w", w)
+        return self._call("put", args)
+
+    def get(
+        self,
+        keyspace: str,
+        key: str | bytes,
+        *,
+        consistency: str | None = None,
+        r: int | None = None,
+    ) -> Any:
+        """The row's live columns ``{"key", "columns", "writetime"}``, or ``None`` if absent."""
+        args: dict[str, Any] = {"keyspace": keyspace, "key": key}
+        _consistency(args, consistency, "r", r)
+        return self._call("get", args)
+
+    def delete(
+        self,
+        keyspace: str,
+        key: str | bytes,
+        columns: list[str] | None = None,
+        *,
+        timestamp: int | None = None,
+        consistency: str | None = None,
+        w: int | None = None,
+    ) -> Any:
+        """Delete the row, or only the named columns."""
+        args: dict[str, Any] = {"keyspace": keyspace, "key": key}
+        if columns:
+            args["columns"] = list(columns)
+        if timestamp is not None:
+            args["timestamp"] = timestamp
+        _consistency(args, consistency, "w", w)
+        return self._call("delete", args)
+
+    def scan(
+        self,
+        keyspace: str,
+        cursor: list[Any] | None = None,
+        *,
+        limit: int = 500,
+        consistency: str | None = None,
+        r: int | None = None,
+    ) -> Any:
+        """One page of rows in token order: ``{"rows": [...], "cursor": next or None}``."""
+        args: dict[str, Any] = {"keyspace": keyspace, "cursor": cursor, "limit": limit}
+        _consistency(args, consistency, "r", r)
+        return self._call("scan", args)
+
+    def keyspace_create(
+        self,
+        name: str,
+        *,
+        replication: dict[str, Any] | None = None,
+        if_not_exists: bool = False,
+        **options: Any,
+    ) -> Any:
+        """Define a keyspace. ``replication`` defaults to SimpleStrategy with factor 1; options are
+        gc_grace_seconds, default_ttl, hinted_handoff, sloppy_quorum, read_repair."""
+        args = {"name": name, "if_not_exists": if_not_exists, **options}
+        if replication is not None:
+            args["replication"] = replication
+        return self._call("keyspace_create", args)
+
+    def keyspace_alter(self, name: str, **changes: Any) -> Any:
+        return self._call("keyspace_alter", {"name": name, **changes})
+
+    def keyspace_drop(self, name: str, *, if_exists: bool = False) -> Any:
+        return self._call("keyspace_drop", {"name": name, "if_exists": if_exists})
+
+    def keyspace_list(self) -> Any:
+        return self._call("keyspace_list", {})
+
+    def admin(self, op: str, timeout: float | None = None, **args: Any) -> Any:
+        """Any admin verb (status, info, ring, tablestats, ...) with its arguments."""
+        return self._call(op, {k: v for k, v in args.items() if v is not None}, timeout)
+
+
+class Client(_Api):
+    """Blocking client over a plain socket; one request at a time; reconnects when needed."""
+
+    def __init__(
+        self,
+        address: str = DEFAULT_ADDRESS,
+        *,
+        timeout: float = 30.0,
+        credentials: Any = None,
+        max_frame: int = DEFAULT_MAX_FRAME,
+    ) -> None:
+        self.address = address
+        self.timeout = timeout
+        self.credentials = credentials
+        self._max_frame = max_frame
+        self._sock: socket.socket | None = None
+        self._reader = FrameReader(max_frame)
+        self._ids = itertools.count(1)
+        self.server_info: dict[str, Any] = {}
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def connect(self) -> None:
+        host, port = split_address(self.address, DEFAULT_PORT)
+        try:
+            sock = socket.create_connection((host, port), timeout=min(self.timeout, 5.0))
+        except OSError as exc:
+            raise ConnectError(f"cannot connect to {self.address}: {exc.strerror or exc}") from None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(self.timeout)
+        self._sock = sock
+        self._reader = FrameReader(self._max_frame)
+        self.server_info = self._roundtrip(
+            "hello", messages.hello_args(messages.CLIENT, self.credentials)
+        )
+
+    def _call(self, op: str, args: dict[str, Any], timeout: float | None = None) -> Any:
+        if self._sock is None:
+            self.connect()
+        if timeout is not None and self._sock is not None:
+            self._sock.settimeout(timeout)
+        try:
+            return self._roundtrip(op, args)
+        finally:
+            if timeout is not None and self._sock is not None:
+                self._sock.settimeout(self.timeout)
+
+    def _roundtrip(self, op: str, args: dict[str, Any]) -> Any:
+        sock = self._sock
+        assert sock is not None
+        req_id = next(self._ids)
+        try:
+            sock.sendall(frame(codec.encode(messages.request(req_id, op, args))))
+            while True:
+                body = self._reader.next_frame()
+                if body is None:
+                    data = sock.recv(256 * 1024)
+                    if not data:
+                        raise ConnectError(f"{self.address} closed the connection")
+                    self._reader.feed(data)
+                    continue
+                msg = codec.decode_map(body)
+                if msg.get("id") == req_id or (msg.get("id") is None and "error" in msg):
+                    return messages.response_value(msg)
+        except TimeoutError:
+            self.close()
+            raise ConnectError(
+                f"no response from {self.address} to {op} within {self.timeout:g}s"
+            ) from None
+        except OSError as exc:
+            self.close()
+            raise ConnectError(
+                f"connection to {self.address} failed: {exc.strerror or exc}"
+            ) from None
+        except ConnectError:
+            self.close()
+            raise
+
+
+class AsyncClient(_Api):
+    """trio client: many requests in flight on one connection.
+
+    async with AsyncClient("127.0.0.1:7400") as db:
+        await db.put("demo", "k1", {"name": "Alice"})
+    """
+
+    def __init__(
+        self, address: str = DEFAULT_ADDRESS, *, timeout: float = 30.0, credentials: Any = None
+    ) -> None:
+        self.address = address
+        self.timeout = timeout
+        self.credentials = credentials
+        self._channel: Channel | None = None
+        self._nursery_cm: Any = None
+        self.server_info: dict[str, Any] = {}
+
+    async def __aenter__(self) -> AsyncClient:
+        self._nursery_cm = trio.open_nursery()
+        nursery = await self._nursery_cm.__aenter__()
+        try:
+            address = self.address if ":" in self.address else f"{self.address}:{DEFAULT_PORT}"
+            self._channel = await open_channel(
+                nursery, address, messages.hello_args(messages.CLIENT, self.credentials)
+            )
+        except ConnectionClosed as exc:
+            nursery.cancel_scope.cancel()
+            await self._nursery_cm.__aexit__(None, None, None)
+            raise ConnectError(exc.message) from None
+        except BaseException:
+            nursery.cancel_scope.cancel()
+            await self._nursery_cm.__aexit__(None, None, None)
+            raise
+        self.server_info = self._channel.peer_info
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        if self._channel is not None:
+            self._channel.close()
+        await self._nursery_cm.__aexit__(*exc)
+
+    async def _acall(self, op: str, args: dict[str, Any], timeout: float | None) -> Any:
+        if self._channel is None:
+            raise ConnectError("AsyncClient is not connected; use 'async with AsyncClient(...)'")
+        try:
+            return await self._channel.call(op, args, timeout or self.timeout)
+        except ConnectionClosed as exc:
+            raise ConnectError(exc.message) from None
+
+    def _call(self, op: str, args: dict[str, Any], timeout: float | None = None) -> Any:
+        return self._acall(op, args, timeout)

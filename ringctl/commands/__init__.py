@@ -1,0 +1,1 @@
+"""ringctl's command groups: data (put/get/delete/load/dump), keyspace, admin, cluster."""

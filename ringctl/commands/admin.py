@@ -1,0 +1,262 @@
+"""Admin commands in the spirit of nodetool: status, info, ring, describe*, gossip, storage."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.text import Text
+
+from ringctl import output, target
+from ringctl.client import Client
+from ringctl.options import Host, Json, Key, Keyspace
+
+OptionalKeyspace = Annotated[str | None, typer.Argument(help="Keyspace (default: all).")]
+
+
+def _call(host: str | None, op: str, timeout: float | None = None, **args: Any) -> Any:
+    with output.errors(), Client(target.resolve(host)) as db:
+        return db.admin(op, timeout=timeout, **args)
+
+
+def _letters(node: dict[str, Any]) -> str:
+    return ("U" if node["status"] == "UP" else "D") + node["state"][0]
+
+
+def status(keyspace: OptionalKeyspace = None, host: Host = None, as_json: Json = False) -> None:
+    """Every node by datacenter: state (UN/DN/UJ/UL), address, load, tokens, ownership, host id, rack."""
+    result = _call(host, "status", keyspace=keyspace)
+
+    def render(r: dict[str, Any]) -> None:
+        owns = "Owns (effective)" if r["effective"] else "Owns"
+        for dc in sorted({n["dc"] for n in r["nodes"]}):
+            output.console.print(
+                f"Datacenter: {dc}\n{'=' * (12 + len(dc))}", markup=False, highlight=False
+            )
+            output.console.print(
+                "Status=Up/Down\n|/ State=Normal/Leaving/Joining", markup=False, highlight=False
+            )
+            rows = [
+                [
+                    _letters(n),
+                    n["address"],
+                    output.human_bytes(n["load"]),
+                    n["tokens"],
+                    f"{n['owns'] * 100:.1f}%",
+                    n["host_id"],
+                    n["rack"],
+                ]
+                for n in r["nodes"]
+                if n["dc"] == dc
+            ]
+            t = output.table(
+                None, ["--", "Address", "Load", "Tokens", owns, "Host ID", "Rack"], rows
+            )
+            output.console.print(t)
+
+    output.emit(result, as_json, render)
+
+
+def info(host: Host = None, as_json: Json = False) -> None:
+    """This node: host id, uptime, load, generation, storage, schema."""
+    result = _call(host, "info")
+
+    def render(r: dict[str, Any]) -> None:
+        for k, v in r.items():
+            shown = output.human_bytes(v) if k in ("load", "memtable_bytes") else v
+            output.console.print(Text(f"{k.replace('_', ' ').title():<18}: {shown}"))
+
+    output.emit(result, as_json, render)
+
+
+def ring(host: Host = None, as_json: Json = False) -> None:
+    """Every token on the ring with its node."""
+    result = _call(host, "ring")
+    output.emit(
+        result,
+        as_json,
+        lambda r: output.console.print(
+            output.table(
+                None,
+                ["Address", "DC", "Rack", "Status", "Token"],
+                [[t["address"], t["dc"], t["rack"], t["status"], t["token"]] for t in r["tokens"]],
+            )
+        ),
+    )
+
+
+def describecluster(host: Host = None, as_json: Json = False) -> None:
+    """Cluster name, partitioner and schema versions per node."""
+    result = _call(host, "describecluster")
+
+    def render(r: dict[str, Any]) -> None:
+        lines = [
+            "Cluster Information:",
+            f"\tName: {r['name']}",
+            f"\tPartitioner: {r['partitioner']}",
+            "\tSchema versions:",
+        ]
+        lines += [f"\t\t{v}: [{', '.join(a)}]" for v, a in r["schema_versions"].items()]
+        if r["unreachable"]:
+            lines.append(f"\t\tUNREACHABLE: [{', '.join(r['unreachable'])}]")
+        output.console.print("\n".join(lines), markup=False, highlight=False)
+
+    output.emit(result, as_json, render)
+
+
+def describering(keyspace: Keyspace, host: Host = None, as_json: Json = False) -> None:
+    """Token ranges of a keyspace with their replicas."""
+    result = _call(host, "describering", keyspace=keyspace)
+    output.emit(
+        result,
+        as_json,
+        lambda r: output.console.print(
+            output.table(
+                f"Keyspace {keyspace}",
+                ["Start token", "End token", "Endpoints"],
+                [
+                    [x["start_token"], x["end_token"], ", ".join(x["endpoints"])]
+                    for x in r["ranges"]
+                ],
+            )
+        ),
+    )
+
+
+def getendpoints(keyspace: Keyspace, key: Key, host: Host = None, as_json: Json = False) -> None:
+    """The replicas of a key, in ring order, and its token."""
+    result = _call(host, "getendpoints", keyspace=keyspace, key=key)
+    output.emit(result, as_json, lambda r: print("\n".join(r["endpoints"])))
+
+
+def gossipinfo(host: Host = None, as_json: Json = False) -> None:
+    """The gossip state of every endpoint this node knows."""
+    result = _call(host, "gossipinfo")
+
+    def render(r: dict[str, Any]) -> None:
+        for name, ep in (r.get("endpoints") or r).items():
+            output.console.print(f"/{name}", markup=False, highlight=False)
+            for k, v in ep.items():
+                output.console.print(f"  {k}:{v}", markup=False, highlight=False)
+
+    output.emit(result, as_json, render)
+
+
+def proxyhistograms(host: Host = None, as_json: Json = False) -> None:
+    """Coordinator read, write and range latency percentiles (µs) and failure counts."""
+    result = _call(host, "proxyhistograms")
+
+    def render(r: dict[str, Any]) -> None:
+        kinds = ("read", "write", "range")
+        rows = [
+            [p] + [r[k][f"{p}_us"] for k in kinds]
+            for p in ("p50", "p75", "p95", "p98", "p99", "max")
+        ]
+        rows.append(["count"] + [r[k]["count"] for k in kinds])
+        output.console.print(
+            output.table("Proxy latencies (micros)", ["Percentile", "Read", "Write", "Range"], rows)
+        )
+        output.console.print(
+            output.table(None, ["counter", "value"], [[k, v] for k, v in r["counters"].items()])
+        )
+
+    output.emit(result, as_json, render)
+
+
+def flush(keyspace: OptionalKeyspace = None, host: Host = None, as_json: Json = False) -> None:
+    """Flush memtables to sstables."""
+    result = _call(host, "flush", timeout=300, keyspace=keyspace)
+    output.emit(result, as_json, lambda r: output.console.print(f"flushed {r['flushed']}"))
+
+
+def compact(keyspace: OptionalKeyspace = None, host: Host = None, as_json: Json = False) -> None:
+    """Major compaction: merge every sstable of the keyspace(s), purging what may be purged."""
+    result = _call(host, "compact", timeout=3600, keyspace=keyspace)
+    output.emit(result, as_json, lambda r: output.console.print(f"compacted {r['compacted']}"))
+
+
+def compactionstats(host: Host = None, as_json: Json = False) -> None:
+    """Pending and active compactions with progress."""
+    result = _call(host, "compactionstats")
+
+    def render(r: dict[str, Any]) -> None:
+        output.console.print(f"pending tasks: {r.get('pending', 0)}")
+        active = r.get("active", [])
+        rows = [
+            [
+                a.get("keyspace"),
+                a.get("bytes_done"),
+                a.get("bytes_total"),
+                f"{a.get('progress', 0) * 100:.1f}%",
+            ]
+            for a in active
+        ]
+        if rows:
+            output.console.print(
+                output.table(None, ["keyspace", "completed", "total", "progress"], rows)
+            )
+
+    output.emit(result, as_json, render)
+
+
+def tablestats(keyspace: OptionalKeyspace = None, host: Host = None, as_json: Json = False) -> None:
+    """Per keyspace: sstables, live and tombstone cells, bytes on disk, memtable size."""
+    result = _call(host, "tablestats", keyspace=keyspace)
+
+    def render(r: dict[str, Any]) -> None:
+        rows = [
+            [
+                name,
+                s.get("sstable_count"),
+                s.get("live_cells"),
+                s.get("tombstone_cells"),
+                output.human_bytes(s.get("bytes_on_disk")),
+                output.human_bytes(s.get("memtable_bytes")),
+            ]
+            for name, s in r["keyspaces"].items()
+        ]
+        output.console.print(
+            output.table(
+                None,
+                ["keyspace", "sstables", "live cells", "tombstones", "on disk", "memtable"],
+                rows,
+            )
+        )
+
+    output.emit(result, as_json, render)
+
+
+def verify(host: Host = None, as_json: Json = False) -> None:
+    """Check every sstable's checksums. Exits 1 if any problem is found."""
+    result = _call(host, "verify", timeout=3600)
+
+    def render(r: dict[str, Any]) -> None:
+        if r["ok"]:
+            output.console.print("all sstables verified")
+        for p in r["problems"]:
+            output.err_console.print(
+                f"{p.get('file')} at offset {p.get('offset')}: {p.get('message')}", markup=False
+            )
+
+    output.emit(result, as_json, render)
+    if not result["ok"]:
+        raise typer.Exit(output.NOT_FOUND)
+
+
+def register(app: typer.Typer) -> None:
+    for fn in (
+        status,
+        info,
+        ring,
+        describecluster,
+        describering,
+        getendpoints,
+        gossipinfo,
+        proxyhistograms,
+        flush,
+        compact,
+        compactionstats,
+        tablestats,
+        verify,
+    ):
+        app.command()(fn)

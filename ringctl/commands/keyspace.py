@@ -1,0 +1,186 @@
+"""``ringctl keyspace create|alter|list|drop``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from ringctl import output, target
+from ringctl.client import Client
+from ringctl.options import Host, Json
+
+app = typer.Typer(help="Create, change, list and drop keyspaces.", no_args_is_help=True)
+
+Name = Annotated[str, typer.Argument(help="Keyspace name (letters, digits, underscores).")]
+Rf = Annotated[int | None, typer.Option("--rf", help="Replication factor (SimpleStrategy).", min=1)]
+Replication = Annotated[
+    str | None,
+    typer.Option(
+        "--replication", help="Per-datacenter factors, e.g. dc1:3,dc2:2 (NetworkTopologyStrategy)."
+    ),
+]
+GcGrace = Annotated[
+    int | None,
+    typer.Option("--gc-grace", help="Seconds tombstones are kept (default 864000).", min=0),
+]
+DefaultTtl = Annotated[
+    int | None, typer.Option("--default-ttl", help="TTL in seconds for writes without one.", min=0)
+]
+Hints = Annotated[
+    bool | None,
+    typer.Option(
+        "--hinted-handoff/--no-hinted-handoff", help="Keep hints for replicas that miss writes."
+    ),
+]
+Sloppy = Annotated[
+    bool | None,
+    typer.Option(
+        "--sloppy-quorum/--no-sloppy-quorum", help="Let substitute nodes count towards w."
+    ),
+]
+
+
+def replication_setting(rf: int | None, replication: str | None) -> dict[str, Any] | None:
+    if rf is not None and replication is not None:
+        output.fail("give either --rf or --replication, not both", output.USAGE)
+    if rf is not None:
+        return {"class": "SimpleStrategy", "replication_factor": rf}
+    if replication is None:
+        return None
+    setting: dict[str, Any] = {"class": "NetworkTopologyStrategy"}
+    for part in replication.split(","):
+        dc, sep, factor = part.strip().partition(":")
+        if not sep or not dc or not factor.isdigit():
+            output.fail(
+                f"--replication {replication!r}: expected DC:FACTOR[,DC:FACTOR...]", output.USAGE
+            )
+        setting[dc] = int(factor)
+    return setting
+
+
+def _options(
+    gc_grace: int | None, default_ttl: int | None, hints: bool | None, sloppy: bool | None
+) -> dict[str, Any]:
+    values = {
+        "gc_grace_seconds": gc_grace,
+        "default_ttl": default_ttl,
+        "hinted_handoff": hints,
+        "sloppy_quorum": sloppy,
+    }
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _describe(ks: dict[str, Any]) -> str:
+    repl = ", ".join(f"{k}={v}" for k, v in ks["replication"].items())
+    return f"{ks['name']}: {repl}; gc_grace={ks['gc_grace_seconds']}s"
+
+
+@app.command()
+def create(
+    name: Name,
+    rf: Rf = None,
+    replication: Replication = None,
+    gc_grace: GcGrace = None,
+    default_ttl: DefaultTtl = None,
+    hinted_handoff: Hints = None,
+    sloppy_quorum: Sloppy = None,
+    if_not_exists: Annotated[
+        bool, typer.Option("--if-not-exists", help="Succeed if it already exists.")
+    ] = False,
+    host: Host = None,
+    as_json: Json = False,
+) -> None:
+    """Define a keyspace (default: SimpleStrategy, replication factor 1)."""
+    setting = replication_setting(rf, replication)
+    options = _options(gc_grace, default_ttl, hinted_handoff, sloppy_quorum)
+    with output.errors(), Client(target.resolve(host)) as db:
+        ks = db.keyspace_create(name, replication=setting, if_not_exists=if_not_exists, **options)
+    output.emit(
+        ks, as_json, lambda k: output.console.print(f"created {_describe(k)}", markup=False)
+    )
+
+
+@app.command()
+def alter(
+    name: Name,
+    rf: Rf = None,
+    replication: Replication = None,
+    gc_grace: GcGrace = None,
+    default_ttl: DefaultTtl = None,
+    hinted_handoff: Hints = None,
+    sloppy_quorum: Sloppy = None,
+    host: Host = None,
+    as_json: Json = False,
+) -> None:
+    """Change a keyspace's replication or options."""
+    changes = _options(gc_grace, default_ttl, hinted_handoff, sloppy_quorum)
+    setting = replication_setting(rf, replication)
+    if setting is not None:
+        changes["replication"] = setting
+    if not changes:
+        output.fail("nothing to change: give --rf, --replication or an option", output.USAGE)
+    with output.errors(), Client(target.resolve(host)) as db:
+        ks = db.keyspace_alter(name, **changes)
+    output.emit(
+        ks, as_json, lambda k: output.console.print(f"altered {_describe(k)}", markup=False)
+    )
+
+
+@app.command("list")
+def list_(host: Host = None, as_json: Json = False) -> None:
+    """List keyspaces with their replication and options."""
+    with output.errors(), Client(target.resolve(host)) as db:
+        result = db.keyspace_list()
+
+    def render(r: dict[str, Any]) -> None:
+        rows = [
+            [
+                k["name"],
+                ", ".join(f"{a}={b}" for a, b in k["replication"].items() if a != "class"),
+                k["replication"]["class"],
+                k["gc_grace_seconds"],
+                k["default_ttl"],
+                "on" if k["hinted_handoff"] else "off",
+                "on" if k["sloppy_quorum"] else "off",
+            ]
+            for k in r["keyspaces"]
+        ]
+        output.console.print(
+            output.table(
+                None,
+                [
+                    "keyspace",
+                    "replication",
+                    "strategy",
+                    "gc_grace",
+                    "default_ttl",
+                    "hints",
+                    "sloppy",
+                ],
+                rows,
+            )
+        )
+
+    output.emit(result, as_json, render)
+
+
+@app.command()
+def drop(
+    name: Name,
+    if_exists: Annotated[
+        bool, typer.Option("--if-exists", help="Succeed if it does not exist.")
+    ] = False,
+    host: Host = None,
+    as_json: Json = False,
+) -> None:
+    """Drop a keyspace and delete its data on every node."""
+    with output.errors(), Client(target.resolve(host)) as db:
+        result = db.keyspace_drop(name, if_exists=if_exists)
+    output.emit(
+        result,
+        as_json,
+        lambda r: output.console.print(
+            f"dropped {name}" if r["dropped"] else f"{name} did not exist"
+        ),
+    )

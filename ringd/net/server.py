@@ -1,0 +1,312 @@
+"""The listener: accepts connections, checks the hello, and dispatches requests to handlers.
+
+A handler is a plain function (cheap work, answered inline in the connection's reader, the fast
+path) or an ``async`` function (work that waits, run in its own task). A handler returns the
+result or raises ``ProtocolError``; anything else it raises becomes ``SERVER_ERROR`` and is logged.
+Bad input gets an error frame; framing errors also close the connection. Nothing a client sends
+escapes its connection. Buffers are bounded: a connection stops reading while it has too many
+requests in flight or too many response bytes unsent.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from ringd.protocol import codec, messages
+from ringd.protocol.errors import ErrorCode, ProtocolError
+from ringd.protocol.framing import DEFAULT_MAX_FRAME, HANDSHAKE_MAX_FRAME, FrameReader, frame
+
+log = logging.getLogger(__name__)
+
+RECEIVE_SIZE = 256 * 1024
+MAX_IN_FLIGHT = 1024  # per connection
+MAX_UNSENT_BYTES = 8 * 1024 * 1024  # per connection
+HANDSHAKE_TIMEOUT = 10.0
+CLOSE_TIMEOUT = 5.0  # to answer requests in flight when a client closes or misbehaves
+
+Handler = (
+    Callable[["Session", dict[str, Any]], Any]
+    | Callable[["Session", dict[str, Any]], Awaitable[Any]]
+)
+
+
+@dataclass
+class Session:
+    """Who is on the other end of a connection, as the handlers see it."""
+
+    remote: str
+    role: str = ""
+    hello: dict[str, Any] = field(default_factory=dict)
+
+
+class _Conn:
+    """One accepted connection's state: outgoing buffer, in-flight count."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.out: list[bytes] = []
+        self.out_bytes = 0
+        self.wake = trio.Event()
+        self.room = trio.Event()
+        self.in_flight = 0
+        self.closing = False
+        self.writer_done = trio.Event()
+
+    def send(self, msg: dict[str, Any]) -> None:
+        try:
+            body = codec.encode(msg)
+        except ProtocolError as exc:
+            body = codec.encode(messages.error(msg.get("id"), exc))
+        data = frame(body)
+        self.out.append(data)
+        self.out_bytes += len(data)
+        self.wake.set()
+
+    def crowded(self) -> bool:
+        return self.in_flight >= MAX_IN_FLIGHT or self.out_bytes >= MAX_UNSENT_BYTES
+
+    def make_room(self) -> None:
+        if not self.crowded():
+            self.room.set()
+
+
+class Server:
+    """Serve ``handlers`` (verb name -> handler) on a TCP address."""
+
+    def __init__(
+        self,
+        handlers: dict[str, Handler],
+        *,
+        node_info: Callable[[], dict[str, Any]],
+        max_frame: int = DEFAULT_MAX_FRAME,
+        authorize: Callable[[Session, str], None] | None = None,
+    ) -> None:
+        missing = set(messages.VERBS) - set(handlers) - {"hello"}
+        unknown = set(handlers) - set(messages.VERBS)
+        if missing or unknown:
+            raise ValueError(
+                f"verb table and handlers disagree: missing {missing}, unknown {unknown}"
+            )
+        self._inline = {n: h for n, h in handlers.items() if not inspect.iscoroutinefunction(h)}
+        self._async = {n: h for n, h in handlers.items() if inspect.iscoroutinefunction(h)}
+        self._node_info = node_info
+        self._max_frame = max_frame
+        self._authorize = authorize
+        self._draining = False
+        self._in_flight = 0
+        self._idle = trio.Event()
+        self._idle.set()
+        self._conn_scope = trio.CancelScope()
+        self._listen_scope = trio.CancelScope()
+        self.connections = 0
+        self.requests = 0
+
+    async def serve(
+        self,
+        host: str,
+        port: int,
+        *,
+        task_status: trio.TaskStatus[list[Any]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen until :meth:`drain` finishes (or cancelled); ``started`` once listening."""
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        with self._conn_scope:
+            async with trio.open_nursery() as nursery:
+                with self._listen_scope:
+                    await nursery.start(trio.serve_listeners, self._handle, listeners)
+                    task_status.started(listeners)
+                    await trio.sleep_forever()
+                # listeners closed: wait for the connections to be cancelled by drain()
+                await trio.sleep_forever()
+
+    async def drain(self, timeout: float) -> None:
+        """Stop accepting, refuse new requests, wait for those in flight, close connections."""
+        self._draining = True
+        self._listen_scope.cancel()
+        with trio.move_on_after(timeout):
+            await self._idle.wait()
+        self._conn_scope.cancel()
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        try:
+            sockname = stream.socket.getpeername()
+            remote = f"{sockname[0]}:{sockname[1]}"
+        except OSError:
+            remote = "?"
+        self.connections += 1
+        conn = _Conn(stream)
+        session = Session(remote)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._writer, conn)
+                try:
+                    await self._read_loop(conn, session, nursery)
+                except ProtocolError as exc:
+                    # framing-level problem: say why, then close
+                    conn.send(messages.error(exc.details.get("id"), exc))
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+                # answer what is in flight, let the writer send everything queued, then close
+                with trio.move_on_after(CLOSE_TIMEOUT):
+                    while conn.in_flight:
+                        conn.room = trio.Event()
+                        await conn.room.wait()
+                    conn.closing = True
+                    conn.wake.set()
+                    await conn.writer_done.wait()
+                nursery.cancel_scope.cancel()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        except Exception:  # a bug: never let it take down the server
+            log.exception("connection from %s failed", remote)
+        finally:
+            self.connections -= 1
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+
+    async def _writer(self, conn: _Conn) -> None:
+        while True:
+            await conn.wake.wait()
+            conn.wake = trio.Event()
+            if conn.out:
+                data = b"".join(conn.out)
+                conn.out.clear()
+                await conn.stream.send_all(data)
+                conn.out_bytes = 0
+                conn.make_room()
+            if conn.closing and not conn.out:
+                conn.writer_done.set()
+                return
+
+    async def _read_loop(self, conn: _Conn, session: Session, nursery: trio.Nursery) -> None:
+        reader = FrameReader(HANDSHAKE_MAX_FRAME)
+        stream = conn.stream
+        greeted = False
+        with trio.move_on_after(HANDSHAKE_TIMEOUT) as hello_deadline:
+            while not greeted:
+                data = await stream.receive_some(RECEIVE_SIZE)
+                if not data:
+                    return
+                reader.feed(data)
+                body = reader.next_frame()
+                if body is None:
+                    continue
+                greeted = self._hello(conn, session, body)
+                if not greeted:
+                    return
+        if hello_deadline.cancelled_caught:
+            raise ProtocolError("no hello within the handshake timeout")
+        reader.max_frame = self._max_frame
+        inline, handlers_async = self._inline, self._async
+        while True:
+            while (body := reader.next_frame()) is not None:
+                msg = codec.decode_map(body)
+                try:
+                    req_id, op, args = messages.parse_request(msg)
+                except ProtocolError as exc:
+                    conn.send(messages.error(exc.details.pop("id", None), exc))
+                    continue
+                self.requests += 1
+                try:
+                    self._check(session, op)
+                    if op in inline:
+                        conn.send(messages.result(req_id, inline[op](session, args)))
+                        continue
+                    handler = handlers_async[op]
+                except ProtocolError as exc:
+                    conn.send(messages.error(req_id, exc))
+                    continue
+                except Exception as exc:
+                    log.exception("handler for %s failed", op)
+                    conn.send(messages.error(req_id, _server_error(op, exc)))
+                    continue
+                conn.in_flight += 1
+                self._begin()
+                nursery.start_soon(self._run_async, conn, req_id, op, handler, session, args)
+            if conn.crowded():
+                conn.room = trio.Event()
+                conn.make_room()
+                await conn.room.wait()
+            data = await stream.receive_some(RECEIVE_SIZE)
+            if not data:
+                if reader.buffered():
+                    raise ProtocolError(
+                        f"connection closed inside a frame ({reader.buffered()} bytes)"
+                    )
+                return
+            reader.feed(data)
+
+    def _hello(self, conn: _Conn, session: Session, body: bytes) -> bool:
+        msg = codec.decode_map(body)
+        req_id, op, args = messages.parse_request(msg)
+        if op != "hello":
+            conn.send(
+                messages.error(
+                    req_id, ProtocolError(f"the first request must be hello, not {op!r}")
+                )
+            )
+            return False
+        try:
+            session.role = messages.check_hello(args)
+            session.hello = args
+            if self._authorize is not None:
+                self._authorize(session, "hello")
+        except ProtocolError as exc:
+            conn.send(messages.error(req_id, exc))
+            return False
+        conn.send(messages.result(req_id, self._node_info()))
+        return True
+
+    def _check(self, session: Session, op: str) -> None:
+        verb = messages.VERBS.get(op)
+        if verb is None or op == "hello":
+            raise ProtocolError(
+                f"unknown operation {op!r}" if verb is None else "hello was already said"
+            )
+        if session.role not in verb.roles:
+            raise ProtocolError(
+                f"{op} is not allowed on a {session.role} connection", ErrorCode.UNAUTHORIZED
+            )
+        if self._draining:
+            raise ProtocolError("node is shutting down; try another node", ErrorCode.OVERLOADED)
+
+    def _begin(self) -> None:
+        self._in_flight += 1
+        if self._idle.is_set():
+            self._idle = trio.Event()
+
+    async def _run_async(
+        self,
+        conn: _Conn,
+        req_id: int,
+        op: str,
+        handler: Handler,
+        session: Session,
+        args: dict[str, Any],
+    ) -> None:
+        try:
+            value = await handler(session, args)  # type: ignore[misc]
+            conn.send(messages.result(req_id, value))
+        except ProtocolError as exc:
+            conn.send(messages.error(req_id, exc))
+        except Exception as exc:
+            log.exception("handler for %s failed", op)
+            conn.send(messages.error(req_id, _server_error(op, exc)))
+        finally:
+            conn.in_flight -= 1
+            conn.make_room()
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+
+def _server_error(op: str, exc: Exception) -> ProtocolError:
+    return ProtocolError(
+        f"{op} failed on the server: {type(exc).__name__}: {exc}", ErrorCode.SERVER_ERROR
+    )

@@ -1,0 +1,203 @@
+"""One ringd node: opens its data directory and wires storage, gossip, the coordinator and the
+server together; runs until SIGTERM/SIGINT, then drains and exits cleanly.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import random
+import signal
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import cbor2
+import trio
+
+import ringd
+from ringd import admin, handlers
+from ringd.config import Config
+from ringd.db.engine import EngineOptions, StorageEngine
+from ringd.fsutil import atomic_write
+from ringd.gms.gossiper import Gossiper
+from ringd.net.messaging import Messaging
+from ringd.net.server import Server
+from ringd.protocol.messages import PEER, hello_args
+from ringd.schema import Schema
+from ringd.service.hlc import HybridClock
+from ringd.service.proxy import StorageProxy
+from ringd.service.topology import Topology
+
+log = logging.getLogger(__name__)
+
+
+class StartupError(Exception):
+    """The node cannot start; the message is the one-line reason."""
+
+
+def _lock_data_dir(data_dir: Path) -> int:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "ringd.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise StartupError(
+            f"data directory {data_dir} is in use by another running ringd (pid {holder})"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+class Node:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.started_at = time.time()
+        self.data_dir = Path(config.data_dir).expanduser().resolve()
+        try:
+            self._lock_fd = _lock_data_dir(self.data_dir)
+        except OSError as exc:
+            raise StartupError(
+                f"cannot use data directory {self.data_dir}: {exc.strerror}"
+            ) from None
+        system = self.data_dir / "system"
+        system.mkdir(exist_ok=True)
+        self.clock = HybridClock(offset_ms=config.clock_offset_ms)
+        self.host_id, self.tokens, self.generation = self._local_state(system / "local.cbor")
+        self.schema = Schema(system / "schema.cbor")
+        options = EngineOptions(
+            commitlog_sync=config.commitlog_sync,
+            commitlog_sync_period_ms=config.commitlog_sync_period_ms,
+            commitlog_group_window_ms=config.commitlog_group_window_ms,
+            memtable_flush_bytes=config.memtable_flush_mb * 1024 * 1024,
+            gc_grace_for=self._gc_grace_for,
+            clock=self.clock.wall_seconds,
+        )
+        self.engine = StorageEngine.open(self.data_dir / "data", options)
+        for ks in self.engine.keyspaces():
+            if self.schema.get(ks) is None:
+                log.warning(
+                    "data for unknown keyspace %s is kept until the schema says otherwise", ks
+                )
+        self.messaging = Messaging(
+            hello_args(PEER, cluster=config.cluster_name, host_id=self.host_id)
+        )
+        self.gossiper = Gossiper(
+            local_host_id=self.host_id,
+            local_address=config.listen,
+            seeds=[s for s in config.seeds if s != config.listen],
+            send=self.messaging.call,
+            cluster_name=config.cluster_name,
+            interval=config.gossip_interval_ms / 1000.0,
+            phi_threshold=config.phi_threshold,
+            generation=self.generation,
+            initial_states=self._initial_app_states(),
+            rng=random.Random(),
+        )
+        self.topology = Topology(self)
+        self.proxy = StorageProxy(self)
+        self.server = Server(
+            handlers.table(self), node_info=self.node_info, max_frame=config.max_frame_bytes
+        )
+        self.listeners: list[Any] = []
+
+    def _gc_grace_for(self, keyspace: str) -> int:
+        ks = self.schema.get(keyspace)
+        return ks.gc_grace_seconds if ks is not None else 864000
+
+    def _local_state(self, path: Path) -> tuple[str, list[int], int]:
+        """Host id and tokens kept across restarts; a generation larger than the last one."""
+        state: dict[str, Any] = {}
+        if path.exists():
+            state = cbor2.loads(path.read_bytes())
+            if state.get("cluster_name") != self.config.cluster_name:
+                raise StartupError(
+                    f"data directory {self.data_dir} belongs to cluster "
+                    f"{state.get('cluster_name')!r}, not {self.config.cluster_name!r}"
+                )
+        host_id = state.get("host_id") or str(uuid.uuid4())
+        tokens = state.get("tokens") or random_tokens(self.config.num_tokens)
+        generation = max(int(time.time()), int(state.get("generation", 0)) + 1)
+        state.update(
+            host_id=host_id,
+            tokens=tokens,
+            generation=generation,
+            cluster_name=self.config.cluster_name,
+        )
+        atomic_write(path, cbor2.dumps(state))
+        return host_id, list(tokens), generation
+
+    def _initial_app_states(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            "STATUS": "NORMAL",
+            "TOKENS": self.tokens,
+            "DC": c.dc,
+            "RACK": c.rack,
+            "ADDRESS": c.listen,
+            "HOST_ID": self.host_id,
+            "LOAD": 0,
+            "SCHEMA": self.schema.version,
+            "RELEASE_VERSION": ringd.__version__,
+        }
+
+    def node_info(self) -> dict[str, Any]:
+        return {
+            "version": ringd.__version__,
+            "host_id": self.host_id,
+            "cluster": self.config.cluster_name,
+            "address": self.config.listen,
+            "dc": self.config.dc,
+            "rack": self.config.rack,
+        }
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        config = self.config
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            try:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(self.messaging.run)
+                    await nursery.start(self.engine.run)
+                    await nursery.start(self.proxy.run)
+                    await nursery.start(self.topology.run)
+                    await nursery.start(self.gossiper.run)
+                    nursery.start_soon(admin.report_load, self)
+                    try:
+                        self.listeners = await nursery.start(
+                            self.server.serve, config.host, config.port
+                        )
+                    except OSError as exc:
+                        raise StartupError(
+                            f"cannot listen on {config.listen}: {exc.strerror}"
+                        ) from None
+                    log.info(
+                        "ringd %s listening on %s (host id %s, cluster %s, dc %s)",
+                        ringd.__version__,
+                        config.listen,
+                        self.host_id,
+                        config.cluster_name,
+                        config.dc,
+                    )
+                    task_status.started()
+                    async for signum in signals:
+                        log.info("received %s: draining", signal.Signals(signum).name)
+                        break
+                    await self.server.drain(config.drain_timeout_s)
+                    nursery.cancel_scope.cancel()
+            finally:
+                with trio.CancelScope(shield=True):
+                    await self.engine.close()
+                os.close(self._lock_fd)
+        log.info("ringd stopped")
+
+
+def random_tokens(n: int) -> list[int]:
+    from ringd.dht.tokens import random_tokens as allocate
+
+    return allocate(n, random.Random())

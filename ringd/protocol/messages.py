@@ -1,0 +1,164 @@
+"""The verb table and the shapes of messages (one row per request type, as Cassandra's Verb).
+
+Every frame body is a CBOR map:
+
+  request   {"id": int, "op": str, "args": map}
+  result    {"id": int, "result": any}
+  error     {"id": int | null, "error": {"code": str, "message": str, ...details}}
+
+The first request on a connection must be ``hello``. ``id`` is chosen by the sender; responses may
+come back in any order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ringd.protocol.errors import ErrorCode, InvalidRequest, ProtocolError
+
+CLIENT = "client"
+PEER = "peer"
+ROLES = (CLIENT, PEER)
+
+
+@dataclass(frozen=True, slots=True)
+class Verb:
+    name: str
+    roles: frozenset[str]  # who may send it
+    timeout: float  # seconds a caller waits for the response by default
+    doc: str
+
+
+def _verbs(*rows: tuple[str, tuple[str, ...], float, str]) -> dict[str, Verb]:
+    return {name: Verb(name, frozenset(roles), timeout, doc) for name, roles, timeout, doc in rows}
+
+
+_BOTH = (CLIENT, PEER)
+_PEER = (PEER,)
+VERBS: dict[str, Verb] = _verbs(
+    # name                 who may send   timeout  what it does
+    ("hello", _BOTH, 5.0, "open the connection: version, role, credentials"),
+    ("ping", _BOTH, 5.0, "liveness and version of the node"),
+    ("put", _BOTH, 12.0, "write columns of a row, coordinated at a consistency level"),
+    ("get", _BOTH, 12.0, "read a row, coordinated at a consistency level"),
+    ("delete", _BOTH, 12.0, "delete a row or named columns"),
+    ("scan", _BOTH, 60.0, "a page of rows in token order (dump)"),
+    ("keyspace_create", _BOTH, 10.0, "define a keyspace"),
+    ("keyspace_alter", _BOTH, 10.0, "change a keyspace's replication or options"),
+    ("keyspace_drop", _BOTH, 10.0, "drop a keyspace and its data"),
+    ("keyspace_list", _BOTH, 5.0, "the keyspaces and their settings"),
+    ("status", _BOTH, 5.0, "every node: address, dc, rack, state, load, tokens, ownership"),
+    ("info", _BOTH, 5.0, "this node: host id, uptime, load, generation, storage"),
+    ("ring", _BOTH, 5.0, "every token with its node"),
+    ("describecluster", _BOTH, 5.0, "cluster name, partitioner, schema versions"),
+    ("describering", _BOTH, 5.0, "token ranges of a keyspace with their replicas"),
+    ("getendpoints", _BOTH, 5.0, "a key's token and replicas"),
+    ("gossipinfo", _BOTH, 5.0, "the gossip state of every endpoint"),
+    ("proxyhistograms", _BOTH, 5.0, "coordinator latency percentiles and failure counters"),
+    ("flush", _BOTH, 120.0, "flush memtables to sstables"),
+    ("compact", _BOTH, 600.0, "major compaction"),
+    ("compactionstats", _BOTH, 5.0, "pending and active compactions"),
+    ("tablestats", _BOTH, 5.0, "per keyspace storage statistics"),
+    ("verify", _BOTH, 600.0, "check every sstable's checksums"),
+    ("test_filter", _BOTH, 5.0, "test hook: drop or delay internode messages"),
+    ("test_clock", _BOTH, 5.0, "test hook: shift this node's wall clock"),
+    # between nodes only
+    ("mutate", _PEER, 10.0, "apply a mutation to the local replica"),
+    ("read_local", _PEER, 10.0, "read a row from the local replica: data or digest"),
+    ("scan_local", _PEER, 60.0, "a page of the local replica's rows in a token range"),
+    ("gossip_syn", _PEER, 2.0, "gossip: digests"),
+    ("gossip_ack2", _PEER, 2.0, "gossip: the states asked for"),
+    ("schema_pull", _PEER, 5.0, "the sender's keyspace definitions"),
+    ("schema_push", _PEER, 5.0, "keyspace definitions to merge"),
+)
+
+
+def parse_request(msg: dict[str, Any]) -> tuple[int, str, dict[str, Any]]:
+    """The (id, op, args) of a request map; raises ``ProtocolError`` if it is not one."""
+    req_id = msg.get("id")
+    if type(req_id) is not int or not 0 <= req_id < 1 << 63:
+        raise ProtocolError("request id must be a non-negative integer below 2**63")
+    op = msg.get("op")
+    if not isinstance(op, str):
+        raise ProtocolError("request op must be a text string", id=req_id)
+    args = msg.get("args", {})
+    if not isinstance(args, dict):
+        raise ProtocolError("request args must be a map", id=req_id)
+    return req_id, op, args
+
+
+def request(req_id: int, op: str, args: dict[str, Any]) -> dict[str, Any]:
+    return {"id": req_id, "op": op, "args": args}
+
+
+def result(req_id: int | None, value: Any) -> dict[str, Any]:
+    return {"id": req_id, "result": value}
+
+
+def error(req_id: int | None, exc: ProtocolError) -> dict[str, Any]:
+    return {"id": req_id, "error": exc.to_wire()}
+
+
+def hello_args(role: str, credentials: Any = None, **extra: Any) -> dict[str, Any]:
+    from ringd.protocol import PROTOCOL_VERSION
+
+    return {"version": PROTOCOL_VERSION, "role": role, "credentials": credentials, **extra}
+
+
+def check_hello(args: dict[str, Any]) -> str:
+    """Validate hello arguments; return the role."""
+    from ringd.protocol import PROTOCOL_VERSION
+
+    version = args.get("version")
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(
+            f"protocol version {version!r} is not supported; this node speaks {PROTOCOL_VERSION}"
+        )
+    role = args.get("role")
+    if role not in ROLES:
+        raise ProtocolError(f"hello role must be one of {', '.join(ROLES)}, not {role!r}")
+    return str(role)
+
+
+def response_value(msg: dict[str, Any]) -> Any:
+    """The result of a response map, or raise the error it carries."""
+    if "error" in msg:
+        raise ProtocolError.from_wire(msg["error"])
+    if "result" not in msg:
+        raise ProtocolError("response has neither result nor error")
+    return msg["result"]
+
+
+def arg(args: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+    """A request argument of the given type, or ``INVALID`` naming what is wrong."""
+    if name not in args or args[name] is None:
+        if default is ...:
+            raise InvalidRequest(f"missing argument {name!r}")
+        return default
+    value = args[name]
+    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
+        names = "/".join(k.__name__ for k in _as_tuple(kind))
+        raise InvalidRequest(f"argument {name!r} must be {names}, not {type(value).__name__}")
+    return value
+
+
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+__all__ = [
+    "CLIENT",
+    "PEER",
+    "VERBS",
+    "ErrorCode",
+    "Verb",
+    "arg",
+    "check_hello",
+    "error",
+    "hello_args",
+    "parse_request",
+    "request",
+    "response_value",
+    "result",
+]

@@ -1,0 +1,152 @@
+"""Real ringd processes for integration tests: free ports, temporary data dirs, clean shutdown.
+
+Every process started here is stopped (SIGTERM, then SIGKILL) by the fixture that made it, also
+when the test fails. Waiting is polling with a deadline, never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ringctl.client import Client, ConnectError
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    """Poll ``condition`` until it returns a truthy value; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last_exc: BaseException | None = None
+    delay = 0.01
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+            if value:
+                return value
+        except Exception as exc:  # the condition may fail while things settle
+            last_exc = exc
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last error: {last_exc!r}")
+
+
+class Ringd:
+    """One ringd process."""
+
+    def __init__(
+        self, data_dir: Path, host: str = "127.0.0.1", port: int | None = None, **flags: Any
+    ):
+        self.host = host
+        self.port = port or free_port(host)
+        self.data_dir = data_dir
+        self.flags = flags
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir.parent / f"{data_dir.name}.log"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def argv(self) -> list[str]:
+        argv = [
+            sys.executable,
+            "-m",
+            "ringd.main",
+            "--listen",
+            self.address,
+            "--data-dir",
+            str(self.data_dir),
+        ]
+        for name, value in self.flags.items():
+            flag = "--" + name.replace("_", "-")
+            if value is True:
+                argv.append(flag)
+            elif value is not None and value is not False:
+                argv += [flag, ",".join(value) if isinstance(value, list) else str(value)]
+        return argv
+
+    def start(self, wait: bool = True) -> Ringd:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        log.close()
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"ringd exited with {self.proc.returncode}:\n{self.log()}")
+            with Client(self.address, timeout=2) as db:
+                db.ping()
+            return True
+
+        try:
+            wait_for(ready, timeout, f"ringd on {self.address}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- log ---\n{self.log()}") from None
+
+    def client(self, **kwargs: Any) -> Client:
+        return Client(self.address, **kwargs)
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-5000:]
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM and wait (SIGKILL if it does not exit in time); the exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"ringd on {self.address} did not stop on SIGTERM") from None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+def connect_raw(address: str, timeout: float = 5.0) -> socket.socket:
+    host, port = address.rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=timeout)
+    return sock
+
+
+def still_serving(address: str) -> bool:
+    try:
+        with Client(address, timeout=5) as db:
+            return bool(db.ping())
+    except ConnectError:
+        return False

@@ -1,0 +1,70 @@
+"""The frame-body codec: round trips, strictness, and nothing but ProtocolError on bad bytes."""
+
+from __future__ import annotations
+
+import cbor2
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ringd.protocol import codec
+from ringd.protocol.errors import ProtocolError
+
+scalars = st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text() | st.binary()
+values = st.recursive(
+    scalars | st.floats(allow_nan=False),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(), inner, max_size=5),
+    max_leaves=30,
+)
+
+
+@given(st.dictionaries(st.text(), values, max_size=8))
+def test_round_trip(message: dict) -> None:
+    assert codec.decode_map(codec.encode(message)) == message
+
+
+@given(st.binary(max_size=512))
+def test_arbitrary_bytes_raise_only_protocol_error(data: bytes) -> None:
+    try:
+        codec.decode_map(data)
+    except ProtocolError:
+        pass
+
+
+@given(st.dictionaries(st.text(), values, max_size=4), st.binary(min_size=1, max_size=64))
+def test_mutated_valid_frames_raise_only_protocol_error(message: dict, noise: bytes) -> None:
+    data = bytearray(codec.encode(message))
+    for i, b in enumerate(noise):
+        if data:
+            data[(b * 7 + i) % len(data)] ^= b
+    try:
+        codec.decode_map(bytes(data))
+    except ProtocolError:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("hex_body", "why"),
+    [
+        ("01", "frame must hold a CBOR map"),
+        ("a1010203", "map keys must be text"),
+        ("c11a514b67b0", "tags"),  # tag 1 (epoch datetime)
+        ("d81c81d81d00", "tags"),  # shared references (tags 28/29)
+        ("c249010000000000000000", "tags"),  # bignum
+        ("a2616101616102", "Duplicate"),
+        ("a1616101ff", "after the CBOR item"),
+        ("a16161", "malformed"),
+        ("f7", "not part of the protocol"),
+    ],
+)
+def test_rejects(hex_body: str, why: str) -> None:
+    with pytest.raises(ProtocolError, match=why):
+        codec.decode_map(bytes.fromhex(hex_body))
+
+
+def test_nesting_is_bounded() -> None:
+    deep: object = 1
+    for _ in range(codec.MAX_DEPTH + 5):
+        deep = [deep]
+    with pytest.raises(ProtocolError, match="depth"):
+        codec.decode_map(cbor2.dumps({"a": deep}))
