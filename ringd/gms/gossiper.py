@@ -127,6 +127,10 @@ class Gossiper:
         self.max_local_pause = (
             max(5.0, 4 * self.interval) if max_local_pause is None else max_local_pause
         )
+        if not self.exchange_timeout > 0:
+            raise ValueError(f"exchange timeout must be positive, not {exchange_timeout!r}")
+        if not self.max_local_pause > self.interval:
+            raise ValueError("max_local_pause must be longer than the gossip interval")
         self._send = send
         self._rng = rng if rng is not None else random.Random()
         self.failure_detector = failure_detector or FailureDetector(
@@ -136,12 +140,14 @@ class Gossiper:
         # The local node: one version counter for heartbeat and application states.
         self._version = 0
         states = dict(initial_states or {})
-        for key, expected in (
+        for fixed_key, expected in (
             (AppState.HOST_ID, self.local_host_id),
             (AppState.ADDRESS, self.local_address),
         ):
-            if states.setdefault(key.value, expected) != expected:
-                raise ValueError(f"initial {key} {states[key.value]!r} is not {expected!r}")
+            if states.setdefault(fixed_key.value, expected) != expected:
+                raise ValueError(
+                    f"initial {fixed_key} {states[fixed_key.value]!r} is not {expected!r}"
+                )
         app: dict[str, VersionedValue] = {}
         for raw_key, value in states.items():
             key = check_app_key(raw_key)
@@ -226,7 +232,8 @@ class Gossiper:
         return sorted(self._down_since)
 
     def downtime(self, host_id: str) -> float | None:
-        """Seconds since ``host_id`` was last judged alive (or first heard of); None if alive."""
+        """Seconds since ``host_id`` was judged dead (or first heard of, if it never was alive);
+        None if it is alive or unknown."""
         since = self._down_since.get(host_id)
         return None if since is None else max(0.0, trio.current_time() - since)
 

@@ -30,7 +30,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 MIN_INT64 = -(2**63)
 MAX_INT64 = 2**63 - 1
@@ -272,39 +272,39 @@ class EndpointState:
 
     @property
     def status(self) -> str | None:
-        return self.get(AppState.STATUS)
+        return cast("str | None", self.get(AppState.STATUS))
 
     @property
     def tokens(self) -> tuple[int, ...]:
-        return self.get(AppState.TOKENS, ())
+        return cast("tuple[int, ...]", self.get(AppState.TOKENS, ()))
 
     @property
     def address(self) -> str | None:
-        return self.get(AppState.ADDRESS)
+        return cast("str | None", self.get(AppState.ADDRESS))
 
     @property
     def host_id(self) -> str | None:
-        return self.get(AppState.HOST_ID)
+        return cast("str | None", self.get(AppState.HOST_ID))
 
     @property
     def dc(self) -> str | None:
-        return self.get(AppState.DC)
+        return cast("str | None", self.get(AppState.DC))
 
     @property
     def rack(self) -> str | None:
-        return self.get(AppState.RACK)
+        return cast("str | None", self.get(AppState.RACK))
 
     @property
     def load(self) -> int | None:
-        return self.get(AppState.LOAD)
+        return cast("int | None", self.get(AppState.LOAD))
 
     @property
     def schema(self) -> str | None:
-        return self.get(AppState.SCHEMA)
+        return cast("str | None", self.get(AppState.SCHEMA))
 
     @property
     def release_version(self) -> str | None:
-        return self.get(AppState.RELEASE_VERSION)
+        return cast("str | None", self.get(AppState.RELEASE_VERSION))
 
     @property
     def is_dead_state(self) -> bool:

@@ -76,7 +76,8 @@ class FakeNetwork:
             self.delivered[(src, address)] += 1
             await trio.sleep(self.rng.uniform(0.001, 0.005))
             self._check(address, src)
-            return wire(response)
+            answer: dict[str, Any] = wire(response)
+            return answer
 
         return send
 

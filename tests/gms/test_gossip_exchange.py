@@ -349,8 +349,9 @@ def snapshot(generation: int, updates: list[tuple[str, Any]], upto: int) -> Endp
 
 
 def views(
-    draw: st.DrawFn, history: dict[tuple[str, int], list[tuple[str, Any]]]
+    data: st.DataObject, history: dict[tuple[str, int], list[tuple[str, Any]]]
 ) -> dict[str, EndpointState]:
+    draw = data.draw
     view: dict[str, EndpointState] = {}
     for (host, generation), updates in sorted(history.items()):
         if draw(st.booleans()):
@@ -367,11 +368,12 @@ async def test_one_exchange_makes_both_sides_agree(data: st.DataObject) -> None:
     async def to_b(address: str, verb: str, args: dict[str, Any]) -> dict[str, Any]:
         assert address == b.local_address
         handler = {GOSSIP_SYN: b.handle_syn, GOSSIP_ACK2: b.handle_ack2}[verb]
-        return cbor2.loads(cbor2.dumps(handler(cbor2.loads(cbor2.dumps(args)))))
+        response: dict[str, Any] = cbor2.loads(cbor2.dumps(handler(cbor2.loads(cbor2.dumps(args)))))
+        return response
 
     a._send = to_b
-    a._apply(views(data.draw, history))
-    b._apply(views(data.draw, history))
+    a._apply(views(data, history))
+    b._apply(views(data, history))
     expected: dict[str, EndpointState] = {}
     for view in (a.endpoint_states(), b.endpoint_states()):
         for host, state in view.items():
