@@ -150,3 +150,29 @@ def still_serving(address: str) -> bool:
             return bool(db.ping())
     except ConnectError:
         return False
+
+
+def statuses(node: Ringd) -> dict[str, str]:
+    """address -> UP/DOWN as ``node`` sees the cluster."""
+    with Client(node.address, timeout=5) as db:
+        return {n["address"]: n["status"] for n in db.admin("status")["nodes"]}
+
+
+def wait_all_up(nodes: list[Ringd], timeout: float = 30.0) -> None:
+    want = {n.address: "UP" for n in nodes}
+
+    def up() -> bool:
+        return all(statuses(n) == want for n in nodes if n.running)
+
+    wait_for(up, timeout, f"all of {sorted(want)} to see each other UP")
+
+
+def wait_status(observer: Ringd, address: str, status: str, timeout: float = 30.0) -> float:
+    """Wait until ``observer`` reports ``address`` as ``status``; the seconds it took."""
+    start = time.monotonic()
+    wait_for(
+        lambda: statuses(observer).get(address) == status,
+        timeout,
+        f"{observer.address} to see {address} {status}",
+    )
+    return time.monotonic() - start

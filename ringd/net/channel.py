@@ -63,16 +63,16 @@ class Channel:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Read responses and write requests until closed; then fail every waiting call."""
         with self._cancel:
-            try:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._writer)
-                    task_status.started()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._writer, nursery.cancel_scope)
+                task_status.started()
+                try:
                     await self._read_loop()
-                    nursery.cancel_scope.cancel()
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                self._close_reason = f"connection to {self.address} lost: {exc}"
-            except ProtocolError as exc:
-                self._close_reason = f"bad data from {self.address}: {exc.message}"
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                    self._close_reason = f"connection to {self.address} lost: {exc}"
+                except ProtocolError as exc:
+                    self._close_reason = f"bad data from {self.address}: {exc.message}"
+                nursery.cancel_scope.cancel()
         self._shutdown()
         with trio.CancelScope(shield=True):
             await self._stream.aclose()
@@ -102,14 +102,18 @@ class Channel:
                     # the server rejected the connection as a whole
                     raise ProtocolError.from_wire(msg["error"])
 
-    async def _writer(self) -> None:
+    async def _writer(self, scope: trio.CancelScope) -> None:
         stream = self._stream
-        while True:
-            await self._wake.wait()
-            self._wake = trio.Event()
-            data = b"".join(self._out)
-            self._out.clear()
-            await stream.send_all(data)
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake = trio.Event()
+                data = b"".join(self._out)
+                self._out.clear()
+                await stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self._close_reason = f"connection to {self.address} lost: {exc}"
+            scope.cancel()
 
     def _send(self, body: bytes) -> None:
         self._out.append(frame(body))

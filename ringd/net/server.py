@@ -144,13 +144,13 @@ class Server:
         session = Session(remote)
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._writer, conn)
+                nursery.start_soon(self._writer, conn, nursery.cancel_scope)
                 try:
                     await self._read_loop(conn, session, nursery)
                 except ProtocolError as exc:
                     # framing-level problem: say why, then close
                     conn.send(messages.error(exc.details.get("id"), exc))
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                     pass
                 # answer what is in flight, let the writer send everything queued, then close
                 with trio.move_on_after(CLOSE_TIMEOUT):
@@ -170,7 +170,13 @@ class Server:
             with trio.CancelScope(shield=True):
                 await stream.aclose()
 
-    async def _writer(self, conn: _Conn) -> None:
+    async def _writer(self, conn: _Conn, scope: trio.CancelScope) -> None:
+        try:
+            await self._write_loop(conn)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            scope.cancel()  # the peer is gone: nothing more to read or write
+
+    async def _write_loop(self, conn: _Conn) -> None:
         while True:
             await conn.wake.wait()
             conn.wake = trio.Event()
