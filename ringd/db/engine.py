@@ -49,7 +49,6 @@ import trio
 from ringd.db.cells import Row
 from ringd.db.commitlog import (
     HEADER_SIZE,
-    INLINE_WRITE_BYTES,
     REC_HEADER,
     CommitLog,
     Position,
@@ -364,9 +363,9 @@ class StorageEngine:
             mt.put(key, update, len(payload))
             if token is not None:
                 mt.tokens[key] = token
-            if commitlog.buffered > INLINE_WRITE_BYTES:
-                commitlog.write_inline()
-            self._log_wake.set()
+            # hand the record to the OS before acknowledging: a killed process loses nothing
+            if not commitlog.write_inline():
+                await commitlog.sync(False)
             if mt.bytes >= self._flush_bytes and not store.flush_requested:
                 store.flush_requested = True
                 self._flush_wake.set()
