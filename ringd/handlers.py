@@ -36,7 +36,8 @@ def table(node: Node) -> dict[str, Handler]:
         ks = node.schema.require(arg(args, "keyspace", str))
         key = requests.key_bytes(args)
         consistency = Consistency.from_args(args, "w")
-        ts = requests.client_timestamp(args) or node.clock.now()
+        ts = requests.client_timestamp(args)
+        ts = node.clock.now() if ts is None else ts
         row = requests.put_row(args, ts, node.clock.wall_seconds(), ks.default_ttl)
         acks = await proxy.write(ks, key, row, consistency)
         return {"timestamp": ts, "acks": acks}
@@ -58,7 +59,8 @@ def table(node: Node) -> dict[str, Handler]:
         ks = node.schema.require(arg(args, "keyspace", str))
         key = requests.key_bytes(args)
         consistency = Consistency.from_args(args, "w")
-        ts = requests.client_timestamp(args) or node.clock.now()
+        ts = requests.client_timestamp(args)
+        ts = node.clock.now() if ts is None else ts
         row = requests.delete_row(args, ts, node.clock.wall_seconds())
         acks = await proxy.write(ks, key, row, consistency)
         return {"timestamp": ts, "acks": acks}

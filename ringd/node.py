@@ -24,7 +24,8 @@ from ringd.db.engine import EngineOptions, StorageEngine
 from ringd.fsutil import atomic_write
 from ringd.gms.gossiper import Gossiper
 from ringd.net.messaging import Messaging
-from ringd.net.server import Server
+from ringd.net.server import Server, Session
+from ringd.protocol.errors import Unauthorized
 from ringd.protocol.messages import PEER, hello_args
 from ringd.schema import Schema
 from ringd.service.hlc import HybridClock
@@ -86,7 +87,8 @@ class Node:
                     "data for unknown keyspace %s is kept until the schema says otherwise", ks
                 )
         self.messaging = Messaging(
-            hello_args(PEER, cluster=config.cluster_name, host_id=self.host_id)
+            hello_args(PEER, cluster=config.cluster_name, host_id=self.host_id),
+            max_frame=config.max_frame_bytes,
         )
         self.gossiper = Gossiper(
             local_host_id=self.host_id,
@@ -103,9 +105,20 @@ class Node:
         self.topology = Topology(self)
         self.proxy = StorageProxy(self)
         self.server = Server(
-            handlers.table(self), node_info=self.node_info, max_frame=config.max_frame_bytes
+            handlers.table(self),
+            node_info=self.node_info,
+            max_frame=config.max_frame_bytes,
+            authorize=self._authorize,
         )
         self.listeners: list[Any] = []
+
+    def _authorize(self, session: Session, op: str) -> None:
+        """Peers must belong to this cluster (clients have no credentials to check yet)."""
+        if session.role == PEER and session.hello.get("cluster") != self.config.cluster_name:
+            raise Unauthorized(
+                f"peer belongs to cluster {session.hello.get('cluster')!r}, "
+                f"this node to {self.config.cluster_name!r}"
+            )
 
     def _gc_grace_for(self, keyspace: str) -> int:
         ks = self.schema.get(keyspace)

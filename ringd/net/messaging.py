@@ -15,6 +15,7 @@ import trio
 
 from ringd.net.channel import CallTimeout, Channel, ConnectionClosed, open_channel
 from ringd.protocol import messages
+from ringd.protocol.framing import DEFAULT_MAX_FRAME
 
 
 @dataclass
@@ -55,8 +56,14 @@ class MessageFilter:
 class Messaging:
     """Calls to peers by address. Start :meth:`run` in a nursery first."""
 
-    def __init__(self, hello: dict[str, Any], connect_timeout: float = 1.0) -> None:
+    def __init__(
+        self,
+        hello: dict[str, Any],
+        connect_timeout: float = 1.0,
+        max_frame: int = DEFAULT_MAX_FRAME,
+    ) -> None:
         self._hello = hello
+        self._max_frame = max_frame
         self._connect_timeout = connect_timeout
         self._channels: dict[str, Channel] = {}
         self._locks: dict[str, trio.Lock] = {}
@@ -81,7 +88,11 @@ class Messaging:
                 return channel
             assert self._nursery is not None, "Messaging.run must be started first"
             channel = await open_channel(
-                self._nursery, address, self._hello, connect_timeout=self._connect_timeout
+                self._nursery,
+                address,
+                self._hello,
+                connect_timeout=self._connect_timeout,
+                max_frame=self._max_frame,
             )
             self._channels[address] = channel
             return channel

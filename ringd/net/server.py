@@ -14,6 +14,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import trio
@@ -104,6 +105,7 @@ class Server:
         self._idle.set()
         self._conn_scope = trio.CancelScope()
         self._listen_scope = trio.CancelScope()
+        self._conns: set[_Conn] = set()
         self.connections = 0
         self.requests = 0
 
@@ -117,20 +119,33 @@ class Server:
         """Listen until :meth:`drain` finishes (or cancelled); ``started`` once listening."""
         listeners = await trio.open_tcp_listeners(port, host=host)
         with self._conn_scope:
-            async with trio.open_nursery() as nursery:
+            async with trio.open_nursery() as connections:
                 with self._listen_scope:
-                    await nursery.start(trio.serve_listeners, self._handle, listeners)
-                    task_status.started(listeners)
-                    await trio.sleep_forever()
-                # listeners closed: wait for the connections to be cancelled by drain()
+                    async with trio.open_nursery() as accepting:
+                        await accepting.start(
+                            partial(
+                                trio.serve_listeners,
+                                self._handle,
+                                listeners,
+                                handler_nursery=connections,
+                            )
+                        )
+                        task_status.started(listeners)
+                # no longer accepting; the connections end when drain() cancels them
                 await trio.sleep_forever()
 
     async def drain(self, timeout: float) -> None:
-        """Stop accepting, refuse new requests, wait for those in flight, close connections."""
+        """Stop accepting, refuse new requests, wait for those in flight, send every queued
+        response, then close the connections."""
         self._draining = True
         self._listen_scope.cancel()
         with trio.move_on_after(timeout):
             await self._idle.wait()
+            for conn in list(self._conns):
+                conn.closing = True
+                conn.wake.set()
+            for conn in list(self._conns):
+                await conn.writer_done.wait()
         self._conn_scope.cancel()
 
     async def _handle(self, stream: trio.SocketStream) -> None:
@@ -141,6 +156,7 @@ class Server:
             remote = "?"
         self.connections += 1
         conn = _Conn(stream)
+        self._conns.add(conn)
         session = Session(remote)
         try:
             async with trio.open_nursery() as nursery:
@@ -149,7 +165,7 @@ class Server:
                     await self._read_loop(conn, session, nursery)
                 except ProtocolError as exc:
                     # framing-level problem: say why, then close
-                    conn.send(messages.error(exc.details.get("id"), exc))
+                    conn.send(messages.error(exc.details.pop("id", None), exc))
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                     pass
                 # answer what is in flight, let the writer send everything queued, then close
@@ -167,6 +183,7 @@ class Server:
             log.exception("connection from %s failed", remote)
         finally:
             self.connections -= 1
+            self._conns.discard(conn)
             with trio.CancelScope(shield=True):
                 await stream.aclose()
 
@@ -184,7 +201,7 @@ class Server:
                 data = b"".join(conn.out)
                 conn.out.clear()
                 await conn.stream.send_all(data)
-                conn.out_bytes = 0
+                conn.out_bytes -= len(data)
                 conn.make_room()
             if conn.closing and not conn.out:
                 conn.writer_done.set()

@@ -111,7 +111,7 @@ def check_hello(args: dict[str, Any]) -> str:
     from ringd.protocol import PROTOCOL_VERSION
 
     version = args.get("version")
-    if version != PROTOCOL_VERSION:
+    if type(version) is not int or version != PROTOCOL_VERSION:
         raise ProtocolError(
             f"protocol version {version!r} is not supported; this node speaks {PROTOCOL_VERSION}"
         )

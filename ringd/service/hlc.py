@@ -10,11 +10,27 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+MAX_FORWARD_US = 60 * 1_000_000
+
 
 class HybridClock:
-    def __init__(self, wall: Callable[[], float] = time.time, offset_ms: int = 0) -> None:
+    """Timestamps from the wall clock, never backwards, past every timestamp observed.
+
+    An observed timestamp more than ``max_forward_us`` ahead of this node's wall clock is not
+    adopted (and counted in ``ignored``): one peer with a wild clock cannot drag every node's
+    timestamps into the future.
+    """
+
+    def __init__(
+        self,
+        wall: Callable[[], float] = time.time,
+        offset_ms: int = 0,
+        max_forward_us: int = MAX_FORWARD_US,
+    ) -> None:
         self._wall = wall
         self.offset_ms = offset_ms
+        self.max_forward_us = max_forward_us
+        self.ignored = 0
         self._last = 0
 
     def wall_seconds(self) -> float:
@@ -31,6 +47,9 @@ class HybridClock:
     def observe(self, timestamp: int) -> None:
         """Note a timestamp seen from a peer: later ``now()`` values will exceed it."""
         if timestamp > self._last:
+            if timestamp - self.wall_seconds() * 1_000_000 > self.max_forward_us:
+                self.ignored += 1
+                return
             self._last = timestamp
 
     def peek(self) -> int:

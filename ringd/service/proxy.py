@@ -54,6 +54,10 @@ class Consistency:
 
     level: str = "QUORUM"
     count: int | None = None
+    count_name: str = "w"
+
+    def describe(self) -> str:
+        return self.level or f"{self.count_name}={self.count}"
 
     @classmethod
     def from_args(cls, args: dict[str, Any], count_name: str) -> Consistency:
@@ -64,12 +68,12 @@ class Consistency:
                 raise InvalidRequest(f"{count_name} must be a positive integer")
             if level is not None:
                 raise InvalidRequest(f"give either consistency or {count_name}, not both")
-            return cls("", count)
+            return cls("", count, count_name)
         if level is None:
-            return cls()
+            return cls(count_name=count_name)
         if not isinstance(level, str):
             raise InvalidRequest("consistency must be a level name such as QUORUM")
-        return cls(level.upper())
+        return cls(level.upper(), count_name=count_name)
 
 
 class _Acks:
@@ -151,7 +155,7 @@ class StorageProxy:
                 ErrorCode.WRITE_TIMEOUT,
                 received=received,
                 required=plan.required,
-                consistency=consistency.level or f"w={consistency.count}",
+                consistency=consistency.describe(),
             )
         return received
 
@@ -280,7 +284,9 @@ class StorageProxy:
                 break
             end, natural = segment
             plan = self._scan_plan(keyspace, natural, consistency)
-            page, complete = await self._scan_range(keyspace, plan, cursor, end, limit - len(rows))
+            page, complete = await self._scan_range(
+                keyspace, plan, cursor, end, limit - len(rows), consistency
+            )
             rows.extend(page)
             if complete:
                 cursor = None if end == MAX_TOKEN else (end, None)
@@ -304,6 +310,7 @@ class StorageProxy:
         after: Cursor,
         end: int,
         limit: int,
+        consistency: Consistency,
     ) -> tuple[list[tuple[int, bytes, Row]], bool]:
         """Rows of one token range after ``after``; and whether the range is exhausted."""
         node = self.node
@@ -316,7 +323,7 @@ class StorageProxy:
                         self._scan_one, host, keyspace.name, after, end, limit, replies
                     )
         if len(replies) < len(plan.contacts):
-            raise _read_timeout(len(replies), plan.required, Consistency())
+            raise _read_timeout(len(replies), plan.required, consistency)
         # rows up to the smallest last row among full pages are complete on every replica
         bound: tuple[int, bytes] | None = None
         for page in replies.values():
@@ -398,7 +405,7 @@ def _merge_rows(rows: Iterable[Row | None]) -> Row | None:
 
 def _unavailable(exc: PlanUnavailable, consistency: Consistency) -> Unavailable:
     where = f" in {exc.dc}" if getattr(exc, "dc", None) else ""
-    level = consistency.level or f"{consistency.count} replicas"
+    level = consistency.describe()
     return Unavailable(
         f"cannot achieve consistency {level}: {exc.required} replicas required{where} "
         f"but only {exc.alive} alive",
@@ -414,4 +421,5 @@ def _read_timeout(received: int, required: int, consistency: Consistency) -> Tim
         ErrorCode.READ_TIMEOUT,
         received=received,
         required=required,
+        consistency=consistency.describe(),
     )

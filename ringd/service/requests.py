@@ -50,6 +50,25 @@ def client_timestamp(args: dict[str, Any]) -> int | None:
     return ts
 
 
+_VALUE_TYPES = (str, bytes, int, float, bool, type(None))
+
+
+def _check_value(value: Any, depth: int = 0) -> None:
+    """Column values are JSON-like data: text, bytes, numbers, booleans, null, lists, maps."""
+    if isinstance(value, _VALUE_TYPES):
+        return
+    if depth > 16:
+        raise InvalidRequest("column value nests too deeply")
+    if isinstance(value, list):
+        for item in value:
+            _check_value(item, depth + 1)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _check_value(item, depth + 1)
+    else:
+        raise InvalidRequest(f"column values cannot hold {type(value).__name__}")
+
+
 def put_row(args: dict[str, Any], timestamp: int, now: float, default_ttl: int) -> Row:
     columns = arg(args, "columns", dict)
     if not columns:
@@ -62,6 +81,7 @@ def put_row(args: dict[str, Any], timestamp: int, now: float, default_ttl: int) 
     ldt = int(now) + ttl if ttl else None
     cells = {}
     for name, value in columns.items():
+        _check_value(value)
         cells[_column_name(name)] = Cell(timestamp, codec.encode(value), ldt)
     return Row(cells)
 

@@ -179,3 +179,35 @@ def test_many_requests_in_flight_answered_by_id(node: Ringd) -> None:
         replies, _ = read_replies(sock, limit=201)
         assert sorted(r["id"] for r in replies[1:]) == list(range(1, 201))
         assert all("result" in r for r in replies)
+
+
+def test_peer_hello_from_another_cluster_is_refused(node: Ringd, bystander) -> None:
+    hello = messages.hello_args("peer", cluster="someone-else", host_id="x")
+    with connect_raw(node.address) as sock:
+        sock.sendall(_frame(messages.request(0, "hello", hello)))
+        replies, closed = read_replies(sock)
+        assert closed
+        assert error_codes(replies) == ["UNAUTHORIZED"]
+        assert "someone-else" in replies[0]["error"]["message"]
+
+
+@pytest.mark.parametrize("version", [1.0, True, "1", 2])
+def test_hello_version_must_be_exactly_1(node: Ringd, version: object) -> None:
+    hello = {**messages.hello_args("client"), "version": version}
+    with connect_raw(node.address) as sock:
+        sock.sendall(_frame(messages.request(0, "hello", hello)))
+        replies, closed = read_replies(sock)
+        assert closed
+        assert error_codes(replies) == ["PROTOCOL_ERROR"]
+
+
+def test_column_values_must_be_plain_data(node: Ringd, bystander) -> None:
+    with connect_raw(node.address) as sock:
+        # {"id": 1, "args": {"keyspace": "demo", "key": "k", "columns": {"v": undefined}}, "op": "put"}
+        nested_undefined = bytes.fromhex(
+            "a3626964016461726773a3686b657973706163656464656d6f636b6579616b67636f6c756d6e73a16176f7626f7063707574"
+        )
+        sock.sendall(HELLO + frame(nested_undefined))
+        replies, _ = read_replies(sock, limit=2)
+        assert error_codes(replies[1:]) == ["INVALID"]
+    assert bystander.get("demo", "k") is None
