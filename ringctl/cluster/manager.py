@@ -514,19 +514,27 @@ def wait_up(
         time.sleep(POLL * 2)
 
 
-def wait_down(spec: ClusterSpec, nodes: list[NodeSpec], *, timeout: float = START_TIMEOUT) -> None:
+def wait_down(
+    spec: ClusterSpec,
+    nodes: list[NodeSpec],
+    *,
+    timeout: float = START_TIMEOUT,
+    progress: Progress = None,
+) -> None:
     """Poll the running nodes until each reports every node of ``nodes`` DOWN."""
+    say = progress or (lambda _msg: None)
     deadline = time.monotonic() + timeout
     gone = {n.address for n in nodes}
+    names = ", ".join(n.name for n in nodes)
     while True:
         observers = [n for n in running_nodes(spec) if n.address not in gone]
         still = [n.name for n in observers if (_seen_up(n.address) or set()) & gone]
         if not still:
             return
+        say(f"waiting for {', '.join(still)} to report {names} down")
         if time.monotonic() > deadline:
             raise ClusterError(
-                f"{', '.join(still)} still report {', '.join(n.name for n in nodes)} up",
-                UNAVAILABLE,
+                f"{', '.join(still)} still report {names} up after {timeout:g}s", UNAVAILABLE
             )
         time.sleep(POLL * 2)
 
@@ -627,8 +635,9 @@ def remove(spec: ClusterSpec) -> list[dict[str, Any]]:
     return stopped
 
 
-def node_status(spec: ClusterSpec, node: NodeSpec) -> dict[str, Any]:
-    """One node as the manager sees it: process, whether it answers, whom it sees up, filters."""
+def node_status(spec: ClusterSpec, node: NodeSpec, *, info: bool = False) -> dict[str, Any]:
+    """One node as the manager sees it: process, whether it answers, whom it sees up, filters
+    (and with ``info`` the node's own ``info``)."""
     proc = node_process(spec, node)
     paths = spec.paths(node)
     entry: dict[str, Any] = {
@@ -647,6 +656,8 @@ def node_status(spec: ClusterSpec, node: NodeSpec) -> dict[str, Any]:
         "data_dir": str(paths.data),
         "log": str(paths.log),
     }
+    if info:
+        entry["info"] = None
     if proc.state != RUNNING:
         return entry
     try:
@@ -660,6 +671,8 @@ def node_status(spec: ClusterSpec, node: NodeSpec) -> dict[str, Any]:
                 entry["filters"] = db.admin("test_filter", action="list")
             except ProtocolError:
                 entry["filters"] = None
+            if info:
+                entry["info"] = db.admin("info")
     except ProtocolError:
         pass
     return entry

@@ -117,10 +117,10 @@ def _say(message: str) -> None:
     output.console.print(message, markup=False, highlight=False)
 
 
-def _results(title: str | None, results: list[dict[str, Any]]) -> None:
+def _results(results: list[dict[str, Any]]) -> None:
     for r in results:
         pid = f" (pid {r['pid']})" if r.get("pid") else ""
-        _say(f"{r['node']}: {r['result']}{pid}" if title is None else f"{title} {r['node']}")
+        _say(f"{r['node']}: {r['result']}{pid}")
 
 
 # ---- whole clusters -------------------------------------------------------------------------
@@ -179,8 +179,9 @@ def start(
     timeout: Timeout = manager.START_TIMEOUT,
     as_json: Json = False,
 ) -> None:
-    """Create the cluster if needed, start every node, wait until all report each other up,
-    and print the cluster's status."""
+    """Create the cluster if needed, start every node, wait until all see each other up.
+
+    Prints the cluster's status ('ringctl status') at the end; --rf also creates a keyspace."""
     with _errors():
         spec, created = manager.ensure(
             name,
@@ -206,7 +207,8 @@ def start(
             output.emit({**data, "keyspace": ks, "status": state}, True, print)
             return
         launched = sum(1 for r in started if r["result"] == "started")
-        _say(f"cluster {spec.name!r}: {launched} node(s) started, {len(spec.nodes)} running")
+        running = len(manager.running_nodes(spec))
+        _say(f"cluster {spec.name!r}: {launched} node(s) started, {running} running")
         if ks is not None:
             repl = ", ".join(f"{k}={v}" for k, v in ks["replication"].items())
             _say(f"keyspace {ks['name']}: {repl}")
@@ -228,13 +230,7 @@ def stop(
         spec = manager.load(name)
         with _progress(as_json) as progress:
             results = manager.stop(spec, kill=kill, timeout=timeout, progress=progress)
-    output.emit(
-        {"cluster": spec.name, "nodes": results}, as_json, lambda d: _results(None, d["nodes"])
-    )
-
-
-def _names(addresses: list[str] | None, by_address: dict[str, str]) -> str:
-    return ", ".join(by_address.get(a, a) for a in addresses or [])
+    output.emit({"cluster": spec.name, "nodes": results}, as_json, lambda d: _results(d["nodes"]))
 
 
 def _render_status(data: dict[str, Any]) -> None:
@@ -274,8 +270,10 @@ def _render_status(data: dict[str, Any]) -> None:
 
 @app.command()
 def status(name: Name = None, as_json: Json = False) -> None:
-    """Every node: address, datacenter, pid, process state, UP/DOWN, how many nodes see it up,
-    and its message filter (rules, dropped messages)."""
+    """Every node: address, pid, process, UP/DOWN, who sees it up, dropped messages.
+
+    UP means the node answers; 'Seen by' counts the answering nodes that report it up; Dropped and
+    Rules come from its message filter (see 'ringctl cluster partition')."""
     with _errors():
         data = manager.status(manager.load(name))
     output.emit(data, as_json, _render_status)
@@ -434,7 +432,7 @@ def heal(name: Name = None, as_json: Json = False) -> None:
 
 @app.command("filters")
 def filters_(name: Name = None, as_json: Json = False) -> None:
-    """Each running node's message filter: rules and how many messages were dropped/delayed."""
+    """Each running node's message filter: rules, sent, dropped and delayed messages."""
     with _errors():
         spec = manager.load(name)
         result = faults.filters(spec)
@@ -475,7 +473,7 @@ def node_start(
         spec, number = _target(ctx)
         with _progress(as_json) as progress:
             results = manager.start(spec, [number], wait=wait, timeout=timeout, progress=progress)
-    output.emit(results[0], as_json, lambda r: _results(None, [r]))
+    output.emit(results[0], as_json, lambda r: _results([r]))
 
 
 def _stop_node(ctx: typer.Context, kill: bool, wait: bool, timeout: float, as_json: bool) -> None:
@@ -484,8 +482,8 @@ def _stop_node(ctx: typer.Context, kill: bool, wait: bool, timeout: float, as_js
         with _progress(as_json) as progress:
             results = manager.stop(spec, [number], kill=kill, timeout=timeout, progress=progress)
             if wait:
-                manager.wait_down(spec, [spec.node(number)])
-    output.emit(results[0], as_json, lambda r: _results(None, [r]))
+                manager.wait_down(spec, [spec.node(number)], progress=progress)
+    output.emit(results[0], as_json, lambda r: _results([r]))
 
 
 @node_app.command("stop")
@@ -515,8 +513,9 @@ def node_pause(ctx: typer.Context, wait: WaitDown = False, as_json: Json = False
         spec, number = _target(ctx)
         result = manager.pause(spec, number)
         if wait:
-            manager.wait_down(spec, [spec.node(number)])
-    output.emit(result, as_json, lambda r: _results(None, [r]))
+            with _progress(as_json) as progress:
+                manager.wait_down(spec, [spec.node(number)], progress=progress)
+    output.emit(result, as_json, lambda r: _results([r]))
 
 
 @node_app.command("resume")
@@ -533,7 +532,7 @@ def node_resume(
         if wait:
             with _progress(as_json) as progress:
                 manager.wait_up(spec, deadline=time.monotonic() + timeout, progress=progress)
-    output.emit(result, as_json, lambda r: _results(None, [r]))
+    output.emit(result, as_json, lambda r: _results([r]))
 
 
 @node_app.command("show")
@@ -541,16 +540,7 @@ def node_show(ctx: typer.Context, as_json: Json = False) -> None:
     """The node's address, place, process, files and, when it answers, its info."""
     with _errors():
         spec, number = _target(ctx)
-        data = manager.node_status(spec, spec.node(number))
-        data["info"] = None
-        if data["status"] == "UP":
-            try:
-                from ringctl.client import Client
-
-                with Client(data["address"], timeout=2.0) as db:
-                    data["info"] = db.admin("info")
-            except Exception:  # noqa: BLE001 - show what we have
-                data["info"] = None
+        data = manager.node_status(spec, spec.node(number), info=True)
 
     def render(d: dict[str, Any]) -> None:
         keys = ["node", "address", "dc", "rack", "pid", "process", "status", "config", "data_dir"]

@@ -88,3 +88,18 @@ def cluster_port(nodes: int, *, avoid: tuple[int, ...] = ()) -> int:
         if all(_bindable(f"127.0.0.{i}", port) for i in range(1, nodes + 1)):
             return port
     raise RuntimeError("no port free on every loopback address")
+
+
+def ringd_processes(home: Path) -> list[int]:
+    """Pids of every ringd whose command line names a path under ``home``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            args = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if "ringd.main" in args and any(a.startswith(str(home)) for a in args):
+            pids.append(int(proc.name))
+    return pids

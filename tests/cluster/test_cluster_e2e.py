@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster.kit import Ringctl, cluster_port
+from cluster.kit import Ringctl, cluster_port, ringd_processes
 from nodes import wait_for
 
 from ringctl.client import Client
@@ -77,6 +77,12 @@ def test_cluster_status_json(c3: dict[str, Any]) -> None:
         assert sorted(n["seen_up_by"]) == ["node1", "node2", "node3"]
     human = ringctl.ok("cluster", "status").stdout
     assert "node3" in human and "running" in human
+
+    shown = ringctl.json("cluster", "node", "2", "show")
+    assert shown["address"] == nodes[1]["address"] and shown["pid"] == nodes[1]["pid"]
+    assert shown["info"]["test_hooks"] is True
+    assert "listening on" in ringctl.ok("cluster", "node", "2", "logs", "-n", "200").stdout
+    assert ringctl.ok("cluster", "logs").stdout.count("==> node") == 3
 
 
 def test_pause_and_resume(c3: dict[str, Any]) -> None:
@@ -189,6 +195,7 @@ def test_stop_leaves_no_process_and_remove_no_files(c3: dict[str, Any]) -> None:
     stopped = ringctl.json("cluster", "stop")
     assert [n["result"] for n in stopped["nodes"]] == ["stopped"] * 3
     assert not any(is_node_process(pid, data) for pid, data in pids)
+    assert ringd_processes(ringctl.home) == []
     assert ringctl("ping").returncode == 4  # nothing to talk to
     status = ringctl.json("cluster", "status")
     assert {(n["process"], n["status"], n["pid"]) for n in status["nodes"]} == {
@@ -211,5 +218,7 @@ def test_two_datacenters(ringctl: Ringctl) -> None:
         "dc1": [f"127.0.0.1:{port}", f"127.0.0.2:{port}"],
         "dc2": [f"127.0.0.3:{port}", f"127.0.0.4:{port}"],
     }
+    assert len(ringd_processes(ringctl.home)) == 4
     stopped = ringctl.json("cluster", "stop", "--kill")
     assert [n["result"] for n in stopped["nodes"]] == ["killed"] * 4
+    assert ringd_processes(ringctl.home) == []
