@@ -38,6 +38,7 @@ START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 POLL = 0.1
 RUNNING, PAUSED, STOPPED = "running", "paused", "stopped"
+START_MARK = "--- ringctl cluster: starting"  # the line written to a node's log before each start
 
 # Popen objects of nodes this process started, so that they are reaped when they exit
 _children: dict[int, subprocess.Popen[bytes]] = {}
@@ -158,17 +159,22 @@ def log_tail(path: Path, lines: int = 20) -> list[str]:
 
 
 def _why_exited(spec: ClusterSpec, node: NodeSpec) -> str:
-    tail = log_tail(spec.paths(node).log, 40)
+    """The reason ringd gave for exiting, from the log of its last run."""
+    tail = log_tail(spec.paths(node).log, 200)
+    for k in range(len(tail) - 1, -1, -1):
+        if tail[k].startswith(START_MARK):
+            tail = tail[k + 1 :]
+            break
     for line in reversed(tail):
         if line.startswith("ringd: error:"):
             return line.removeprefix("ringd: error:").strip()
     for line in reversed(tail):
-        if line.strip() and not line.startswith("--- ringctl"):
+        if line.strip():
             return line.strip()
     return "no output"
 
 
-def _launch(spec: ClusterSpec, node: NodeSpec) -> int:
+def _launch(spec: ClusterSpec, node: NodeSpec) -> subprocess.Popen[bytes]:
     paths = spec.paths(node)
     if not paths.config.exists():
         layout.write_config(spec, node)
@@ -180,7 +186,7 @@ def _launch(spec: ClusterSpec, node: NodeSpec) -> int:
     ]  # fmt: skip
     with paths.log.open("ab") as log:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        log.write(f"--- ringctl cluster: starting {node.name} at {stamp}\n".encode())
+        log.write(f"{START_MARK} {node.name} at {stamp}\n".encode())
         log.flush()
         proc = subprocess.Popen(
             argv,
@@ -195,7 +201,7 @@ def _launch(spec: ClusterSpec, node: NodeSpec) -> int:
     tmp = paths.dir / ".ringd.pid.tmp"
     tmp.write_text(f"{proc.pid}\n")
     os.replace(tmp, paths.pid)
-    return proc.pid
+    return proc
 
 
 def _address_free(address: str) -> bool:
@@ -418,12 +424,13 @@ def start(
                 "cluster with another --port",
                 SERVER,
             )
+    launched: dict[str, subprocess.Popen[bytes]] = {}
     for node in launch:
         say(f"starting {node.name} on {node.address}")
-        pid = _launch(spec, node)
-        results.append({"node": node.name, "pid": pid, "result": "started"})
+        launched[node.name] = _launch(spec, node)
+        results.append({"node": node.name, "pid": launched[node.name].pid, "result": "started"})
     deadline = time.monotonic() + timeout
-    _wait_serving(spec, launch, deadline, say)
+    _wait_serving(spec, launch, launched, deadline, say)
     if wait:
         wait_up(spec, deadline=deadline, progress=say)
     order = {n.name: n.number for n in spec.nodes}
@@ -440,11 +447,20 @@ def _ping(address: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def _wait_serving(spec: ClusterSpec, nodes: list[NodeSpec], deadline: float, say: Any) -> None:
+def _wait_serving(
+    spec: ClusterSpec,
+    nodes: list[NodeSpec],
+    procs: dict[str, subprocess.Popen[bytes]],
+    deadline: float,
+    say: Any,
+) -> None:
+    """Wait until every node just launched answers a ping; fail if one exits first."""
     pending = list(nodes)
     while pending:
         for node in list(pending):
-            if node_process(spec, node).pid is None:
+            if procs[node.name].poll() is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    spec.paths(node).pid.unlink()
                 raise ClusterError(
                     f"{node.name} ({node.address}) exited while starting: "
                     f"{_why_exited(spec, node)}; see 'ringctl cluster node {node.number} logs'",

@@ -222,3 +222,20 @@ def test_two_datacenters(ringctl: Ringctl) -> None:
     stopped = ringctl.json("cluster", "stop", "--kill")
     assert [n["result"] for n in stopped["nodes"]] == ["killed"] * 4
     assert ringd_processes(ringctl.home) == []
+
+
+def test_a_node_that_cannot_start_says_why(ringctl: Ringctl) -> None:
+    port = cluster_port(1)
+    ringctl.ok("cluster", "create", "--name", "bad", "-n", "1", "--port", str(port))
+    config = ringctl.home / "clusters" / "bad" / "node1" / "ringd.toml"
+    good = config.read_text()
+    for setting, complaint in [("log_level", "log-level"), ("phi_threshold", "phi-threshold")]:
+        config.write_text(good + f"{setting} = -1\n")
+        done = ringctl("cluster", "start")
+        assert done.returncode == 5, done.stderr
+        assert "node1 (127.0.0.1:" in done.stderr and complaint in done.stderr, done.stderr
+        assert "ringctl cluster node 1 logs" in done.stderr
+        assert not (config.parent / "ringd.pid").exists()
+    config.write_text(good)
+    ringctl.ok("cluster", "start")
+    assert len(ringd_processes(ringctl.home)) == 1
