@@ -13,6 +13,7 @@ exit code of DESIGN.md section 7; errors from the nodes themselves are ``Protoco
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import signal
@@ -204,15 +205,16 @@ def _launch(spec: ClusterSpec, node: NodeSpec) -> subprocess.Popen[bytes]:
     return proc
 
 
-def _address_free(address: str) -> bool:
+def _bind_error(address: str) -> int | None:
+    """The errno binding ``address`` fails with (a listener holds it, or no such address)."""
     host, _, port = address.rpartition(":")
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, int(port)))
-        except OSError:
-            return False
-    return True
+        except OSError as exc:
+            return exc.errno or -1
+    return None
 
 
 def _holder(address: str) -> str | None:
@@ -416,7 +418,15 @@ def start(
         else:
             launch.append(node)
     for node in launch:
-        if not _address_free(node.address):
+        error = _bind_error(node.address)
+        if error == errno.EADDRNOTAVAIL:
+            raise ClusterError(
+                f"{node.address} ({node.name}) is not an address of this machine; add loopback "
+                "aliases (macOS: sudo ifconfig lo0 alias 127.0.0.N up) or create the cluster "
+                "with --single-address",
+                SERVER,
+            )
+        if error is not None:
             holder = _holder(node.address)
             who = f" by {holder}" if holder else ""
             raise ClusterError(

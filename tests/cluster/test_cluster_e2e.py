@@ -164,6 +164,13 @@ def test_two_clusters_side_by_side(c3: dict[str, Any]) -> None:
     n1 = _addresses(c3["port"], 3)[0]
     port = cluster_port(1, avoid=(c3["port"],))
     try:
+        # a second cluster on the same addresses cannot start while c3 runs
+        ringctl.ok("cluster", "create", "--name", "clash", "-n", "1", "--port", str(c3["port"]))
+        clash = ringctl("cluster", "start", "--name", "clash")
+        assert clash.returncode == 5
+        assert "already in use by node1 of cluster 'c3'" in clash.stderr, clash.stderr
+        ringctl.ok("cluster", "remove", "clash")
+
         ringctl.ok(
             "cluster", "start", "--name", "solo", "-n", "1", "--port", str(port), "--rf", "1"
         )

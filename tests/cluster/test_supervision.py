@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -177,3 +178,14 @@ def test_cli_errors_have_exit_codes(home: Path) -> None:
         ("node2", "stopped", "DOWN", None),
         ("node3", "stopped", "DOWN", None),
     ]
+
+
+def test_start_refuses_an_address_in_use(home: Path) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        code, out = _run("cluster", "start", "-n", "2", "--port", str(port))
+    assert code == 5
+    assert f"127.0.0.1:{port} (node1) is already in use;" in out
+    assert manager.current_cluster_address() is None  # nothing was started
