@@ -75,9 +75,10 @@ step "A fresh 3-node cluster '$CLUSTER' with keyspace demo (replication factor 3
 ringctl cluster remove "$CLUSTER" >/dev/null 2>&1 || true
 ringctl cluster start --name "$CLUSTER" -n 3 --port "$PORT" --rf 3 --keyspace demo
 # ringctl commands without --host talk to the current cluster's first live node (node1)
+STATUS="$(ringctl cluster status --json)"
 ADDRESSES=()
 for i in 0 1 2; do
-  ADDRESSES+=("$(ringctl cluster status --json | json "nodes.$i.address")")
+  ADDRESSES+=("$(json "nodes.$i.address" <<<"$STATUS")")
 done
 NODE3="${ADDRESSES[2]}"
 
