@@ -202,6 +202,7 @@ class Node:
                         log.info("received %s: draining", signal.Signals(signum).name)
                         break
                     await self.server.drain(config.drain_timeout_s)
+                    await self.gossiper.announce_shutdown()
                     nursery.cancel_scope.cancel()
             finally:
                 with trio.CancelScope(shield=True):

@@ -64,12 +64,14 @@ class Status(enum.StrEnum):
     JOINING = "JOINING"
     LEAVING = "LEAVING"
     LEFT = "LEFT"
+    SHUTDOWN = "SHUTDOWN"  # stopped cleanly; back with a new generation when it restarts
 
 
 _STATUSES: frozenset[str] = frozenset(s.value for s in Status)
 
-#: Statuses of nodes that are gone for good: gossip never marks them alive again.
-DEAD_STATES: frozenset[str] = frozenset({Status.LEFT.value})
+#: Statuses of nodes that said they are gone: gossip marks them down at once and never alive
+#: again in this generation (a restart brings a new generation and a new status).
+DEAD_STATES: frozenset[str] = frozenset({Status.LEFT.value, Status.SHUTDOWN.value})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,7 +310,7 @@ class EndpointState:
 
     @property
     def is_dead_state(self) -> bool:
-        """Whether the node announced it is gone for good (STATUS LEFT)."""
+        """Whether the node announced it is gone (STATUS LEFT, or SHUTDOWN until it restarts)."""
         return self.status in DEAD_STATES
 
     def values(self) -> dict[str, Any]:

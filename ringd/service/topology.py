@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LIVE_STATUSES = ("NORMAL", "LEAVING")
+# nodes that own their tokens (a SHUTDOWN node is down, not gone: it keeps its place on the ring)
+RING_STATUSES = ("NORMAL", "LEAVING", "SHUTDOWN")
 
 
 class Topology:
@@ -66,7 +67,7 @@ class Topology:
         for host_id, state in self.node.gossiper.endpoint_states().items():
             if host_id == self.local_host_id:
                 continue
-            if state.status not in LIVE_STATUSES or not state.tokens or not state.address:
+            if state.status not in RING_STATUSES or not state.tokens or not state.address:
                 continue
             try:
                 infos.append(

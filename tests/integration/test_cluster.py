@@ -268,3 +268,18 @@ def test_dump_covers_every_row_once_across_the_cluster(
     tokens = [token_for(r["key"].encode()) for r in rows]
     assert tokens == sorted(tokens)
     assert statuses(nodes[0])
+
+
+def test_a_cleanly_stopped_node_is_down_at_once_and_back_on_restart(
+    cluster_factory: Callable[..., list[Ringd]],
+) -> None:
+    nodes = cluster_factory(3)
+    nodes[2].stop()  # SIGTERM: the node announces its shutdown through gossip
+    for observer in nodes[:2]:
+        took = wait_status(observer, nodes[2].address, "DOWN", timeout=10)
+        assert took < 2.0, f"took {took:.1f}s: the shutdown announcement did not arrive"
+    with nodes[0].client() as db:
+        ring = db.admin("ring")["tokens"]
+    assert {t["address"] for t in ring} == {n.address for n in nodes}  # still owns its tokens
+    nodes[2].start()
+    wait_all_up(nodes)
