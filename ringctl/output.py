@@ -42,8 +42,9 @@ _NEXT_STEP = {
     ErrorCode.OVERLOADED: "retry later or through another node",
 }
 
-console = Console()
-err_console = Console(stderr=True)
+# When piped, rich would wrap at 80 columns and cut cells (host ids!): give it room instead.
+console = Console(width=None if sys.stdout.isatty() else 1000)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 1000)
 
 
 def to_jsonable(value: Any) -> Any:
