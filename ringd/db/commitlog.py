@@ -9,7 +9,9 @@ Segment file ``CommitLog-<id>.log`` (ids grow for the life of the data directory
     record  length N (u32 BE) | crc32 of the 4 length bytes | crc32 of the payload | payload
 
 The payload is opaque here (the engine stores CBOR ``[keyspace, key, row]``). A *position*
-``(segment id, offset)`` names the end of a record; positions order the whole log.
+``(segment id, offset)`` names the end of a record; positions order the whole log. A record
+whose length has the top bit set is a *sync marker*: its 8-byte payload (u64 BE) says that the
+segment was fsynced up to that offset. Each sync appends one for the previous fsync.
 
 Writes: :meth:`CommitLog.append` frames a record into an in-memory buffer of the active segment
 (no system call). Buffers reach the file either inline (:meth:`write_inline`, a plain ``write``
@@ -22,9 +24,12 @@ Durability modes (chosen by the engine): ``periodic`` acknowledges at once and s
 ``group`` additionally waits a short window first so that more writers share each fsync.
 :meth:`wait_synced` implements both.
 
-Replay (:func:`replay`): a torn, short or checksum-failing record that is the last thing in the
-last segment is dropped with a warning (and the file truncated to its good length); any other
-bad record raises :class:`StorageCorruption` naming the file and byte offset.
+Replay (:func:`replay`): a torn, short or checksum-failing record in the last segment is a torn
+tail, dropped with everything after it with a warning (and the file truncated to its good
+length), unless a later valid sync marker says the damaged bytes had been fsynced: then, as for
+damage anywhere in an earlier segment, :class:`StorageCorruption` names the file and offset.
+(Without markers a power loss that persisted unsynced pages out of order would look like
+corruption; with them only damage to data known to be durable does.)
 
 Segments are deleted once no keyspace memtable holds unflushed data from them: each segment
 remembers, per keyspace, the end of the last record it holds (:attr:`Segment.dirty`), and
@@ -55,6 +60,8 @@ HEADER_SIZE = _SEG_HEADER.size
 _REC = struct.Struct(">III")
 REC_HEADER = _REC.size
 _LEN = struct.Struct(">I")
+_MARKER = struct.Struct(">Q")
+MARKER_FLAG = 0x80000000
 _NAME = re.compile(r"^CommitLog-(\d{16})\.log$")
 #: buffered bytes beyond which :meth:`CommitLog.append` callers should call ``write_inline``
 INLINE_WRITE_BYTES = 256 * 1024
@@ -96,7 +103,19 @@ class Segment:
     """One segment file: how much of it is appended, written and fsynced, and which keyspaces
     still have unflushed records in it (keyspace -> end offset of its last record)."""
 
-    __slots__ = ("id", "path", "end", "written", "synced", "buf", "fd", "dirty", "sealed", "done")
+    __slots__ = (
+        "id",
+        "path",
+        "end",
+        "written",
+        "synced",
+        "marked",
+        "buf",
+        "fd",
+        "dirty",
+        "sealed",
+        "done",
+    )
 
     def __init__(self, seg_id: int, path: Path, on_disk: int = 0) -> None:
         self.id = seg_id
@@ -104,6 +123,7 @@ class Segment:
         self.end = on_disk
         self.written = on_disk
         self.synced = on_disk
+        self.marked = on_disk
         self.buf = bytearray()
         self.fd: int | None = None
         self.dirty: dict[str, int] = {}
@@ -140,24 +160,65 @@ def _all_zero(data: bytes, start: int) -> bool:
     return data.count(0, start) == len(data) - start
 
 
+def _valid_record_at(data: bytes, q: int) -> tuple[int, int | None] | None:
+    """If a whole valid record starts at ``q``: (its end, the marker's value or ``None``)."""
+    size = len(data)
+    if size - q < REC_HEADER:
+        return None
+    n, lcrc, pcrc = _REC.unpack_from(data, q)
+    if crc32(data[q : q + 4]) != lcrc:
+        return None
+    length = n & ~MARKER_FLAG
+    end = q + REC_HEADER + length
+    if end > size or crc32(data[q + REC_HEADER : end]) != pcrc:
+        return None
+    if n & MARKER_FLAG:
+        if length != _MARKER.size:
+            return None
+        return end, _MARKER.unpack_from(data, q + REC_HEADER)[0]
+    return end, None
+
+
+def _synced_beyond(data: bytes, start: int) -> int:
+    """The largest fsynced offset claimed by a valid sync marker at or after ``start``."""
+    claim = 0
+    q = start
+    size = len(data)
+    while q <= size - REC_HEADER:
+        if data[q] == 0 and data[q : q + REC_HEADER] == bytes(REC_HEADER):
+            nz = len(data) - len(data[q:].lstrip(b"\0"))
+            q = max(q + 1, nz - REC_HEADER + 1) if nz > q else size
+            continue
+        found = _valid_record_at(data, q)
+        if found is None:
+            q += 1
+            continue
+        end, marker = found
+        if marker is not None:
+            claim = max(claim, marker)
+        q = end
+    return claim
+
+
 def read_segment(path: Path, seg_id: int, is_last: bool, sink: list[ReplayedRecord]) -> SegmentScan:
     """Append the good records of one segment to ``sink``; see the module docstring for what
-    counts as a torn tail (tolerated only when ``is_last``) versus corruption."""
+    counts as a torn tail (only in the last segment) versus corruption."""
     data = path.read_bytes()
     size = len(data)
 
-    def torn(off: int, why: str) -> SegmentScan:
+    def damaged(off: int, why: str) -> SegmentScan:
         if not is_last:
             raise StorageCorruption(path, off, why)
-        log.warning(
-            "commit log %s: skipping a torn final record at byte offset %d (%s)", path, off, why
-        )
+        claim = _synced_beyond(data, off + 1)
+        if claim > off:
+            raise StorageCorruption(path, off, f"{why} (in data fsynced up to offset {claim})")
+        log.warning("commit log %s: dropping a torn tail from byte offset %d (%s)", path, off, why)
         return SegmentScan(seg_id, path, off, size)
 
-    if size < HEADER_SIZE or (is_last and _all_zero(data, 0)):
-        if size == 0 or (is_last and _all_zero(data, 0)):
-            return SegmentScan(seg_id, path, 0, size)
-        return torn(0, "truncated segment header")
+    if size == 0 or (is_last and _all_zero(data, 0)):
+        return SegmentScan(seg_id, path, 0, size)
+    if size < HEADER_SIZE:
+        return damaged(0, "truncated segment header")
     magic, sid, hcrc = _SEG_HEADER.unpack_from(data, 0)
     if magic != SEGMENT_MAGIC or crc32(data[:16]) != hcrc:
         raise StorageCorruption(path, 0, "bad commit log segment header")
@@ -167,23 +228,19 @@ def read_segment(path: Path, seg_id: int, is_last: bool, sink: list[ReplayedReco
     rec = _REC
     while off < size:
         if size - off < REC_HEADER:
-            if _all_zero(data, off):
-                return torn(off, "zero-filled tail")
-            return torn(off, "truncated record header")
+            return damaged(off, "truncated record header")
         n, lcrc, pcrc = rec.unpack_from(data, off)
         if crc32(data[off : off + 4]) != lcrc:
-            if is_last and _all_zero(data, off):
-                return torn(off, "zero-filled tail")
-            raise StorageCorruption(path, off, "commit log record header checksum mismatch")
-        end = off + REC_HEADER + n
+            return damaged(off, "commit log record header checksum mismatch")
+        length = n & ~MARKER_FLAG
+        end = off + REC_HEADER + length
         if end > size:
-            return torn(off, "record runs past the end of the file")
+            return damaged(off, "record runs past the end of the file")
         payload = data[off + REC_HEADER : end]
         if crc32(payload) != pcrc:
-            if is_last and (end == size or _all_zero(data, end)):
-                return torn(off, "record checksum mismatch")
-            raise StorageCorruption(path, off, "commit log record checksum mismatch")
-        sink.append(ReplayedRecord(path, seg_id, off, end, payload))
+            return damaged(off, "commit log record checksum mismatch")
+        if not n & MARKER_FLAG:
+            sink.append(ReplayedRecord(path, seg_id, off, end, payload))
         off = end
     return SegmentScan(seg_id, path, off, size)
 
@@ -251,6 +308,17 @@ class CommitLog:
         seg.dirty[keyspace] = seg.end
         self.buffered += size
         return seg
+
+    def _mark(self, seg: Segment) -> None:
+        """Append a sync marker for what an earlier sync made durable in ``seg``."""
+        if seg.synced > seg.marked and not seg.sealed:
+            payload = _MARKER.pack(seg.synced)
+            n = len(payload)
+            seg.buf += _REC.pack(n | MARKER_FLAG, crc32(_LEN.pack(n | MARKER_FLAG)), crc32(payload))
+            seg.buf += payload
+            seg.end += REC_HEADER + n
+            self.buffered += REC_HEADER + n
+            seg.marked = seg.synced
 
     def position(self) -> Position:
         """The end of the last appended record."""
@@ -323,6 +391,7 @@ class CommitLog:
             acquired = self._io.acquire(blocking=False)
             assert acquired, "commit log I/O lock held outside a sync"
             try:
+                self._mark(self.active)
                 jobs: list[tuple[Segment, bytearray]] = []
                 for seg in self.segments:
                     if seg.done:
