@@ -383,6 +383,22 @@ class CommitLog:
             self.failed = exc
             raise
 
+    async def wait_written(self, seg: Segment, end: int) -> None:
+        """Return once the record ending at ``end`` in ``seg`` is handed to the OS (no fsync).
+
+        Usually that is one inline write. While a sync holds the files, wait for it to finish
+        and write inline then, rather than queueing a sync of one's own: concurrent writers
+        share the next write instead of each paying a thread hop.
+        """
+        while seg.written < end:
+            if self.write_inline():
+                return
+            if self._sync_lock.locked():
+                async with self._sync_lock:
+                    pass
+            else:
+                await self.sync(False)
+
     async def sync(self, fsync: bool = True) -> None:
         """Write everything buffered and (with ``fsync``) make it durable, in a worker thread."""
         async with self._sync_lock:

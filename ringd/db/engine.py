@@ -364,8 +364,7 @@ class StorageEngine:
             if token is not None:
                 mt.tokens[key] = token
             # hand the record to the OS before acknowledging: a killed process loses nothing
-            if not commitlog.write_inline():
-                await commitlog.sync(False)
+            await commitlog.wait_written(seg, seg.end)
             if mt.bytes >= self._flush_bytes and not store.flush_requested:
                 store.flush_requested = True
                 self._flush_wake.set()

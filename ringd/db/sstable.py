@@ -280,7 +280,7 @@ class SSTableReader:
         try:
             self._load()
         except BaseException:
-            os.close(self._fd)
+            self.close()
             raise
         self._firsts: list[tuple[int, bytes]] | None = None
 

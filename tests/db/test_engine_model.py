@@ -117,8 +117,9 @@ class EngineMachine(RuleBasedStateMachine):
     def write(self, ks: str, key: bytes, update: Row) -> None:
         trio.run(self.engine.apply, ks, key, update)
         self.pending.append((ks, key, update))
-        if self.sync_mode != "periodic":
+        if self.sync_mode != "periodic":  # acknowledged means fsynced
             self.make_durable()
+            self.sync_point = self.engine.commitlog.position()
         for cell in update.cells.values():
             if cell.ldt is not None:
                 self.deletions.append((cell.timestamp, cell.ldt, GC_GRACE[ks]))
