@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ringctl.commands import admin, data, keyspace
+from ringctl.commands import admin, cluster, data, keyspace
 
 app = typer.Typer(
     name="ringctl",
@@ -18,13 +18,7 @@ app = typer.Typer(
 data.register(app)
 app.add_typer(keyspace.app, name="keyspace")
 admin.register(app)
-
-try:
-    from ringctl.commands import cluster
-except ImportError:  # pragma: no cover - the cluster manager is optional during development
-    cluster = None  # type: ignore[assignment]
-if cluster is not None:
-    app.add_typer(cluster.app, name="cluster")
+app.add_typer(cluster.app, name="cluster")
 
 
 def main() -> None:

@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import itertools
 import socket
-from typing import Any
-
-import trio
+from typing import TYPE_CHECKING, Any
 
 from ringd.config import DEFAULT_PORT
-from ringd.net.channel import Channel, ConnectionClosed, open_channel, split_address
+from ringd.net.address import split_address
 from ringd.protocol import codec, messages
 from ringd.protocol.errors import ErrorCode, ProtocolError
 from ringd.protocol.framing import DEFAULT_MAX_FRAME, FrameReader, frame
+
+if TYPE_CHECKING:
+    from ringd.net.channel import Channel
 
 DEFAULT_ADDRESS = f"127.0.0.1:{DEFAULT_PORT}"
 
@@ -256,6 +257,10 @@ class AsyncClient(_Api):
         self.server_info: dict[str, Any] = {}
 
     async def __aenter__(self) -> AsyncClient:
+        import trio  # imported here: the blocking client and the CLI start faster without it
+
+        from ringd.net.channel import ConnectionClosed, open_channel
+
         self._nursery_cm = trio.open_nursery()
         nursery = await self._nursery_cm.__aenter__()
         try:
@@ -282,6 +287,8 @@ class AsyncClient(_Api):
     async def _acall(self, op: str, args: dict[str, Any], timeout: float | None) -> Any:
         if self._channel is None:
             raise ConnectError("AsyncClient is not connected; use 'async with AsyncClient(...)'")
+        from ringd.net.channel import ConnectionClosed
+
         try:
             return await self._channel.call(op, args, timeout or self.timeout)
         except ConnectionClosed as exc:

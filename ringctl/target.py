@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 from ringctl.client import DEFAULT_ADDRESS
+from ringctl.cluster.manager import current_cluster_address
 
 
 def resolve(host: str | None) -> str:
@@ -14,8 +15,4 @@ def resolve(host: str | None) -> str:
     env = os.environ.get("RINGCTL_HOST")
     if env:
         return env
-    try:
-        from ringctl.cluster.manager import current_cluster_address
-    except ImportError:
-        return DEFAULT_ADDRESS
     return current_cluster_address() or DEFAULT_ADDRESS

@@ -15,7 +15,7 @@ from typing import Any
 
 import platformdirs
 
-from ringd.net.channel import split_address
+from ringd.net.address import split_address
 
 DEFAULT_PORT = 7400
 SYNC_MODES = ("periodic", "batch", "group")

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import trio
 import typer
 
 import ringd
@@ -177,6 +176,8 @@ def load(
     as_json: Json = False,
 ) -> None:
     """Bulk-write rows from JSON lines (as 'dump' prints them), with bounded concurrency."""
+    import trio  # only load needs it; other commands start faster without
+
     lines = _read_lines(source)
     address = target.resolve(host)
     counts = {"written": 0, "failed": 0, "skipped": 0}

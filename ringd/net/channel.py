@@ -13,6 +13,7 @@ from typing import Any
 
 import trio
 
+from ringd.net.address import split_address
 from ringd.protocol import codec, messages
 from ringd.protocol.errors import ErrorCode, ProtocolError
 from ringd.protocol.framing import DEFAULT_MAX_FRAME, FrameReader, frame
@@ -140,25 +141,6 @@ class Channel:
 
     def close(self) -> None:
         self._cancel.cancel()
-
-
-def split_address(address: str, default_port: int | None = None) -> tuple[str, int]:
-    """``host:port`` (or ``[v6]:port``) as a tuple; ``ValueError`` with a readable message."""
-    host, sep, port = address.rpartition(":")
-    if not sep:
-        if default_port is None:
-            raise ValueError(f"address {address!r} must be HOST:PORT")
-        host, port = address, str(default_port)
-    host = host.strip("[]")
-    if not host:
-        raise ValueError(f"address {address!r} has no host")
-    try:
-        number = int(port)
-    except ValueError:
-        raise ValueError(f"address {address!r} has a port that is not a number") from None
-    if not 0 < number < 65536:
-        raise ValueError(f"address {address!r} has a port outside 1-65535")
-    return host, number
 
 
 async def open_channel(
