@@ -13,23 +13,26 @@ The payload is opaque here (the engine stores CBOR ``[keyspace, key, row]``). A 
 whose length has the top bit set is a *sync marker*: its 8-byte payload (u64 BE) says that the
 segment was fsynced up to that offset. Each sync appends one for the previous fsync.
 
-Writes: :meth:`CommitLog.append` frames a record into an in-memory buffer of the active segment
-(no system call). Buffers reach the file either inline (:meth:`write_inline`, a plain ``write``
-on the event loop's thread, no fsync) or from :meth:`sync`, which writes and fsyncs in a worker
-thread. A new segment file is only created once every earlier segment is fully written and
-fsynced, so after a crash only the last segment can end in a torn record.
+Writes: segment files are created at their full size (sparse) and memory-mapped, as Cassandra
+does. :meth:`CommitLog.append` copies the framed record straight into the mapping: no system
+call, yet the record is in the OS page cache the moment ``append`` returns, so a killed process
+loses nothing; only a machine crash can lose what was not yet fsynced. :meth:`sync` fsyncs in a
+worker thread, oldest segment first; a full segment is trimmed to its length and closed once
+synced. The zeros after the last record of a segment are simply its end.
 
 Durability modes (chosen by the engine): ``periodic`` acknowledges at once and syncs on a timer;
 ``batch`` waits for an fsync that covers the write (writers that arrive together share one);
 ``group`` additionally waits a short window first so that more writers share each fsync.
 :meth:`wait_synced` implements both.
 
-Replay (:func:`replay`): a torn, short or checksum-failing record in the last segment is a torn
-tail, dropped with everything after it with a warning (and the file truncated to its good
-length), unless a later valid sync marker says the damaged bytes had been fsynced: then, as for
-damage anywhere in an earlier segment, :class:`StorageCorruption` names the file and offset.
-(Without markers a power loss that persisted unsynced pages out of order would look like
-corruption; with them only damage to data known to be durable does.)
+Replay (:func:`replay`): a torn, short or checksum-failing record is a torn tail, dropped with
+the rest of its segment with a warning (and the file truncated to its good length), unless a
+valid sync marker says the damaged bytes had been fsynced: one later in the same segment whose
+offset lies beyond the damage, or any marker in a later segment (a sync covers every older
+segment in full before it covers a newer one). Then :class:`StorageCorruption` names the file
+and byte offset. Without markers a power loss that persisted unsynced pages out of order would
+look like corruption; with them only damage to data known to be durable does. In practice the
+torn tail is the last record of the last segment.
 
 Segments are deleted once no keyspace memtable holds unflushed data from them: each segment
 remembers, per keyspace, the end of the last record it holds (:attr:`Segment.dirty`), and
@@ -39,11 +42,11 @@ remembers, per keyspace, the end of the last record it holds (:attr:`Segment.dir
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import re
 import struct
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 from zlib import crc32
@@ -63,8 +66,10 @@ _LEN = struct.Struct(">I")
 _MARKER = struct.Struct(">Q")
 MARKER_FLAG = 0x80000000
 _NAME = re.compile(r"^CommitLog-(\d{16})\.log$")
-#: buffered bytes beyond which :meth:`CommitLog.append` callers should call ``write_inline``
-INLINE_WRITE_BYTES = 256 * 1024
+MARKER_SIZE = REC_HEADER + _MARKER.size
+_ZEROS = bytes(REC_HEADER)
+#: room kept free at the end of a segment: one sync marker and the final seal marker
+_RESERVE = 2 * MARKER_SIZE
 
 Position = tuple[int, int]
 
@@ -81,13 +86,6 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_all(fd: int, data: bytes | bytearray) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
-
-
 def segment_header(seg_id: int) -> bytes:
     head = SEGMENT_MAGIC + seg_id.to_bytes(8, "big")
     return head + crc32(head).to_bytes(4, "big")
@@ -100,17 +98,19 @@ def frame(payload: bytes) -> bytes:
 
 
 class Segment:
-    """One segment file: how much of it is appended, written and fsynced, and which keyspaces
-    still have unflushed records in it (keyspace -> end offset of its last record)."""
+    """One segment file: its mapping, how much of it is appended and fsynced, and which
+    keyspaces still have unflushed records in it (keyspace -> end offset of its last record).
+    Segments found at open (``on_disk``) are complete and closed."""
 
     __slots__ = (
         "id",
         "path",
+        "capacity",
         "end",
-        "written",
+        "data_end",
         "synced",
         "marked",
-        "buf",
+        "mm",
         "fd",
         "dirty",
         "sealed",
@@ -120,11 +120,12 @@ class Segment:
     def __init__(self, seg_id: int, path: Path, on_disk: int = 0) -> None:
         self.id = seg_id
         self.path = path
+        self.capacity = on_disk
         self.end = on_disk
-        self.written = on_disk
+        self.data_end = on_disk
         self.synced = on_disk
         self.marked = on_disk
-        self.buf = bytearray()
+        self.mm: mmap.mmap | None = None
         self.fd: int | None = None
         self.dirty: dict[str, int] = {}
         self.sealed = on_disk > 0
@@ -200,22 +201,28 @@ def _synced_beyond(data: bytes, start: int) -> int:
     return claim
 
 
-def read_segment(path: Path, seg_id: int, is_last: bool, sink: list[ReplayedRecord]) -> SegmentScan:
-    """Append the good records of one segment to ``sink``; see the module docstring for what
-    counts as a torn tail (only in the last segment) versus corruption."""
+def read_segment(
+    path: Path,
+    seg_id: int,
+    sink: list[ReplayedRecord],
+    later_synced: Callable[[], bool] = lambda: False,
+) -> SegmentScan:
+    """Append the good records of one segment to ``sink``. ``later_synced`` tells whether a
+    later segment holds a valid sync marker (then damage here is corruption); see the module
+    docstring."""
     data = path.read_bytes()
     size = len(data)
 
     def damaged(off: int, why: str) -> SegmentScan:
-        if not is_last:
-            raise StorageCorruption(path, off, why)
         claim = _synced_beyond(data, off + 1)
         if claim > off:
             raise StorageCorruption(path, off, f"{why} (in data fsynced up to offset {claim})")
+        if later_synced():
+            raise StorageCorruption(path, off, f"{why} (a later segment was fsynced after it)")
         log.warning("commit log %s: dropping a torn tail from byte offset %d (%s)", path, off, why)
         return SegmentScan(seg_id, path, off, size)
 
-    if size == 0 or (is_last and _all_zero(data, 0)):
+    if size == 0 or _all_zero(data, 0):
         return SegmentScan(seg_id, path, 0, size)
     if size < HEADER_SIZE:
         return damaged(0, "truncated segment header")
@@ -227,6 +234,8 @@ def read_segment(path: Path, seg_id: int, is_last: bool, sink: list[ReplayedReco
     off = HEADER_SIZE
     rec = _REC
     while off < size:
+        if data[off : off + REC_HEADER] == _ZEROS and _all_zero(data, off):
+            break  # the unwritten rest of a preallocated segment
         if size - off < REC_HEADER:
             return damaged(off, "truncated record header")
         n, lcrc, pcrc = rec.unpack_from(data, off)
@@ -247,135 +256,117 @@ def read_segment(path: Path, seg_id: int, is_last: bool, sink: list[ReplayedReco
 
 def replay(directory: Path) -> tuple[list[ReplayedRecord], list[SegmentScan]]:
     """Read every segment in ``directory`` in order; returns the good records and, per segment,
-    how much of it is good (the last one may have a torn tail to cut off)."""
+    how much of it is good (the rest is zeros or a torn tail to cut off)."""
     segments = list_segments(directory)
     records: list[ReplayedRecord] = []
     scans: list[SegmentScan] = []
+
+    def later_synced(i: int) -> Callable[[], bool]:
+        def check() -> bool:
+            return any(
+                _synced_beyond(path.read_bytes(), HEADER_SIZE) > 0 for _, path in segments[i + 1 :]
+            )
+
+        return check
+
     for i, (seg_id, path) in enumerate(segments):
-        scans.append(read_segment(path, seg_id, i == len(segments) - 1, records))
+        scans.append(read_segment(path, seg_id, records, later_synced(i)))
     return records, scans
 
 
 class CommitLog:
-    """The live commit log of one engine: appends, inline writes, fsyncs and segment release.
+    """The live commit log of one engine: appends, fsyncs and segment release.
 
-    :meth:`append` and the bookkeeping run on the event loop's thread; file writes and fsyncs
-    run either inline (no fsync) or in one worker thread at a time, serialised by ``_io``."""
+    :meth:`append` and the bookkeeping run on the event loop's thread; fsyncs run in one worker
+    thread at a time. The two share only the mapping of the active segment, which the syncer
+    reads (through the page cache) while the appender writes past it."""
 
     def __init__(
         self, directory: Path, segment_bytes: int, next_id: int, old: list[Segment]
     ) -> None:
         self.directory = directory
-        self.segment_bytes = segment_bytes
+        self.segment_bytes = max(segment_bytes, HEADER_SIZE + _RESERVE + 64)
         self.segments: list[Segment] = list(old)
         self._next_id = next_id
-        self._io = threading.Lock()
         self._sync_lock = trio.Lock()
         self._sync_done: trio.Event | None = None
         self._dir_dirty = False
         self.failed: BaseException | None = None
-        self.buffered = 0
-        self.active = self._new_segment()
+        self.active = self._new_segment(0)
         #: everything up to this position is fsynced
         self.synced_pos: Position = (self.active.id, 0)
 
     # -- appending (event loop thread) -------------------------------------------------------
 
-    def _new_segment(self) -> Segment:
+    def _new_segment(self, record_size: int) -> Segment:
         seg_id = self._next_id
         self._next_id += 1
         seg = Segment(seg_id, self.directory / segment_name(seg_id))
-        seg.buf += segment_header(seg_id)
+        seg.sealed = seg.done = False
+        seg.capacity = max(self.segment_bytes, HEADER_SIZE + record_size + _RESERVE)
+        fd = os.open(seg.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.ftruncate(fd, seg.capacity)
+            seg.mm = mmap.mmap(fd, seg.capacity)
+        except BaseException:
+            os.close(fd)
+            raise
+        seg.fd = fd
+        seg.mm[0:HEADER_SIZE] = segment_header(seg_id)
         seg.end = HEADER_SIZE
-        self.buffered += HEADER_SIZE
+        self._dir_dirty = True
         self.segments.append(seg)
         return seg
 
     def append(self, keyspace: str, payload: bytes) -> Segment:
-        """Buffer one record; returns the segment it went to (its ``end`` is the record's end)."""
+        """Copy one record into the active segment; returns the segment it went to (its
+        ``end`` is the record's end position)."""
         if self.failed is not None:
             raise RuntimeError("commit log failed earlier") from self.failed
         seg = self.active
         n = len(payload)
         size = REC_HEADER + n
-        if seg.end + size > self.segment_bytes and seg.end > HEADER_SIZE:
+        off = seg.end
+        if off + size + _RESERVE > seg.capacity:
             seg.sealed = True
-            seg = self.active = self._new_segment()
-        buf = seg.buf
-        buf += _REC.pack(n, crc32(_LEN.pack(n)), crc32(payload))
-        buf += payload
-        seg.end += size
-        seg.dirty[keyspace] = seg.end
-        self.buffered += size
+            seg = self.active = self._new_segment(size)
+            off = seg.end
+        mm: mmap.mmap = seg.mm  # type: ignore[assignment]
+        _REC.pack_into(mm, off, n, crc32(_LEN.pack(n)), crc32(payload))
+        mm[off + REC_HEADER : off + size] = payload
+        seg.end = seg.data_end = end = off + size
+        seg.dirty[keyspace] = end
         return seg
 
     def _mark(self, seg: Segment) -> None:
         """Append a sync marker for what an earlier sync made durable in ``seg``."""
-        if seg.synced > seg.marked and not seg.sealed:
+        if seg.synced > seg.marked and seg.data_end > seg.marked and not seg.sealed:
             payload = _MARKER.pack(seg.synced)
-            n = len(payload)
-            seg.buf += _REC.pack(n | MARKER_FLAG, crc32(_LEN.pack(n | MARKER_FLAG)), crc32(payload))
-            seg.buf += payload
-            seg.end += REC_HEADER + n
-            self.buffered += REC_HEADER + n
+            n = len(payload) | MARKER_FLAG
+            off = seg.end
+            mm: mmap.mmap = seg.mm  # type: ignore[assignment]
+            _REC.pack_into(mm, off, n, crc32(_LEN.pack(n)), crc32(payload))
+            mm[off + REC_HEADER : off + MARKER_SIZE] = payload
+            seg.end = off + MARKER_SIZE
             seg.marked = seg.synced
 
     def position(self) -> Position:
         """The end of the last appended record."""
         return (self.active.id, self.active.end)
 
-    # -- writing ------------------------------------------------------------------------------
+    # -- syncing ------------------------------------------------------------------------------
 
-    def _create(self, seg: Segment) -> None:
-        seg.fd = os.open(seg.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
-        self._dir_dirty = True
-
-    def write_inline(self) -> bool:
-        """Write buffered records to their files (no fsync) on the calling thread. Returns
-        ``False`` if something is left that needs :meth:`sync` (a sync is running, or a new
-        segment file must wait for the previous one to be fsynced)."""
-        if self.failed is not None or not self._io.acquire(blocking=False):
-            return False
+    def _sync_segments(self, jobs: list[tuple[Segment, int]]) -> None:
         try:
-            blocked = False
-            for seg in self.segments:
-                if seg.done:
-                    continue
-                if seg.fd is None:
-                    if blocked:
-                        return False
-                    self._create(seg)
-                data = seg.buf
-                if data:
-                    seg.buf = bytearray()
-                    self.buffered -= len(data)
-                    _write_all(seg.fd, data)  # type: ignore[arg-type]
-                    seg.written += len(data)
-                if seg.synced < seg.end:
-                    blocked = True
-            return True
-        except BaseException as exc:
-            self.failed = exc
-            raise
-        finally:
-            self._io.release()
-
-    def _write_and_sync(self, jobs: list[tuple[Segment, bytearray]], fsync: bool) -> None:
-        try:
-            for seg, data in jobs:
-                if seg.fd is None:
-                    self._create(seg)
+            for seg, end in jobs:
                 fd: int = seg.fd  # type: ignore[assignment]
-                if data:
-                    _write_all(fd, data)
-                    seg.written += len(data)
-                if (fsync or seg.sealed) and seg.synced < seg.written:
+                if seg.synced < end:
+                    # fdatasync writes back pages dirtied through the shared mapping too, and
+                    # (unlike mmap.flush) lets go of the GIL while it waits
                     os.fdatasync(fd)
-                    seg.synced = seg.written
+                    seg.synced = end
                 if seg.sealed and seg.synced == seg.end:
-                    os.close(fd)
-                    seg.fd = None
-                    seg.done = True
+                    self._finish(seg)
             if self._dir_dirty:
                 self._dir_dirty = False
                 fsync_dir(self.directory)
@@ -383,45 +374,42 @@ class CommitLog:
             self.failed = exc
             raise
 
-    async def wait_written(self, seg: Segment, end: int) -> None:
-        """Return once the record ending at ``end`` in ``seg`` is handed to the OS (no fsync).
+    @staticmethod
+    def _finish(seg: Segment) -> None:
+        """Seal a full, synced segment: append a marker saying it is synced to its end (so
+        that damage anywhere in it reads as corruption, not as a torn tail), fsync, unmap,
+        trim the unused tail and close."""
+        mm, fd = seg.mm, seg.fd
+        seg.mm = seg.fd = None
+        seg.done = True
+        try:
+            if mm is not None and fd is not None and seg.synced == seg.end:
+                payload = _MARKER.pack(seg.end)
+                n = len(payload) | MARKER_FLAG
+                off = seg.end
+                _REC.pack_into(mm, off, n, crc32(_LEN.pack(n)), crc32(payload))
+                mm[off + REC_HEADER : off + MARKER_SIZE] = payload
+                seg.end = seg.synced = seg.marked = off + MARKER_SIZE
+                os.fdatasync(fd)
+        finally:
+            if mm is not None:
+                mm.close()
+            if fd is not None:
+                try:
+                    os.ftruncate(fd, seg.end)
+                finally:
+                    os.close(fd)
 
-        Usually that is one inline write. While a sync holds the files, wait for it to finish
-        and write inline then, rather than queueing a sync of one's own: concurrent writers
-        share the next write instead of each paying a thread hop.
-        """
-        while seg.written < end:
-            if self.write_inline():
-                return
-            if self._sync_lock.locked():
-                async with self._sync_lock:
-                    pass
-            else:
-                await self.sync(False)
-
-    async def sync(self, fsync: bool = True) -> None:
-        """Write everything buffered and (with ``fsync``) make it durable, in a worker thread."""
+    async def sync(self) -> None:
+        """Make everything appended so far durable (fsync in a worker thread)."""
         async with self._sync_lock:
             if self.failed is not None:
                 raise RuntimeError("commit log failed earlier") from self.failed
-            acquired = self._io.acquire(blocking=False)
-            assert acquired, "commit log I/O lock held outside a sync"
-            try:
-                self._mark(self.active)
-                jobs: list[tuple[Segment, bytearray]] = []
-                for seg in self.segments:
-                    if seg.done:
-                        continue
-                    data = seg.buf
-                    if data:
-                        seg.buf = bytearray()
-                        self.buffered -= len(data)
-                    jobs.append((seg, data))
-                target = self.position()
-                await trio.to_thread.run_sync(self._write_and_sync, jobs, fsync)
-            finally:
-                self._io.release()
-            if fsync and target > self.synced_pos:
+            self._mark(self.active)
+            jobs = [(seg, seg.end) for seg in self.segments if not seg.done]
+            target = self.position()
+            await trio.to_thread.run_sync(self._sync_segments, jobs)
+            if target > self.synced_pos:
                 self.synced_pos = target
 
     async def wait_synced(self, pos: Position, window: float = 0.0) -> None:
@@ -435,7 +423,7 @@ class CommitLog:
             try:
                 if window > 0:
                     await trio.sleep(window)
-                await self.sync(True)
+                await self.sync()
             finally:
                 self._sync_done = None
                 done.set()
@@ -458,7 +446,7 @@ class CommitLog:
             seg.dirty.pop(keyspace, None)
 
     def collect(self) -> list[Path]:
-        """Delete segment files that are complete and hold no unflushed data."""
+        """Delete segment files that are complete, synced and hold no unflushed data."""
         removed = []
         keep = []
         for seg in self.segments:
@@ -477,16 +465,14 @@ class CommitLog:
         return all(not seg.dirty for seg in self.segments)
 
     async def close(self) -> None:
-        """Write and fsync everything, close the files, and delete every segment if no keyspace
-        has unflushed data in the log."""
+        """Fsync everything and close the files; delete every segment if no keyspace has
+        unflushed data in the log."""
         if self.failed is None:
             self.active.sealed = True
-            await self.sync(True)
+            await self.sync()
         for seg in self.segments:
-            if seg.fd is not None:
-                os.close(seg.fd)
-                seg.fd = None
-            seg.done = True
+            if not seg.done:
+                self._finish(seg)
         if self.failed is None and self.is_clean():
             for seg in self.segments:
                 try:
@@ -495,14 +481,16 @@ class CommitLog:
                     pass
             self.segments = []
             fsync_dir(self.directory)
+        self.failed = self.failed or RuntimeError("commit log closed")
 
     def abandon(self) -> None:
-        """Close the files without writing anything more (tests use this to simulate a crash)."""
+        """Let go of the files without syncing (tests use this to simulate a killed process:
+        what was appended is in the page cache, nothing more is written)."""
         for seg in self.segments:
-            if seg.fd is not None:
-                os.close(seg.fd)
-                seg.fd = None
+            mm, fd = seg.mm, seg.fd
+            seg.mm = seg.fd = None
+            if mm is not None:
+                mm.close()
+            if fd is not None:
+                os.close(fd)
         self.failed = RuntimeError("commit log abandoned")
-
-    def segment_iter(self) -> Iterator[Segment]:
-        return iter(list(self.segments))

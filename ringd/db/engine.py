@@ -186,7 +186,6 @@ class StorageEngine:
         )
         self._flush_bytes = options.memtable_flush_bytes
         self._tickets = itertools.count()
-        self._log_wake = trio.Event()
         self._flush_wake = trio.Event()
         self._compaction_wake = trio.Event()
         self._active: dict[int, _Compaction] = {}
@@ -283,7 +282,6 @@ class StorageEngine:
         async with trio.open_nursery() as nursery:
             if self._periodic:
                 nursery.start_soon(self._periodic_sync)
-                nursery.start_soon(self._log_writer)
             nursery.start_soon(self._flusher)
             if self.options.background_compaction:
                 nursery.start_soon(self._compactor)
@@ -293,15 +291,8 @@ class StorageEngine:
         period = self.options.commitlog_sync_period_ms / 1000.0
         while True:
             await trio.sleep(period)
-            await self._log.sync(True)
+            await self._log.sync()
             self._log.collect()
-
-    async def _log_writer(self) -> None:
-        while True:
-            await self._log_wake.wait()
-            self._log_wake = trio.Event()
-            if not self._log.write_inline():
-                await self._log.sync(False)
 
     async def _flusher(self) -> None:
         while True:
@@ -363,8 +354,8 @@ class StorageEngine:
             mt.put(key, update, len(payload))
             if token is not None:
                 mt.tokens[key] = token
-            # hand the record to the OS before acknowledging: a killed process loses nothing
-            await commitlog.wait_written(seg, seg.end)
+            # the record is already in the page cache (the segment is memory-mapped): a killed
+            # process loses nothing; the periodic sync covers machine crashes
             if mt.bytes >= self._flush_bytes and not store.flush_requested:
                 store.flush_requested = True
                 self._flush_wake.set()
@@ -385,7 +376,7 @@ class StorageEngine:
 
     async def sync(self) -> None:
         """Write and fsync everything in the commit log now."""
-        await self._log.sync(True)
+        await self._log.sync()
         self._log.collect()
 
     # -- reads --------------------------------------------------------------------------------
