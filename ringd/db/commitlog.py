@@ -68,6 +68,7 @@ MARKER_FLAG = 0x80000000
 _NAME = re.compile(r"^CommitLog-(\d{16})\.log$")
 MARKER_SIZE = REC_HEADER + _MARKER.size
 _ZEROS = bytes(REC_HEADER)
+_LEN_CRC: dict[int, int] = {}
 #: room kept free at the end of a segment: one sync marker and the final seal marker
 _RESERVE = 2 * MARKER_SIZE
 
@@ -332,7 +333,10 @@ class CommitLog:
             seg = self.active = self._new_segment(size)
             off = seg.end
         mm: mmap.mmap = seg.mm  # type: ignore[assignment]
-        _REC.pack_into(mm, off, n, crc32(_LEN.pack(n)), crc32(payload))
+        lcrc = _LEN_CRC.get(n)
+        if lcrc is None:
+            lcrc = _LEN_CRC[n] = crc32(_LEN.pack(n))
+        _REC.pack_into(mm, off, n, lcrc, crc32(payload))
         mm[off + REC_HEADER : off + size] = payload
         seg.end = seg.data_end = end = off + size
         seg.dirty[keyspace] = end

@@ -64,7 +64,7 @@ from ringd.db.compaction import (
     row_min_timestamp,
 )
 from ringd.db.errors import StorageCorruption
-from ringd.db.memtable import Memtable
+from ringd.db.memtable import Memtable, decode_wire, encode_wire, private_row
 from ringd.db.sstable import (
     SSTableReader,
     key_hash,
@@ -130,6 +130,8 @@ class _Store:
         self.inflight: dict[int, Position] = {}
         self.dropped = False
         self.flush_requested = False
+        #: CBOR head of a commit-log record of this keyspace: array(3), keyspace name
+        self.head = b"\x83" + cbor2.dumps(name)
 
     def memtables(self) -> list[Memtable]:
         return [self.memtable] + [mt for mt, _ in self.flushing]
@@ -156,9 +158,18 @@ class _Compaction:
         self.bytes_done += n
 
 
-def _copy_rows(rows: Iterator[tuple[int, bytes, Row]]) -> Iterator[tuple[int, bytes, Row]]:
-    for tok, key, row in rows:
-        yield tok, key, Row(dict(row.cells), row.tombstone)
+_SMALL_BYTES_HEADS = [bytes((0x40 | n,)) for n in range(24)]
+
+
+def _bytes_head(n: int) -> bytes:
+    """The CBOR head of a byte string of length ``n`` (``n >= 24``)."""
+    if n < 0x100:
+        return b"\x58" + n.to_bytes(1, "big")
+    if n < 0x10000:
+        return b"\x59" + n.to_bytes(2, "big")
+    if n < 0x100000000:
+        return b"\x5a" + n.to_bytes(4, "big")
+    return b"\x5b" + n.to_bytes(8, "big")
 
 
 class StorageEngine:
@@ -258,7 +269,7 @@ class StorageEngine:
             st = stores.get(ks)
             if st is None:
                 st = stores[ks] = _Store(ks, sst_root / _dir_name(ks))
-            st.memtable.put(key, row, len(rec.payload))
+            st.memtable.put(key, row, None, len(rec.payload))
             old[rec.segment].dirty[ks] = rec.end
 
         next_id = max(
@@ -346,12 +357,17 @@ class StorageEngine:
         store = self._stores.get(keyspace)
         if store is None:
             store = self._store(keyspace)
-        payload = _dumps((keyspace, key, update.to_wire()))
+        # the record is CBOR [keyspace, key, row.to_wire()], put together from parts so that
+        # the encoded row can double as the memtable's copy of a newly written key
+        encoded = encode_wire(update)
+        n = len(key)
+        head = _SMALL_BYTES_HEADS[n] if n < 24 else _bytes_head(n)
+        payload = b"".join((store.head, head, key, encoded))
         commitlog = self._log
         seg = commitlog.append(keyspace, payload)
         if self._periodic:
             mt = store.memtable
-            mt.put(key, update, len(payload))
+            mt.put(key, update, encoded, len(payload))
             if token is not None:
                 mt.tokens[key] = token
             # the record is already in the page cache (the segment is memory-mapped): a killed
@@ -367,7 +383,7 @@ class StorageEngine:
         finally:
             del store.inflight[ticket]
             mt = store.memtable
-            mt.put(key, update, len(payload))
+            mt.put(key, update, encoded, len(payload))
             if token is not None:
                 mt.tokens[key] = token
             if mt.bytes >= self._flush_bytes and not store.flush_requested:
@@ -387,15 +403,14 @@ class StorageEngine:
         store = self._stores.get(keyspace)
         if store is None:
             return None
-        row = store.memtable.rows.get(key)
-        result = None if row is None else Row(dict(row.cells), row.tombstone)
+        result = store.memtable.get(key)
         for mt, _ in store.flushing:
-            row = mt.rows.get(key)
-            if row is not None:
+            value = mt.rows.get(key)
+            if value is not None:
                 if result is None:
-                    result = Row(dict(row.cells), row.tombstone)
+                    result = private_row(value)
                 else:
-                    result.merge_in(row)
+                    result.merge_in(value if type(value) is Row else decode_wire(value))  # type: ignore[arg-type]
         if store.sstables:
             h = key_hash(key)
             for sst in store.sstables:
@@ -419,7 +434,7 @@ class StorageEngine:
         if store is None:
             return iter(())
         sources: list[Iterator[tuple[int, bytes, Row]]] = [
-            _copy_rows(mt.iter_sorted(after, end_token)) for mt in store.memtables()
+            mt.iter_sorted(after, end_token) for mt in store.memtables()
         ]
         sources += [r.iter_rows(after, end_token) for r in store.sstables]
         return merge_rows(sources)
@@ -472,7 +487,10 @@ class StorageEngine:
     ) -> SSTableReader:
         _ensure_dir(store.directory)
         rows = mt.rows
-        stream = ((tok, key, rows[key]) for tok, key in mt.sorted_keys())
+        stream = (
+            (tok, key, value if type(value := rows[key]) is Row else decode_wire(value))  # type: ignore[arg-type]
+            for tok, key in mt.sorted_keys()
+        )
         path = write_sstable(
             store.directory, store.name, generation, stream, floor, now=self.options.clock()
         )
@@ -538,9 +556,9 @@ class StorageEngine:
                     ):
                         bound = lo
                 for mt in store.memtables():
-                    row = mt.rows.get(key)
-                    if row is not None:
-                        lo = row_min_timestamp(row)
+                    value = mt.rows.get(key)
+                    if value is not None:
+                        lo = row_min_timestamp(private_row(value))
                         if lo is not None and (bound is None or lo < bound):
                             bound = lo
                 return bound

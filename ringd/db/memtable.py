@@ -1,9 +1,16 @@
 """Memtable: the in-memory, mutable part of one keyspace's data.
 
-A dict ``key -> Row`` that every write merges into (:meth:`Row.merge_in`), with a running size
-(the bytes of the commit-log payloads applied) that tells the engine when to flush. Tokens are
-computed lazily, only when a sorted view is needed (flush, scan), and cached: Murmur3 in pure
-Python costs microseconds per key, which the write path should not pay.
+A dict ``key -> row`` that every write merges into, with a running size (the bytes of the
+commit-log payloads applied) that tells the engine when to flush.
+
+A key written once holds the row *encoded*: the CBOR of ``Row.to_wire()`` the commit log record
+already carries. Bytes cost a fraction of the memory of a ``Row`` with its dict and cells, and
+the garbage collector never has to visit them, which keeps the write path cheap. The second
+write to a key decodes it into a ``Row`` and merges in place from then on (:meth:`Row.merge_in`).
+:meth:`get` and :meth:`iter_sorted` always hand out private ``Row`` objects.
+
+Tokens are computed lazily, only when a sorted view is needed (flush, scan), and cached:
+Murmur3 in pure Python costs microseconds per key, which the write path should not pay.
 
 Once the engine switches a memtable out for flushing it is never written again, so a worker
 thread may read it while the event loop keeps serving reads from it.
@@ -11,18 +18,122 @@ thread may read it while the event loop keeps serving reads from it.
 
 from __future__ import annotations
 
+import struct
 from bisect import bisect_right
 from collections.abc import Iterator
 
-from ringd.db.cells import Row
+import cbor2
+
+from ringd.db.cells import Cell, Row, RowTombstone
 from ringd.dht.murmur3 import token_for
+
+_loads = cbor2.loads
+_dumps = cbor2.dumps
+
+_TEXT_HEADS: dict[str, bytes] = {}
+_U64 = struct.Struct(">BQ")
+_SMALL_UINTS = [bytes((n,)) for n in range(24)]
+
+
+def _uint(n: int) -> bytes:
+    """CBOR of an integer, in its shortest form (as cbor2 writes it)."""
+    if 0x100000000 <= n < 0x10000000000000000:  # microsecond timestamps
+        return _U64.pack(0x1B, n)
+    if n >= 0:
+        if n < 24:
+            return _SMALL_UINTS[n]
+        major = 0
+    else:
+        n = -1 - n
+        major = 0x20
+    if n < 24:
+        return bytes((major | n,))
+    if n < 0x100:
+        return bytes((major | 24, n))
+    if n < 0x10000:
+        return bytes((major | 25,)) + n.to_bytes(2, "big")
+    if n < 0x100000000:
+        return bytes((major | 26,)) + n.to_bytes(4, "big")
+    if n < 0x10000000000000000:
+        return bytes((major | 27,)) + n.to_bytes(8, "big")
+    return _dumps(n if major == 0 else -1 - n)
+
+
+def _bytes_item(b: bytes) -> bytes:
+    n = len(b)
+    if n < 24:
+        return bytes((0x40 | n,)) + b
+    return _dumps(b)
+
+
+def _text_item(name: str) -> bytes:
+    enc = _TEXT_HEADS.get(name)
+    if enc is None:
+        enc = _dumps(name)
+        if len(_TEXT_HEADS) < 4096:
+            _TEXT_HEADS[name] = enc
+    return enc
+
+
+def encode_wire(row: Row) -> bytes:
+    """``cbor2.dumps(row.to_wire())``, byte for byte, without building the intermediate dicts
+    (this runs once per write)."""
+    cells = row.cells
+    n = len(cells)
+    if n == 1 and row.tombstone is None:  # the common case, in one go
+        for name, (ts, value, ldt) in cells.items():
+            return b"".join(
+                (
+                    b"\xa1\x61c\xa1",
+                    _text_item(name),
+                    b"\x83",
+                    _uint(ts),
+                    b"\xf6" if value is None else _bytes_item(value),
+                    b"\xf6" if ldt is None else _uint(ldt),
+                )
+            )
+    parts = [b"\xa1\x61c" if row.tombstone is None else b"\xa2\x61c"]
+    parts.append(bytes((0xA0 | n,)) if n < 24 else _map_head(n))
+    for name, (ts, value, ldt) in cells.items():
+        parts.append(_text_item(name))
+        parts.append(b"\x83")
+        parts.append(_uint(ts))
+        parts.append(b"\xf6" if value is None else _bytes_item(value))
+        parts.append(b"\xf6" if ldt is None else _uint(ldt))
+    t = row.tombstone
+    if t is not None:
+        parts.append(b"\x61t\x82")
+        parts.append(_uint(t[0]))
+        parts.append(_uint(t[1]))
+    return b"".join(parts)
+
+
+def _map_head(n: int) -> bytes:
+    head = _uint(n)
+    return bytes((head[0] | 0xA0,)) + head[1:]
+
+
+def decode_wire(data: bytes) -> Row:
+    """A ``Row`` from the CBOR of :meth:`Row.to_wire` that this process encoded itself (so no
+    validation beyond what decoding does)."""
+    wire = _loads(data)
+    cells = {name: Cell(c[0], c[1], c[2]) for name, c in wire["c"].items()}
+    t = wire.get("t")
+    return Row(cells, None if t is None else RowTombstone(t[0], t[1]))
+
+
+def private_row(value: Row | bytes) -> Row:
+    """A ``Row`` the caller may keep and change, from a stored memtable value."""
+    if type(value) is bytes:
+        return decode_wire(value)
+    return Row(dict(value.cells), value.tombstone)  # type: ignore[union-attr]
 
 
 class Memtable:
     __slots__ = ("rows", "bytes", "tokens", "_sorted")
 
     def __init__(self) -> None:
-        self.rows: dict[bytes, Row] = {}
+        self.rows: dict[bytes, Row | bytes] = {}
         self.bytes = 0
         self.tokens: dict[bytes, int] = {}
         self._sorted: list[tuple[int, bytes]] | None = None
@@ -30,17 +141,28 @@ class Memtable:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def put(self, key: bytes, update: Row, size: int) -> None:
-        row = self.rows.get(key)
-        if row is None:
-            self.rows[key] = Row(dict(update.cells), update.tombstone)
+    def put(self, key: bytes, update: Row, encoded: bytes | None, size: int) -> None:
+        """Merge ``update`` into ``key``'s row. ``encoded`` is ``update.to_wire()`` as CBOR
+        (kept as is when the key is new) or ``None``."""
+        rows = self.rows
+        old = rows.get(key)
+        if old is None:
+            rows[key] = (
+                encoded if encoded is not None else Row(dict(update.cells), update.tombstone)
+            )
             self._sorted = None
-        else:
+        elif type(old) is bytes:
+            row = decode_wire(old)
             row.merge_in(update)
+            rows[key] = row
+        else:
+            old.merge_in(update)  # type: ignore[union-attr]
         self.bytes += size
 
     def get(self, key: bytes) -> Row | None:
-        return self.rows.get(key)
+        """A private copy of ``key``'s row, or ``None``."""
+        value = self.rows.get(key)
+        return None if value is None else private_row(value)
 
     def sorted_keys(self) -> list[tuple[int, bytes]]:
         """All ``(token, key)`` pairs in order (cached until a new key arrives)."""
@@ -60,8 +182,8 @@ class Memtable:
     def iter_sorted(
         self, after: tuple[int, bytes] | None = None, end_token: int | None = None
     ) -> Iterator[tuple[int, bytes, Row]]:
-        """``(token, key, row)`` in order, strictly after ``after``, up to ``end_token``. Rows
-        are the live objects: callers copy before handing them out."""
+        """``(token, key, row)`` in order, strictly after ``after``, up to ``end_token``; each
+        row is a private copy."""
         view = self.sorted_keys()
         i = 0 if after is None else bisect_right(view, after)
         rows = self.rows
@@ -70,5 +192,5 @@ class Memtable:
             tok, key = view[i]
             if end_token is not None and tok > end_token:
                 return
-            yield tok, key, rows[key]
+            yield tok, key, private_row(rows[key])
             i += 1

@@ -290,3 +290,17 @@ def test_bad_sync_mode_is_rejected() -> None:
 
     with pytest.raises(ValueError):
         EngineOptions(commitlog_sync="sometimes")
+
+
+async def test_keys_of_every_length_class_replay(open_engine: Opener) -> None:
+    e = open_engine(commitlog_sync="batch")
+    keys = [b"k" * n for n in (0, 1, 23, 24, 255, 256, 65535, 65536, 70000)]
+    for i, key in enumerate(keys):
+        await e.apply("ks", key, put(i, v=b"%d" % i))
+        await e.apply("ks", key, put(i, w=b"second write"))  # merged, not encoded, from here
+    e.crash()
+    e = open_engine()
+    for i, key in enumerate(keys):
+        assert live(e, key, 0) == {"v": b"%d" % i, "w": b"second write"}
+    await e.flush()
+    assert [k for _t, k, _r in e.scan("ks")] == sorted(keys, key=lambda k: (token_for(k), k))
