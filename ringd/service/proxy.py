@@ -126,13 +126,9 @@ class StorageProxy:
         start = trio.current_time()
         node = self.node
         topology = node.topology
-        token = token_for(key)
-        natural = topology.replicas(keyspace, token)
-        try:
-            plan = topology.plan(keyspace, natural, consistency, write=True)
-        except PlanUnavailable as exc:
-            self.counters["write_unavailable"] += 1
-            raise _unavailable(exc, consistency) from None
+        plan = self._plan(
+            keyspace, topology.replicas(keyspace, token_for(key)), consistency, write=True
+        )
         contacts = plan.contacts
         local = topology.local_host_id
         if contacts == (local,) and plan.required == 1 and plan.counts(local):
@@ -190,13 +186,9 @@ class StorageProxy:
         start = trio.current_time()
         node = self.node
         topology = node.topology
-        token = token_for(key)
-        natural = topology.replicas(keyspace, token)
-        try:
-            plan = topology.plan(keyspace, natural, consistency, write=False)
-        except PlanUnavailable as exc:
-            self.counters["read_unavailable"] += 1
-            raise _unavailable(exc, consistency) from None
+        plan = self._plan(
+            keyspace, topology.replicas(keyspace, token_for(key)), consistency, write=False
+        )
         contacts = plan.contacts
         local = topology.local_host_id
         if contacts == (local,):
@@ -283,7 +275,7 @@ class StorageProxy:
                 cursor = None
                 break
             end, natural = segment
-            plan = self._scan_plan(keyspace, natural, consistency)
+            plan = self._plan(keyspace, natural, consistency, write=False)
             page, complete = await self._scan_range(
                 keyspace, plan, cursor, end, limit - len(rows), consistency
             )
@@ -295,12 +287,14 @@ class StorageProxy:
         self.range_latency.add(trio.current_time() - start)
         return rows, cursor
 
-    def _scan_plan(
-        self, keyspace: Keyspace, natural: list[str], consistency: Consistency
+    def _plan(
+        self, keyspace: Keyspace, natural: list[str], consistency: Consistency, *, write: bool
     ) -> ReplicaPlan:
+        """The replica plan, or ``UNAVAILABLE`` (counted) when too few replicas are alive."""
         try:
-            return self.node.topology.plan(keyspace, natural, consistency, write=False)
+            return self.node.topology.plan(keyspace, natural, consistency, write=write)
         except PlanUnavailable as exc:
+            self.counters["write_unavailable" if write else "read_unavailable"] += 1
             raise _unavailable(exc, consistency) from None
 
     async def _scan_range(
