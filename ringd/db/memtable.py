@@ -29,6 +29,8 @@ from ringd.dht.murmur3 import token_for
 
 _loads = cbor2.loads
 _dumps = cbor2.dumps
+#: the uncached function: a flush computes each key's token once, so an LRU cache only churns
+_token = getattr(token_for, "__wrapped__", token_for)
 
 _TEXT_HEADS: dict[str, bytes] = {}
 _U64 = struct.Struct(">BQ")
@@ -173,7 +175,7 @@ class Memtable:
             for key in list(self.rows):
                 tok = tokens.get(key)
                 if tok is None:
-                    tok = tokens[key] = token_for(key)
+                    tok = tokens[key] = _token(key)
                 pairs.append((tok, key))
             pairs.sort()
             view = self._sorted = pairs

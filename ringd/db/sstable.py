@@ -49,7 +49,7 @@ MAGIC = b"RDSST001"
 END_MAGIC = b"RDSSTEND"
 _SECTIONS = struct.Struct("<QQIQQIQQI")
 FOOTER_SIZE = _SECTIONS.size + len(END_MAGIC) + 4
-BLOCK_SIZE = 4096
+BLOCK_SIZE = 2048
 BLOOM_BITS_PER_KEY = 10
 _MASK64 = 0xFFFFFFFFFFFFFFFF
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -110,8 +110,12 @@ def encode_entry(token: int, key: bytes, row: Row) -> bytes:
 
 
 def decode_row(e: list[Any]) -> Row:
-    cells = {e[i]: Cell(e[i + 1], e[i + 2], e[i + 3]) for i in range(4, len(e), 4)}
+    """The ``Row`` of a decoded row entry."""
     t = e[2]
+    if len(e) == 8:
+        cells = {e[4]: Cell(e[5], e[6], e[7])}
+    else:
+        cells = {e[i]: Cell(e[i + 1], e[i + 2], e[i + 3]) for i in range(4, len(e), 4)}
     return Row(cells, None if t is None else RowTombstone(t, e[3]))
 
 
@@ -400,22 +404,49 @@ class SSTableReader:
         return self.block_first_ord[b + 1] if b + 1 < len(self.block_first_ord) else self.rows
 
     def get(self, key: bytes, h: int) -> Row | None:
-        """The row stored for ``key`` (whose :func:`key_hash` is ``h``), or ``None``."""
-        i, mask = _bloom_slot(h, self.nwords)
-        if self.bloom[i] & mask != mask:
+        """The row stored for ``key`` (whose :func:`key_hash` is ``h``), or ``None``. (The hot
+        path of reads: block lookup, checksum and decoding are inlined.)"""
+        y = ((h ^ (h >> 16)) * _GOLDEN) & _MASK64
+        mask = (
+            (1 << (y >> 58))
+            | (1 << ((y >> 52) & 63))
+            | (1 << ((y >> 46) & 63))
+            | (1 << ((y >> 40) & 63))
+            | (1 << ((y >> 34) & 63))
+        )
+        if self.bloom[h % self.nwords] & mask != mask:
             return None
         hidx = self.hash_index
         j = bisect_left(hidx, h << 32)
         n = len(hidx)
+        first_ord = self.block_first_ord
+        row_offsets = self.row_offsets
         while j < n:
             v = hidx[j]
             if v >> 32 != h:
                 return None
             o = v & 0xFFFFFFFF
-            b = bisect_right(self.block_first_ord, o) - 1
-            e = self._entry(b, self.read_block(b), o, self._block_end_ord(b))
-            if e[1] == key:
-                return decode_row(e)
+            b = bisect_right(first_ord, o) - 1
+            boff = self.block_offsets[b]
+            length = self.block_lengths[b]
+            data = os.pread(self._fd, length + 4, boff)
+            view = memoryview(data)
+            if len(data) != length + 4 or crc32(view[:length]) != int.from_bytes(
+                view[length:], "little"
+            ):
+                raise self._corrupt(boff, "data block checksum mismatch")
+            start = row_offsets[o] - boff
+            end = (
+                row_offsets[o + 1] - boff
+                if o + 1 < self.rows and (b + 1 == len(first_ord) or o + 1 < first_ord[b + 1])
+                else length
+            )
+            try:
+                e = _loads(view[start:end])
+                if e[1] == key:
+                    return decode_row(e)
+            except Exception as exc:
+                raise self._corrupt(boff, f"undecodable row in data block: {exc}") from None
             j += 1
         return None
 
