@@ -489,7 +489,7 @@ class StorageEngine:
         rows = mt.rows
         stream = (
             (tok, key, value if type(value := rows[key]) is Row else decode_wire(value))  # type: ignore[arg-type]
-            for tok, key in mt.sorted_keys()
+            for tok, key in mt.flush_order()
         )
         path = write_sstable(
             store.directory, store.name, generation, stream, floor, now=self.options.clock()

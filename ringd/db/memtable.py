@@ -181,6 +181,17 @@ class Memtable:
             view = self._sorted = pairs
         return view
 
+    def flush_order(self) -> list[tuple[int, bytes]]:
+        """All ``(token, key)`` pairs in order, computed without caching (a flush needs them
+        once; the memtable is dropped after it)."""
+        view = self._sorted
+        if view is not None:
+            return view
+        tokens = self.tokens
+        pairs = [(tokens.get(key) or _token(key), key) for key in self.rows]
+        pairs.sort()
+        return pairs
+
     def iter_sorted(
         self, after: tuple[int, bytes] | None = None, end_token: int | None = None
     ) -> Iterator[tuple[int, bytes, Row]]:
