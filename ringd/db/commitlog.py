@@ -111,6 +111,7 @@ class Segment:
         "data_end",
         "synced",
         "marked",
+        "marker_at",
         "mm",
         "fd",
         "dirty",
@@ -126,6 +127,7 @@ class Segment:
         self.data_end = on_disk
         self.synced = on_disk
         self.marked = on_disk
+        self.marker_at = on_disk
         self.mm: mmap.mmap | None = None
         self.fd: int | None = None
         self.dirty: dict[str, int] = {}
@@ -344,14 +346,14 @@ class CommitLog:
 
     def _mark(self, seg: Segment) -> None:
         """Append a sync marker for what an earlier sync made durable in ``seg``."""
-        if seg.synced > seg.marked and seg.data_end > seg.marked and not seg.sealed:
+        if seg.synced > seg.marked and seg.data_end > seg.marker_at and not seg.sealed:
             payload = _MARKER.pack(seg.synced)
             n = len(payload) | MARKER_FLAG
             off = seg.end
             mm: mmap.mmap = seg.mm  # type: ignore[assignment]
             _REC.pack_into(mm, off, n, crc32(_LEN.pack(n)), crc32(payload))
             mm[off + REC_HEADER : off + MARKER_SIZE] = payload
-            seg.end = off + MARKER_SIZE
+            seg.end = seg.marker_at = off + MARKER_SIZE
             seg.marked = seg.synced
 
     def position(self) -> Position:

@@ -91,6 +91,8 @@ class EngineOptions:
     commitlog_sync_period_ms: int = 1000  # periodic: fsync at least this often
     commitlog_group_window_ms: float = 2.0  # group: one shared fsync within this window
     commitlog_segment_bytes: int = 32 * 1024 * 1024
+    #: beyond this much commit log, flush the keyspaces pinning the oldest segment
+    commitlog_total_bytes: int = 256 * 1024 * 1024
     memtable_flush_bytes: int = 64 * 1024 * 1024  # per-keyspace memtable size that flushes
     gc_grace_for: Callable[[str], int] = _default_gc_grace  # keyspace -> gc_grace_seconds
     clock: Callable[[], float] = time.time  # wall clock in seconds (TTL expiry, gc_grace)
@@ -294,6 +296,7 @@ class StorageEngine:
             if self._periodic:
                 nursery.start_soon(self._periodic_sync)
             nursery.start_soon(self._flusher)
+            nursery.start_soon(self._log_space_watch)
             if self.options.background_compaction:
                 nursery.start_soon(self._compactor)
             task_status.started()
@@ -304,6 +307,28 @@ class StorageEngine:
             await trio.sleep(period)
             await self._log.sync()
             self._log.collect()
+
+    async def _log_space_watch(self) -> None:
+        """Once a second: if the commit log has grown past ``commitlog_total_bytes``, ask for
+        flushes of the keyspaces with unflushed data in its oldest segment, so that a rarely
+        written keyspace cannot pin segments forever."""
+        while True:
+            await trio.sleep(1.0)
+            self._check_log_space()
+
+    def _check_log_space(self) -> None:
+        segments = self._log.segments
+        total = sum(max(seg.capacity, seg.end) for seg in segments)
+        if total <= self.options.commitlog_total_bytes:
+            return
+        for seg in segments:
+            if seg.dirty:
+                for name in seg.dirty:
+                    store = self._stores.get(name)
+                    if store is not None and not store.flush_requested:
+                        store.flush_requested = True
+                        self._flush_wake.set()
+                return
 
     async def _flusher(self) -> None:
         while True:

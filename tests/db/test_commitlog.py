@@ -244,3 +244,17 @@ async def test_periodic_mode_syncs_in_the_background(open_engine: Opener) -> Non
     e.crash()
     e = open_engine()
     assert all(present(e, 5))
+
+
+async def test_repeated_syncs_without_writes_do_not_fill_a_segment(open_engine: Opener) -> None:
+    e = open_engine(commitlog_segment_bytes=256)
+    for i in range(30):
+        await e.apply("ks", b"k%03d" % i, put(1, v=b"x" * (i % 7)))
+        for _ in range(i % 4):
+            await e.sync()
+    for _ in range(20):
+        await e.sync()
+    e.crash()
+    e = open_engine()
+    assert all(present(e, 30))
+    await e.close()

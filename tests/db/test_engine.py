@@ -304,3 +304,21 @@ async def test_keys_of_every_length_class_replay(open_engine: Opener) -> None:
         assert live(e, key, 0) == {"v": b"%d" % i, "w": b"second write"}
     await e.flush()
     assert [k for _t, k, _r in e.scan("ks")] == sorted(keys, key=lambda k: (token_for(k), k))
+
+
+async def test_a_quiet_keyspace_does_not_pin_the_commit_log(
+    open_engine: Opener, tmp_path: Path
+) -> None:
+    e = open_engine(commitlog_segment_bytes=1024, commitlog_total_bytes=1500)
+    await e.apply("quiet", b"k", put(1, v=b"x"))
+    for i in range(40):
+        await e.apply("busy", b"k%d" % i, put(1, v=b"x" * 20))
+    await e.flush("busy")
+    await e.sync()
+    assert e.stats()["quiet"]["sstable_count"] == 0
+    async with trio.open_nursery() as nursery:
+        await nursery.start(e.run)
+        await eventually(lambda: e.stats()["quiet"]["sstable_count"] == 1)
+        await eventually(lambda: len(list((tmp_path / "data" / "commitlog").iterdir())) <= 2)
+        nursery.cancel_scope.cancel()
+    assert live(e, b"k", 0, ks="quiet") == {"v": b"x"}
