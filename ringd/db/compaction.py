@@ -106,6 +106,13 @@ def purged_stream(
 ) -> RowStream:
     """Purge every row of a merged stream; rows with nothing left are dropped."""
     for tok, key, row in rows:
+        if row.tombstone is None:
+            for c in row.cells.values():
+                if c[2] is not None:
+                    break
+            else:  # plain live cells only: nothing to purge or convert
+                yield tok, key, row
+                continue
         bound = max_purgeable(key) if has_purgeable(row, gc_before) else None
         out = purge_row(row, now, gc_before, bound)
         if out is not None:

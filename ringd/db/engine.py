@@ -7,10 +7,13 @@
     data_dir/drops.cbor                       commit-log positions of dropped keyspaces
 
 Writes (:meth:`StorageEngine.apply`) encode the update once (CBOR ``[keyspace, key, row]``),
-append it to the commit log, and merge it into the keyspace's memtable; how long ``apply``
-waits depends on the sync mode (``periodic``: not at all; ``batch``: for an fsync covering the
-write; ``group``: for a shared fsync after a short window). In ``batch`` and ``group`` modes the
-memtable sees the write only once it is durable, so no read returns a write a crash could lose.
+copy it into the memory-mapped commit log, and merge it into the keyspace's memtable (which
+keeps the encoded row itself for a key written once). How long ``apply`` waits depends on the
+sync mode: ``periodic`` not at all (the record is in the page cache, so a killed process loses
+nothing; a machine crash loses at most one sync period); ``batch`` for an fsync covering the
+write (writers arriving together share it); ``group`` for a shared fsync after a short window.
+In ``batch`` and ``group`` modes the memtable sees the write only once it is durable, so no read
+returns a write a crash could lose.
 
 Reads merge the memtables and every sstable that may hold the key (bloom filter, hash index,
 one checksummed block each). Scans merge sorted iterators, so memory stays bounded.
@@ -18,7 +21,9 @@ one checksummed block each). Scans merge sorted iterators, so memory stays bound
 A flush switches the memtable out and records the commit-log position at the switch; the
 sstable written from it stores that position, so replay skips what sstables already hold, and
 commit-log segments are deleted once no keyspace has unflushed data in them. Flushes of one
-keyspace run one at a time, in order.
+keyspace run one at a time, in order. A memtable is flushed when it reaches
+``memtable_flush_bytes``, and the keyspaces pinning the oldest segment are flushed when the log
+outgrows ``commitlog_total_bytes``.
 
 Compaction (size-tiered in the background, or major on request) merges sstables in a worker
 thread, drops shadowed cells, turns expired TTL cells into tombstones and drops tombstones older
@@ -175,7 +180,13 @@ def _bytes_head(n: int) -> bytes:
 
 
 class StorageEngine:
-    """See the module docstring. Use :meth:`open`, then run :meth:`run` in a nursery."""
+    """One node's local storage. ``open`` it (synchronously), start :meth:`run` in a nursery
+    for the background work, and :meth:`close` it at the end.
+
+    Data: :meth:`apply`, :meth:`read`, :meth:`scan`. Maintenance: :meth:`flush`,
+    :meth:`compact`, :meth:`drop_keyspace`, :meth:`sync`. Introspection: :meth:`keyspaces`,
+    :meth:`stats`, :meth:`compaction_stats`, :meth:`verify`. See the module docstring for how
+    the parts fit together."""
 
     def __init__(
         self,
@@ -223,9 +234,7 @@ class StorageEngine:
             if not entry.is_dir():
                 continue
             name = _name_from_dir(entry.name)
-            store = _load_store(name, entry, drops.get(name))
-            generations[name] = store.pop("next_gen")
-            st: _Store = store["store"]
+            st, generations[name] = _load_store(name, entry, drops.get(name))
             if st.sstables or st.name not in drops:
                 stores[name] = st
             for r in st.sstables:
@@ -728,7 +737,8 @@ class StorageEngine:
                 r.close()
 
     def crash(self) -> None:
-        """Stop without writing anything more (for tests: simulates a killed process)."""
+        """Let go of every file without flushing or syncing: what a killed process leaves
+        behind (tests use it; the engine is unusable afterwards)."""
         self._closed = True
         self._log.abandon()
         for store in self._stores.values():
@@ -759,9 +769,10 @@ def _discard(reader: SSTableReader) -> None:
         pass
 
 
-def _load_store(name: str, directory: Path, drop: Position | None) -> dict[str, Any]:
+def _load_store(name: str, directory: Path, drop: Position | None) -> tuple[_Store, int]:
     """Open one keyspace directory: delete temporaries, sstables replaced by a present one
-    (an interrupted compaction) and sstables older than a drop."""
+    (an interrupted compaction) and sstables older than a drop. Returns the store and the next
+    free generation."""
     store = _Store(name, directory)
     max_gen = 0
     paths = []
@@ -791,7 +802,7 @@ def _load_store(name: str, directory: Path, drop: Position | None) -> dict[str, 
     if changed:
         fsync_dir(directory)
     store.sstables = keep
-    return {"store": store, "next_gen": max_gen + 1}
+    return store, max_gen + 1
 
 
 def _load_drops(path: Path) -> dict[str, Position]:
