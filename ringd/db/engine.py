@@ -277,10 +277,10 @@ class StorageEngine:
             floor = floors.get(ks)
             if floor is not None and (rec.segment, rec.end) <= floor:
                 continue
-            st = stores.get(ks)
-            if st is None:
-                st = stores[ks] = _Store(ks, sst_root / _dir_name(ks))
-            st.memtable.put(key, row, None, len(rec.payload))
+            target = stores.get(ks)
+            if target is None:
+                target = stores[ks] = _Store(ks, sst_root / _dir_name(ks))
+            target.memtable.put(key, row, None, len(rec.payload))
             old[rec.segment].dirty[ks] = rec.end
 
         next_id = max(
