@@ -50,6 +50,9 @@ class Config:
     memtable_flush_mb: int = field(
         default=64, metadata={"help": "flush a keyspace's memtable at this size"}
     )
+    max_connections: int = field(
+        default=1024, metadata={"help": "connections held at once (clients and peers)"}
+    )
     max_frame_bytes: int = field(
         default=16 * 1024 * 1024, metadata={"help": "largest frame accepted"}
     )
@@ -113,6 +116,8 @@ class Config:
             raise bad("commitlog_group_window_ms", "must not be negative")
         if not 1 <= self.memtable_flush_mb <= 64 * 1024:
             raise bad("memtable_flush_mb", "must be between 1 and 65536")
+        if not 1 <= self.max_connections <= 1_000_000:
+            raise bad("max_connections", "must be between 1 and 1000000")
         if not 64 * 1024 <= self.max_frame_bytes <= 1 << 30:
             raise bad("max_frame_bytes", "must be between 65536 and 1073741824")
         if self.phi_threshold <= 0:

@@ -109,6 +109,7 @@ class Node:
             node_info=self.node_info,
             max_frame=config.max_frame_bytes,
             authorize=self._authorize,
+            max_connections=config.max_connections,
         )
         self.listeners: list[Any] = []
 

@@ -5,7 +5,9 @@ path) or an ``async`` function (work that waits, run in its own task). A handler
 result or raises ``ProtocolError``; anything else it raises becomes ``SERVER_ERROR`` and is logged.
 Bad input gets an error frame; framing errors also close the connection. Nothing a client sends
 escapes its connection. Buffers are bounded: a connection stops reading while it has too many
-requests in flight or too many response bytes unsent.
+requests in flight or too many response bytes unsent, and a node holds at most
+``max_connections`` connections (more get ``OVERLOADED`` and are closed), so a node's memory for
+buffers is bounded whatever clients do.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ class Server:
         node_info: Callable[[], dict[str, Any]],
         max_frame: int = DEFAULT_MAX_FRAME,
         authorize: Callable[[Session, str], None] | None = None,
+        max_connections: int = 1024,
     ) -> None:
         missing = set(messages.VERBS) - set(handlers) - {"hello"}
         unknown = set(handlers) - set(messages.VERBS)
@@ -99,6 +102,7 @@ class Server:
         self._node_info = node_info
         self._max_frame = max_frame
         self._authorize = authorize
+        self._max_connections = max_connections
         self._draining = False
         self._in_flight = 0
         self._idle = trio.Event()
@@ -162,6 +166,11 @@ class Server:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer, conn, nursery.cancel_scope)
                 try:
+                    if self.connections > self._max_connections:
+                        raise ProtocolError(
+                            f"too many connections ({self._max_connections}); try again later or another node",
+                            ErrorCode.OVERLOADED,
+                        )
                     await self._read_loop(conn, session, nursery)
                 except ProtocolError as exc:
                     # framing-level problem: say why, then close

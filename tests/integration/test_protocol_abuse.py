@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+from collections.abc import Callable
 
 import cbor2
 import pytest
@@ -211,3 +212,22 @@ def test_column_values_must_be_plain_data(node: Ringd, bystander) -> None:
         replies, _ = read_replies(sock, limit=2)
         assert error_codes(replies[1:]) == ["INVALID"]
     assert bystander.get("demo", "k") is None
+
+
+def test_connections_beyond_the_limit_are_refused_and_others_served(
+    ringd_factory: Callable[..., Ringd],
+) -> None:
+    node = ringd_factory(max_connections=3)
+    with node.client() as first, connect_raw(node.address) as second:
+        assert first.ping()
+        second.sendall(HELLO)
+        assert "result" in read_replies(second, limit=1)[0][0]
+        with connect_raw(node.address) as third:
+            third.sendall(HELLO)
+            replies, _ = read_replies(third, limit=1)
+            assert "result" in replies[0]
+            with connect_raw(node.address) as fourth:
+                replies, closed = read_replies(fourth)
+                assert closed
+                assert error_codes(replies) == ["OVERLOADED"]
+        assert first.ping()
