@@ -126,20 +126,21 @@ class StorageProxy:
         start = trio.current_time()
         node = self.node
         topology = node.topology
-        plan = self._plan(
-            keyspace, topology.replicas(keyspace, token_for(key)), consistency, write=True
-        )
+        token = token_for(key)
+        plan = self._plan(keyspace, topology.replicas(keyspace, token), consistency, write=True)
         contacts = plan.contacts
         local = topology.local_host_id
         if contacts == (local,) and plan.required == 1 and plan.counts(local):
-            await node.engine.apply(keyspace.name, key, row)
+            await node.engine.apply(keyspace.name, key, row, token)
             self.write_latency.add(trio.current_time() - start)
             return 1
         acks = _Acks(plan)
         wire = {"ks": keyspace.name, "key": key, "row": row.to_wire(), "hlc": node.clock.now()}
         assert self._nursery is not None
         for host in contacts:
-            self._nursery.start_soon(self._mutate_one, host, keyspace.name, key, row, wire, acks)
+            self._nursery.start_soon(
+                self._mutate_one, host, keyspace.name, key, token, row, wire, acks
+            )
         with trio.move_on_after(node.config.write_timeout_ms / 1000.0):
             await acks.done.wait()
         self.write_latency.add(trio.current_time() - start)
@@ -156,12 +157,19 @@ class StorageProxy:
         return received
 
     async def _mutate_one(
-        self, host: str, ks: str, key: bytes, row: Row, wire: dict[str, Any], acks: _Acks
+        self,
+        host: str,
+        ks: str,
+        key: bytes,
+        token: int,
+        row: Row,
+        wire: dict[str, Any],
+        acks: _Acks,
     ) -> None:
         node = self.node
         try:
             if host == node.topology.local_host_id:
-                await node.engine.apply(ks, key, row)
+                await node.engine.apply(ks, key, row, token)
             else:
                 result = await node.messaging.call(
                     node.topology.address(host),
