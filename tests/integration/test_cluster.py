@@ -283,3 +283,38 @@ def test_a_cleanly_stopped_node_is_down_at_once_and_back_on_restart(
     assert {t["address"] for t in ring} == {n.address for n in nodes}  # still owns its tokens
     nodes[2].start()
     wait_all_up(nodes)
+
+
+def test_keyspace_alter_and_drop_through_any_node_converge(
+    cluster_factory: Callable[..., list[Ringd]],
+) -> None:
+    nodes = cluster_factory(3)
+    create_keyspace(nodes[0], "life", {"class": "SimpleStrategy", "replication_factor": 1}, nodes)
+
+    def settings(node: Ringd) -> dict | None:
+        with node.client() as db:
+            found = [k for k in db.keyspace_list()["keyspaces"] if k["name"] == "life"]
+        return found[0] if found else None
+
+    with nodes[1].client() as db:
+        db.keyspace_alter("life", replication=RF3, gc_grace_seconds=60)
+    wait_for(
+        lambda: all(
+            (s := settings(n))
+            and s["replication"]["replication_factor"] == 3
+            and s["gc_grace_seconds"] == 60
+            for n in nodes
+        ),
+        10,
+        "the altered keyspace on every node",
+    )
+    with nodes[0].client() as db:
+        db.put("life", "k", {"v": 1}, consistency="ALL")  # rf=3 now: all three acknowledge
+    with nodes[2].client() as db:
+        db.keyspace_drop("life")
+    wait_for(
+        lambda: all(settings(n) is None for n in nodes), 10, "the keyspace gone from every node"
+    )
+    with nodes[0].client() as db:
+        db.keyspace_create("life")  # a new keyspace of the same name starts empty
+        assert db.get("life", "k", consistency="ONE") is None
