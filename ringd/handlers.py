@@ -6,11 +6,13 @@ Admin verbs live in ``admin``; this module holds data, keyspace, peer and test-h
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import ringd
 from ringd import admin
+from ringd.db.cells import Row
 from ringd.net.server import Handler, Session
 from ringd.protocol.errors import InvalidRequest, Unauthorized
 from ringd.protocol.messages import arg
@@ -32,15 +34,23 @@ def table(node: Node) -> dict[str, Handler]:
     def ping(s: Session, args: dict[str, Any]) -> dict[str, Any]:
         return {"version": ringd.__version__, "host_id": node.host_id, "time_us": node.clock.peek()}
 
-    async def put(s: Session, args: dict[str, Any]) -> dict[str, Any]:
+    async def write(
+        args: dict[str, Any], make_row: Callable[[Keyspace, int, float], Row]
+    ) -> dict[str, Any]:
+        """A put or delete: the row ``make_row`` builds, stamped and written at the consistency."""
         ks = node.schema.require(arg(args, "keyspace", str))
         key = requests.key_bytes(args)
         consistency = Consistency.from_args(args, "w")
         ts = requests.client_timestamp(args)
         ts = node.clock.now() if ts is None else ts
-        row = requests.put_row(args, ts, node.clock.wall_seconds(), ks.default_ttl)
+        row = make_row(ks, ts, node.clock.wall_seconds())
         acks = await proxy.write(ks, key, row, consistency)
         return {"timestamp": ts, "acks": acks}
+
+    async def put(s: Session, args: dict[str, Any]) -> dict[str, Any]:
+        return await write(
+            args, lambda ks, ts, now: requests.put_row(args, ts, now, ks.default_ttl)
+        )
 
     async def get(s: Session, args: dict[str, Any]) -> dict[str, Any] | None:
         ks = node.schema.require(arg(args, "keyspace", str))
@@ -56,14 +66,7 @@ def table(node: Node) -> dict[str, Handler]:
         }
 
     async def delete(s: Session, args: dict[str, Any]) -> dict[str, Any]:
-        ks = node.schema.require(arg(args, "keyspace", str))
-        key = requests.key_bytes(args)
-        consistency = Consistency.from_args(args, "w")
-        ts = requests.client_timestamp(args)
-        ts = node.clock.now() if ts is None else ts
-        row = requests.delete_row(args, ts, node.clock.wall_seconds())
-        acks = await proxy.write(ks, key, row, consistency)
-        return {"timestamp": ts, "acks": acks}
+        return await write(args, lambda ks, ts, now: requests.delete_row(args, ts, now))
 
     async def scan(s: Session, args: dict[str, Any]) -> dict[str, Any]:
         ks = node.schema.require(arg(args, "keyspace", str))

@@ -54,6 +54,7 @@ from zlib import crc32
 import trio
 
 from ringd.db.errors import StorageCorruption
+from ringd.fsutil import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -77,14 +78,6 @@ Position = tuple[int, int]
 
 def segment_name(seg_id: int) -> str:
     return f"CommitLog-{seg_id:016d}.log"
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def segment_header(seg_id: int) -> bytes:

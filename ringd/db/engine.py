@@ -58,7 +58,6 @@ from ringd.db.commitlog import (
     CommitLog,
     Position,
     Segment,
-    fsync_dir,
     replay,
 )
 from ringd.db.compaction import (
@@ -76,6 +75,7 @@ from ringd.db.sstable import (
     parse_generation,
     write_sstable,
 )
+from ringd.fsutil import fsync_dir
 
 __all__ = ["EngineOptions", "StorageCorruption", "StorageEngine"]
 
@@ -400,15 +400,9 @@ class StorageEngine:
         commitlog = self._log
         seg = commitlog.append(keyspace, payload)
         if self._periodic:
-            mt = store.memtable
-            mt.put(key, update, encoded, len(payload))
-            if token is not None:
-                mt.tokens[key] = token
             # the record is already in the page cache (the segment is memory-mapped): a killed
             # process loses nothing; the periodic sync covers machine crashes
-            if mt.bytes >= self._flush_bytes and not store.flush_requested:
-                store.flush_requested = True
-                self._flush_wake.set()
+            self._to_memtable(store, key, update, encoded, len(payload), token)
             return
         ticket = next(self._tickets)
         store.inflight[ticket] = (seg.id, seg.end - REC_HEADER - len(payload))
@@ -416,13 +410,18 @@ class StorageEngine:
             await commitlog.wait_synced((seg.id, seg.end), self._window)
         finally:
             del store.inflight[ticket]
-            mt = store.memtable
-            mt.put(key, update, encoded, len(payload))
-            if token is not None:
-                mt.tokens[key] = token
-            if mt.bytes >= self._flush_bytes and not store.flush_requested:
-                store.flush_requested = True
-                self._flush_wake.set()
+            self._to_memtable(store, key, update, encoded, len(payload), token)
+
+    def _to_memtable(
+        self, store: _Store, key: bytes, update: Row, encoded: bytes, size: int, token: int | None
+    ) -> None:
+        mt = store.memtable
+        mt.put(key, update, encoded, size)
+        if token is not None:
+            mt.tokens[key] = token
+        if mt.bytes >= self._flush_bytes and not store.flush_requested:
+            store.flush_requested = True
+            self._flush_wake.set()
 
     async def sync(self) -> None:
         """Write and fsync everything in the commit log now."""

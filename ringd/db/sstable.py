@@ -42,8 +42,8 @@ from zlib import crc32
 import cbor2
 
 from ringd.db.cells import Cell, Row, RowTombstone
-from ringd.db.commitlog import fsync_dir
 from ringd.db.errors import StorageCorruption
+from ringd.fsutil import fsync_dir
 
 MAGIC = b"RDSST001"
 END_MAGIC = b"RDSSTEND"
