@@ -220,8 +220,8 @@ def _command(cmd: Any, ctx: Any, path: tuple[str, ...]) -> Command:
     params = []
     help_opts: tuple[str, ...] = ()
     for param in cmd.get_params(ctx):
-        if param is help_option:
-            help_opts = tuple(param.opts)
+        if help_option is not None and param is help_option:
+            help_opts = tuple(help_option.opts)
             continue
         if getattr(param, "hidden", False):
             continue

@@ -162,8 +162,8 @@ def table(node: Node) -> dict[str, Handler]:
             token, key = after[0], after[1]
             rows = proxy.scan_local(
                 args["ks"],
-                (token, None if key is None else bytes(key)),
-                args.get("end"),
+                (int(token), None if key is None else bytes(key)),
+                int(args["end"]),
                 int(args["limit"]),
             )
         except (KeyError, TypeError, ValueError, IndexError) as exc:

@@ -233,7 +233,7 @@ class Ring:
         depends on besides the ring (e.g. a replication strategy, which is a hashable value).
         """
         try:
-            return self._derived[key]  # type: ignore[no-any-return]
+            return self._derived[key]
         except KeyError:
             value = compute(self)
             self._derived[key] = value

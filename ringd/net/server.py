@@ -323,7 +323,7 @@ class Server:
         args: dict[str, Any],
     ) -> None:
         try:
-            value = await handler(session, args)  # type: ignore[misc]
+            value = await handler(session, args)
             conn.send(messages.result(req_id, value))
         except ProtocolError as exc:
             conn.send(messages.error(req_id, exc))

@@ -7,6 +7,7 @@ raises ``ProtocolError`` (never another exception).
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from typing import Any
 
 import cbor2
@@ -20,7 +21,7 @@ def _reject_tag(*_: Any) -> Any:
     raise cbor2.CBORDecodeError("CBOR tags are not part of the protocol")
 
 
-def _check_keys(value: dict[Any, Any], immutable: bool) -> dict[Any, Any]:
+def _check_keys(value: Mapping[Any, Any], immutable: bool) -> Mapping[Any, Any]:
     for key in value:
         if type(key) is not str:
             raise cbor2.CBORDecodeError("map keys must be text strings")

@@ -37,7 +37,7 @@ class ProtocolError(Exception):
         if not isinstance(err, dict):
             return cls("malformed error from server", ErrorCode.PROTOCOL_ERROR)
         try:
-            code = ErrorCode(err.get("code"))
+            code = ErrorCode(str(err.get("code")))
         except ValueError:
             code = ErrorCode.SERVER_ERROR
         details = {k: v for k, v in err.items() if k not in ("code", "message")}
