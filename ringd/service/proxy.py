@@ -13,7 +13,7 @@ import hashlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import cbor2
 import trio
@@ -24,6 +24,7 @@ from ringd.dht.tokens import MAX_TOKEN, MIN_TOKEN
 from ringd.locator.consistency import ReplicaPlan
 from ringd.locator.consistency import Unavailable as PlanUnavailable
 from ringd.metrics import Histogram
+from ringd.net.channel import CallTimeout
 from ringd.protocol.errors import ErrorCode, InvalidRequest, ProtocolError, Timeout, Unavailable
 from ringd.schema import Keyspace
 from ringd.service.requests import MAX_KEY_BYTES
@@ -74,6 +75,14 @@ class Consistency:
         if not isinstance(level, str):
             raise InvalidRequest("consistency must be a level name such as QUORUM")
         return cls(level.upper(), count_name=count_name)
+
+
+class _Reply(NamedTuple):
+    """One replica's answer to a read: the row (if data was asked for) and its digest."""
+
+    row: Row | None
+    digest: bytes
+    is_data: bool
 
 
 class _Acks:
@@ -204,48 +213,53 @@ class StorageProxy:
             self.read_latency.add(trio.current_time() - start)
             return row
         timeout = node.config.read_timeout_ms / 1000.0
-        results: dict[str, tuple[Row | None, bytes]] = {}
+        # replicas to ask instead of one that fails outright (refused, closed, error answer)
+        spares = [
+            h for h in plan.natural if h not in contacts and plan.counts(h) and topology.is_alive(h)
+        ]
+        replies: dict[str, _Reply] = {}
+
+        async def ask(host: str, digest_only: bool) -> None:
+            if not await self._read_one(host, keyspace.name, key, digest_only, replies) and spares:
+                await ask(spares.pop(0), False)
+
         with trio.move_on_after(timeout):
             async with trio.open_nursery() as nursery:
                 for i, host in enumerate(contacts):
-                    nursery.start_soon(self._read_one, host, keyspace.name, key, i > 0, results)
-        data = results.get(contacts[0])
-        if len(results) < len(contacts) or data is None:
+                    nursery.start_soon(ask, host, i > 0)
+        data = next((r for r in replies.values() if r.is_data), None)
+        if len(replies) < len(contacts) or data is None:
             self.counters["read_timeout"] += 1
             self.read_latency.add(trio.current_time() - start)
-            raise _read_timeout(len(results), plan.required, consistency)
-        digest = row_digest(data[0])
-        if all(results[h][1] == digest for h in contacts[1:]):
+            raise _read_timeout(len(replies), plan.required, consistency)
+        if all(r.digest == data.digest for r in replies.values()):
             self.read_latency.add(trio.current_time() - start)
-            return data[0]
-        # digest mismatch: fetch data from every contacted replica and merge
+            return data.row
+        # digest mismatch: fetch data from every replica that answered with a digest, and merge
         self.counters["digest_mismatch"] += 1
-        full: dict[str, tuple[Row | None, bytes]] = {contacts[0]: data}
+        full = {h: r for h, r in replies.items() if r.is_data}
         with trio.move_on_after(timeout):
             async with trio.open_nursery() as nursery:
-                for host in contacts[1:]:
-                    nursery.start_soon(self._read_one, host, keyspace.name, key, False, full)
-        if len(full) < len(contacts):
+                for host in replies:
+                    if host not in full:
+                        nursery.start_soon(self._read_one, host, keyspace.name, key, False, full)
+        if len(full) < len(replies):
             self.read_latency.add(trio.current_time() - start)
             raise _read_timeout(len(full), plan.required, consistency)
-        merged = _merge_rows(r for r, _ in full.values())
+        merged = _merge_rows(r.row for r in full.values())
         self.read_latency.add(trio.current_time() - start)
         return merged
 
     async def _read_one(
-        self,
-        host: str,
-        ks: str,
-        key: bytes,
-        digest_only: bool,
-        out: dict[str, tuple[Row | None, bytes]],
-    ) -> None:
+        self, host: str, ks: str, key: bytes, digest_only: bool, out: dict[str, _Reply]
+    ) -> bool:
+        """Ask one replica for the row (or its digest) into ``out``; False if it failed."""
         node = self.node
         try:
             if host == node.topology.local_host_id:
                 row = node.engine.read(ks, key)
-                out[host] = (row, row_digest(row))
-                return
+                out[host] = _Reply(row, row_digest(row), True)
+                return True
             result = await node.messaging.call(
                 node.topology.address(host),
                 "read_local",
@@ -254,13 +268,17 @@ class StorageProxy:
             )
             node.clock.observe(result.get("hlc", 0))
             if digest_only:
-                out[host] = (None, bytes(result["digest"]))
+                out[host] = _Reply(None, bytes(result["digest"]), False)
             else:
                 raw = result.get("row")
                 row = None if raw is None else Row.from_wire(raw)
-                out[host] = (row, row_digest(row))
+                out[host] = _Reply(row, row_digest(row), True)
+            return True
+        except CallTimeout:
+            return False  # slow, not failed: asking a spare now would not be sooner
         except (ProtocolError, OSError, ValueError, KeyError, TypeError) as exc:
             log.debug("read from %s failed: %s", host, exc)
+            return False
 
     # ---- coordinator: range scans (dump) ---------------------------------------------------
 
