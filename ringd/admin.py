@@ -267,17 +267,20 @@ def table(node: Node) -> dict[str, Handler]:
             "counters": dict(proxy.counters),
         }
 
-    async def _flush(s: Session, args: dict[str, Any]) -> dict[str, Any]:
+    def _optional_keyspace(args: dict[str, Any]) -> str | None:
+        """The ``keyspace`` argument (which must exist) or ``None`` for all keyspaces."""
         keyspace = arg(args, "keyspace", str, None)
         if keyspace is not None:
             node.schema.require(keyspace)
+        return keyspace
+
+    async def _flush(s: Session, args: dict[str, Any]) -> dict[str, Any]:
+        keyspace = _optional_keyspace(args)
         await node.engine.flush(keyspace)
         return {"flushed": keyspace or "all"}
 
     async def _compact(s: Session, args: dict[str, Any]) -> dict[str, Any]:
-        keyspace = arg(args, "keyspace", str, None)
-        if keyspace is not None:
-            node.schema.require(keyspace)
+        keyspace = _optional_keyspace(args)
         await node.engine.compact(keyspace)
         return {"compacted": keyspace or "all"}
 
@@ -285,11 +288,9 @@ def table(node: Node) -> dict[str, Handler]:
         return node.engine.compaction_stats()
 
     def _tablestats(s: Session, args: dict[str, Any]) -> dict[str, Any]:
-        keyspace = arg(args, "keyspace", str, None)
+        keyspace = _optional_keyspace(args)
         stats = node.engine.stats()
         names = [keyspace] if keyspace is not None else [k.name for k in node.schema.live()]
-        if keyspace is not None:
-            node.schema.require(keyspace)
         return {"keyspaces": {n: stats.get(n, _empty_stats()) for n in names}}
 
     async def _verify(s: Session, args: dict[str, Any]) -> dict[str, Any]:

@@ -406,15 +406,8 @@ class SSTableReader:
     def get(self, key: bytes, h: int) -> Row | None:
         """The row stored for ``key`` (whose :func:`key_hash` is ``h``), or ``None``. (The hot
         path of reads: block lookup, checksum and decoding are inlined.)"""
-        y = ((h ^ (h >> 16)) * _GOLDEN) & _MASK64
-        mask = (
-            (1 << (y >> 58))
-            | (1 << ((y >> 52) & 63))
-            | (1 << ((y >> 46) & 63))
-            | (1 << ((y >> 40) & 63))
-            | (1 << ((y >> 34) & 63))
-        )
-        if self.bloom[h % self.nwords] & mask != mask:
+        word, mask = _bloom_slot(h, self.nwords)
+        if self.bloom[word] & mask != mask:
             return None
         hidx = self.hash_index
         j = bisect_left(hidx, h << 32)
