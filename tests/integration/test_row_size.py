@@ -50,9 +50,7 @@ def test_scan_pages_bounded_across_replicas(cluster_factory: Callable[..., list[
     nodes = cluster_factory(2, max_frame_bytes=1024 * 1024, max_row_bytes=300 * 1000)
     keys = [f"k{i}" for i in range(30)]
     with nodes[0].client(timeout=60) as db:
-        db.keyspace_create(
-            "rf2", replication={"class": "SimpleStrategy", "replication_factor": 2}
-        )
+        db.keyspace_create("rf2", replication={"class": "SimpleStrategy", "replication_factor": 2})
         for key in keys:  # 30 x 200 kB = 6 MB, frames of 1 MiB
             db.put("rf2", key, {"v": "x" * (200 * 1000)}, consistency="ALL")
         seen = _scan_all(db, "rf2", consistency="ALL")
