@@ -568,8 +568,17 @@ def render_ringd_man(parser: argparse.ArgumentParser | None = None) -> str:
         _b("SIGTERM") + ", " + _b("SIGINT"),
         roff(
             "Drain and stop: stop accepting connections, answer new requests with OVERLOADED, wait "
-            "up to drain_timeout_s for the requests in flight, flush memtables, close the commit "
-            "log, and exit 0."
+            "up to drain_timeout_s for the requests in flight (and for requests already on their "
+            "way, until each connection has been quiet for 0.1 s), flush memtables, close the "
+            "commit log, and exit 0. Another SIGTERM or SIGINT during the drain is logged "
+            "(already draining) and ignored; the drain is bounded by drain_timeout_s."
+        ),
+        ".TP",
+        _b("SIGHUP"),
+        roff(
+            "Re-read the configuration (the same flags and file) and apply the log level; other "
+            "changed settings are logged and take effect at the next restart. A file that does "
+            "not load is logged and changes nothing. The node keeps serving."
         ),
         ".SH EXIT STATUS",
         ".TP",
@@ -579,7 +588,8 @@ def render_ringd_man(parser: argparse.ArgumentParser | None = None) -> str:
         _b("1"),
         roff(
             "Could not start: the data directory is in use by another ringd or belongs to another "
-            "cluster, the address cannot be listened on, or stored data is corrupt."
+            "cluster, the address cannot be listened on, a file under DATA_DIR/system is "
+            "unreadable or damaged (the message names it), or stored data is corrupt."
         ),
         ".TP",
         _b("2"),

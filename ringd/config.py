@@ -8,10 +8,11 @@ with a one-line reason.
 from __future__ import annotations
 
 import argparse
+import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import platformdirs
 
@@ -19,6 +20,7 @@ from ringd.net.address import split_address
 
 DEFAULT_PORT = 7400
 SYNC_MODES = ("periodic", "batch", "group")
+MAX_CLOCK_OFFSET_MS = 10 * 365 * 86400 * 1000
 
 
 class ConfigError(Exception):
@@ -55,6 +57,10 @@ class Config:
     )
     max_frame_bytes: int = field(
         default=16 * 1024 * 1024, metadata={"help": "largest frame accepted"}
+    )
+    max_row_bytes: int = field(
+        default=8 * 1024 * 1024,
+        metadata={"help": "largest row (encoded) a write may make; larger writes are INVALID"},
     )
     gossip_interval_ms: int = field(default=250, metadata={"help": "time between gossip rounds"})
     phi_threshold: float = field(default=8.0, metadata={"help": "phi above which a node is down"})
@@ -104,26 +110,33 @@ class Config:
             )
         if not 1 <= self.num_tokens <= 1024:
             raise bad("num_tokens", "must be between 1 and 1024")
-        for name in (
-            "commitlog_sync_period_ms",
-            "gossip_interval_ms",
-            "write_timeout_ms",
-            "read_timeout_ms",
+        for name, low, high in (
+            ("commitlog_sync_period_ms", 1, 3_600_000),
+            ("gossip_interval_ms", 1, 60_000),
+            ("write_timeout_ms", 1, 3_600_000),
+            ("read_timeout_ms", 1, 3_600_000),
+            ("memtable_flush_mb", 1, 64 * 1024),
+            ("max_connections", 1, 1_000_000),
+            ("max_frame_bytes", 64 * 1024, 1 << 30),
+            ("clock_offset_ms", -MAX_CLOCK_OFFSET_MS, MAX_CLOCK_OFFSET_MS),
         ):
-            if getattr(self, name) <= 0:
-                raise bad(name, "must be positive")
-        if self.commitlog_group_window_ms < 0 or self.drain_timeout_s < 0:
-            raise bad("commitlog_group_window_ms", "must not be negative")
-        if not 1 <= self.memtable_flush_mb <= 64 * 1024:
-            raise bad("memtable_flush_mb", "must be between 1 and 65536")
-        if not 1 <= self.max_connections <= 1_000_000:
-            raise bad("max_connections", "must be between 1 and 1000000")
-        if not 64 * 1024 <= self.max_frame_bytes <= 1 << 30:
-            raise bad("max_frame_bytes", "must be between 65536 and 1073741824")
-        if self.phi_threshold <= 0:
-            raise bad("phi_threshold", "must be positive")
-        if not self.cluster_name or not self.dc or not self.rack:
-            raise bad("cluster_name", "cluster name, dc and rack must not be empty")
+            if not low <= getattr(self, name) <= high:
+                raise bad(name, f"must be between {low} and {high}")
+        if not 0 <= self.commitlog_group_window_ms <= 1000:
+            raise bad("commitlog_group_window_ms", "must be between 0 and 1000")
+        if not 0 <= self.drain_timeout_s <= 3600:
+            raise bad("drain_timeout_s", "must be between 0 and 3600")
+        if not 0 < self.phi_threshold <= 1000:
+            raise bad("phi_threshold", "must be positive and at most 1000")
+        row_high = self.max_frame_bytes // 2
+        if not 1024 <= self.max_row_bytes <= row_high:
+            raise bad(
+                "max_row_bytes",
+                f"must be between 1024 and half of max-frame-bytes ({row_high})",
+            )
+        for name in ("cluster_name", "dc", "rack"):
+            if not getattr(self, name):
+                raise bad(name, "must not be empty")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise bad("log_level", "must be debug, info, warning or error")
 
@@ -132,8 +145,15 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``ConfigError``) instead of usage and exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(message)
+
+
 def argument_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ringd",
         description="ringd: one node of a leaderless, replicated key-value store.",
         argument_default=argparse.SUPPRESS,
@@ -155,11 +175,18 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
         if kind == "int":
             if isinstance(value, bool):
                 raise ValueError
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise ValueError
+                return int(value)
             return int(value)
         if kind == "float":
             if isinstance(value, bool):
                 raise ValueError
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                raise ConfigError(f"{name.replace('_', '-')}: {value!r} is not a finite number")
+            return number
         if kind == "bool":
             if isinstance(value, bool):
                 return value
@@ -186,9 +213,13 @@ def load(argv: list[str] | None = None) -> Config:
     if "config" in ns:
         path = Path(ns.pop("config"))
         try:
-            raw = tomllib.loads(path.read_text())
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except OSError as exc:
             raise ConfigError(f"config: cannot read {path}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"config: {path} is not UTF-8 text (byte {exc.start}); TOML files must be UTF-8"
+            ) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config: {path} is not valid TOML: {exc}") from None
         known = {f.name for f in fields(Config)}

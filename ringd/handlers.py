@@ -160,7 +160,7 @@ def table(node: Node) -> dict[str, Handler]:
         try:
             after = args["after"]
             token, key = after[0], after[1]
-            rows = proxy.scan_local(
+            rows, full = proxy.scan_local(
                 args["ks"],
                 (int(token), None if key is None else bytes(key)),
                 int(args["end"]),
@@ -168,7 +168,7 @@ def table(node: Node) -> dict[str, Handler]:
             )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise InvalidRequest(f"malformed scan: {exc}") from None
-        return {"rows": [[t, k, r.to_wire()] for t, k, r in rows]}
+        return {"rows": [[t, k, r.to_wire()] for t, k, r in rows], "full": full}
 
     def gossip_syn(s: Session, args: dict[str, Any]) -> dict[str, Any]:
         try:

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     from ringd.node import Node, StartupError
 
     try:
-        node = Node(config)
+        node = Node(config, reload=lambda: load(args))
         trio.run(node.run)
     except BaseException as exc:
         reason = _startup_error(exc, (StartupError, StorageCorruption))

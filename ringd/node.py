@@ -1,5 +1,9 @@
 """One ringd node: opens its data directory and wires storage, gossip, the coordinator and the
 server together; runs until SIGTERM/SIGINT, then drains and exits cleanly.
+
+Signals: the first SIGTERM or SIGINT starts the drain; more of them while draining are logged
+and ignored (the drain is bounded by ``drain_timeout_s``). SIGHUP re-reads the configuration
+and applies what can change while running (the log level); it never stops the node.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import random
 import signal
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +25,7 @@ import trio
 
 import ringd
 from ringd import admin, handlers
-from ringd.config import Config
+from ringd.config import Config, ConfigError
 from ringd.db.engine import EngineOptions, StorageEngine
 from ringd.fsutil import atomic_write
 from ringd.gms.gossiper import Gossiper
@@ -56,9 +62,13 @@ def _lock_data_dir(data_dir: Path) -> int:
     return fd
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
 class Node:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, reload: Callable[[], Config] | None = None) -> None:
         self.config = config
+        self._reload_config = reload
         self.started_at = time.time()
         self.data_dir = Path(config.data_dir).expanduser().resolve()
         try:
@@ -71,7 +81,7 @@ class Node:
         system.mkdir(exist_ok=True)
         self.clock = HybridClock(offset_ms=config.clock_offset_ms)
         self.host_id, self.tokens, self.generation = self._local_state(system / "local.cbor")
-        self.schema = Schema(system / "schema.cbor")
+        self.schema = _load_schema(system / "schema.cbor")
         options = EngineOptions(
             commitlog_sync=config.commitlog_sync,
             commitlog_sync_period_ms=config.commitlog_sync_period_ms,
@@ -129,7 +139,7 @@ class Node:
         """Host id and tokens kept across restarts; a generation larger than the last one."""
         state: dict[str, Any] = {}
         if path.exists():
-            state = cbor2.loads(path.read_bytes())
+            state = _read_local_state(path)
             if state.get("cluster_name") != self.config.cluster_name:
                 raise StartupError(
                     f"data directory {self.data_dir} belongs to cluster "
@@ -173,9 +183,15 @@ class Node:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         config = self.config
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        # ignored once the receiver below is gone, so that a signal still queued when it closes
+        # (one sent during the final flush) cannot kill the process after a clean drain
+        for signum in (*STOP_SIGNALS, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
+        with trio.open_signal_receiver(*STOP_SIGNALS, signal.SIGHUP) as signals:
             try:
                 async with trio.open_nursery() as nursery:
+                    stop = trio.Event()
+                    nursery.start_soon(self._watch_signals, signals, stop)
                     await nursery.start(self.messaging.run)
                     await nursery.start(self.engine.run)
                     await nursery.start(self.proxy.run)
@@ -199,9 +215,7 @@ class Node:
                         config.dc,
                     )
                     task_status.started()
-                    async for signum in signals:
-                        log.info("received %s: draining", signal.Signals(signum).name)
-                        break
+                    await stop.wait()
                     await self.server.drain(config.drain_timeout_s)
                     await self.gossiper.announce_shutdown()
                     nursery.cancel_scope.cancel()
@@ -210,6 +224,79 @@ class Node:
                     await self.engine.close()
                 os.close(self._lock_fd)
         log.info("ringd stopped")
+
+    async def _watch_signals(self, signals: Any, stop: trio.Event) -> None:
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            if signum == signal.SIGHUP:
+                self.reload()
+            elif stop.is_set():
+                log.info("received %s: already draining; ignored", name)
+            else:
+                log.info("received %s: draining", name)
+                stop.set()
+
+    def reload(self) -> None:
+        """Re-read the configuration (same flags and file) and apply the log level."""
+        if self._reload_config is None:
+            log.info("received SIGHUP: no configuration to reload")
+            return
+        try:
+            new = self._reload_config()
+        except ConfigError as exc:
+            log.warning("received SIGHUP: configuration not reloaded: %s", exc)
+            return
+        logging.getLogger().setLevel(new.log_level.upper())
+        self.config.log_level = new.log_level
+        later = [
+            f.name
+            for f in fields(Config)
+            if f.name != "log_level" and getattr(new, f.name) != getattr(self.config, f.name)
+        ]
+        log.info(
+            "received SIGHUP: reloaded configuration (log level %s)%s",
+            new.log_level,
+            f"; {', '.join(later)} take effect at the next restart" if later else "",
+        )
+
+
+def _read_local_state(path: Path) -> dict[str, Any]:
+    """``system/local.cbor``, checked field by field; ``StartupError`` naming it if damaged."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise StartupError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        state = cbor2.loads(raw)
+    except Exception as exc:  # cbor2 raises several kinds on garbage
+        raise StartupError(
+            f"{path} is damaged (not CBOR: {exc}); restore it from a backup"
+        ) from None
+    checks = {
+        "host_id": lambda v: isinstance(v, str) and v != "",
+        "tokens": lambda v: (
+            isinstance(v, list)
+            and v != []
+            and all(type(t) is int and -(1 << 63) <= t < 1 << 63 for t in v)
+        ),
+        "generation": lambda v: type(v) is int and v >= 0,
+        "cluster_name": lambda v: isinstance(v, str),
+    }
+    if not isinstance(state, dict):
+        raise StartupError(f"{path} is damaged (not a map); restore it from a backup")
+    for name, ok in checks.items():
+        if name in state and not ok(state[name]):
+            raise StartupError(f"{path} is damaged (bad {name}); restore it from a backup")
+    return state
+
+
+def _load_schema(path: Path) -> Schema:
+    try:
+        return Schema(path)
+    except OSError as exc:
+        raise StartupError(f"cannot read {path}: {exc.strerror}") from None
+    except Exception as exc:  # garbage in the file: say which file, not a traceback
+        raise StartupError(f"{path} is damaged ({exc}); restore it from a backup") from None
 
 
 def random_tokens(n: int) -> list[int]:

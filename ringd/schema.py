@@ -19,6 +19,7 @@ import cbor2
 from ringd.fsutil import atomic_write
 from ringd.protocol.errors import InvalidRequest
 
+MAX_TTL = 20 * 365 * 24 * 3600  # seconds; the largest ttl a write or a keyspace default may give
 NAME_RE = re.compile(r"^[A-Za-z0-9_]{1,48}$")
 READ_REPAIR_MODES = ("blocking", "none")
 
@@ -70,6 +71,8 @@ class Keyspace:
             value = getattr(self, name)
             if type(value) is not int or value < 0:
                 raise InvalidRequest(f"{name} must be a non-negative integer")
+        if self.default_ttl > MAX_TTL:
+            raise InvalidRequest(f"default_ttl must be between 0 and {MAX_TTL} seconds")
         for name in ("hinted_handoff", "sloppy_quorum", "dropped"):
             if type(getattr(self, name)) is not bool:
                 raise InvalidRequest(f"{name} must be true or false")

@@ -32,6 +32,7 @@ MAX_IN_FLIGHT = 1024  # per connection
 MAX_UNSENT_BYTES = 8 * 1024 * 1024  # per connection
 HANDSHAKE_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 5.0  # to answer requests in flight when a client closes or misbehaves
+DRAIN_QUIET = 0.1  # draining: a connection closes once nothing has arrived on it for this long
 
 Handler = (
     Callable[["Session", dict[str, Any]], Any]
@@ -60,6 +61,7 @@ class _Conn:
         self.in_flight = 0
         self.closing = False
         self.writer_done = trio.Event()
+        self.last_receive = trio.current_time()
 
     def send(self, msg: dict[str, Any]) -> None:
         try:
@@ -139,18 +141,29 @@ class Server:
                 await trio.sleep_forever()
 
     async def drain(self, timeout: float) -> None:
-        """Stop accepting, refuse new requests, wait for those in flight, send every queued
-        response, then close the connections."""
+        """Stop accepting, answer new requests with OVERLOADED, wait for those in flight, keep
+        reading until every connection has been quiet for ``DRAIN_QUIET`` (so requests already
+        on their way get an answer too), send every queued response, then close."""
         self._draining = True
         self._listen_scope.cancel()
         with trio.move_on_after(timeout):
             await self._idle.wait()
+            # quiet is the absence of events, so poll for it
+            while busy := [c for c in self._conns if not self._settled(c)]:  # noqa: ASYNC110
+                wake_at = min(c.last_receive for c in busy) + DRAIN_QUIET
+                await trio.sleep(max(0.01, wake_at - trio.current_time()))
             for conn in list(self._conns):
                 conn.closing = True
                 conn.wake.set()
             for conn in list(self._conns):
                 await conn.writer_done.wait()
         self._conn_scope.cancel()
+
+    @staticmethod
+    def _settled(conn: _Conn) -> bool:
+        """Nothing in flight, nothing unsent, nothing received lately."""
+        quiet = trio.current_time() - conn.last_receive >= DRAIN_QUIET
+        return quiet and not conn.in_flight and not conn.out
 
     async def _handle(self, stream: trio.SocketStream) -> None:
         try:
@@ -266,6 +279,7 @@ class Server:
                 conn.make_room()
                 await conn.room.wait()
             data = await stream.receive_some(RECEIVE_SIZE)
+            conn.last_receive = trio.current_time()
             if not data:
                 if reader.buffered():
                     raise ProtocolError(

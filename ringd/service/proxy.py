@@ -41,6 +41,17 @@ AFTER_ALL_KEYS = b"\xff" * (MAX_KEY_BYTES + 1)
 Cursor = tuple[int, bytes | None]
 
 
+def row_bytes(row: Row) -> int:
+    """The size of a row as ``max_row_bytes`` and scan page budgets measure it: its encoding."""
+    return len(cbor2.dumps(row.to_wire()))
+
+
+def row_too_large(size: int, limit: int) -> InvalidRequest:
+    return InvalidRequest(
+        f"the row would be {size} bytes after this write; the limit (max_row_bytes) is {limit}"
+    )
+
+
 def row_digest(row: Row | None) -> bytes:
     """A digest of a replica's row that equal rows share on every replica."""
     if row is None:
@@ -93,6 +104,7 @@ class _Acks:
         self.tracker = plan.tracker()
         self.answered = 0
         self.done = trio.Event()
+        self.invalid: ProtocolError | None = None  # a replica refused the write as INVALID
 
     def ack(self, host: str) -> None:
         self.answered += 1
@@ -139,8 +151,11 @@ class StorageProxy:
         plan = self._plan(keyspace, topology.replicas(keyspace, token), consistency, write=True)
         contacts = plan.contacts
         local = topology.local_host_id
+        limit = node.config.max_row_bytes
+        if (size := row_bytes(row)) > limit:
+            raise row_too_large(size, limit)
         if contacts == (local,) and plan.required == 1 and plan.counts(local):
-            await node.engine.apply(keyspace.name, key, row, token)
+            await self.apply_local(keyspace.name, key, row, token)
             self.write_latency.add(trio.current_time() - start)
             return 1
         acks = _Acks(plan)
@@ -154,6 +169,8 @@ class StorageProxy:
             await acks.done.wait()
         self.write_latency.add(trio.current_time() - start)
         received = acks.tracker.received
+        if not acks.tracker.satisfied and acks.invalid is not None:
+            raise acks.invalid
         if not acks.tracker.satisfied:
             self.counters["write_timeout"] += 1
             raise Timeout(
@@ -178,7 +195,7 @@ class StorageProxy:
         node = self.node
         try:
             if host == node.topology.local_host_id:
-                await node.engine.apply(ks, key, row, token)
+                await self.apply_local(ks, key, row, token)
             else:
                 result = await node.messaging.call(
                     node.topology.address(host),
@@ -189,6 +206,8 @@ class StorageProxy:
                 node.clock.observe(result.get("hlc", 0))
         except (ProtocolError, OSError, trio.TooSlowError) as exc:
             log.debug("mutation to %s failed: %s", host, exc)
+            if isinstance(exc, ProtocolError) and exc.code == ErrorCode.INVALID:
+                acks.invalid = InvalidRequest(exc.message)
             acks.fail()
             return
         except Exception:
@@ -294,8 +313,9 @@ class StorageProxy:
         start = trio.current_time()
         topology = self.node.topology
         rows: list[tuple[int, bytes, Row]] = []
+        size, budget = 0, self.page_bytes()
         cursor: Cursor | None = after or (MIN_TOKEN, None)
-        while cursor is not None and len(rows) < limit:
+        while cursor is not None and len(rows) < limit and size < budget:
             segment = topology.segment_after(keyspace, cursor)
             if segment is None:
                 cursor = None
@@ -306,6 +326,7 @@ class StorageProxy:
                 keyspace, plan, cursor, end, limit - len(rows), consistency
             )
             rows.extend(page)
+            size += sum(len(k) + row_bytes(r) for _, k, r in page)
             if complete:
                 cursor = None if end == MAX_TOKEN else (end, None)
             else:
@@ -334,7 +355,7 @@ class StorageProxy:
     ) -> tuple[list[tuple[int, bytes, Row]], bool]:
         """Rows of one token range after ``after``; and whether the range is exhausted."""
         node = self.node
-        replies: dict[str, list[tuple[int, bytes, Row]]] = {}
+        replies: dict[str, tuple[list[tuple[int, bytes, Row]], bool]] = {}
         timeout = node.config.read_timeout_ms / 1000.0
         with trio.move_on_after(timeout * 4):
             async with trio.open_nursery() as nursery:
@@ -346,12 +367,12 @@ class StorageProxy:
             raise _read_timeout(len(replies), plan.required, consistency)
         # rows up to the smallest last row among full pages are complete on every replica
         bound: tuple[int, bytes] | None = None
-        for page in replies.values():
-            if len(page) >= limit:
+        for page, full in replies.values():
+            if full and page:
                 last = (page[-1][0], page[-1][1])
                 bound = last if bound is None or last < bound else bound
         merged: dict[tuple[int, bytes], Row] = {}
-        for page in replies.values():
+        for page, _ in replies.values():
             for token, key, row in page:
                 if bound is not None and (token, key) > bound:
                     continue
@@ -367,7 +388,7 @@ class StorageProxy:
         after: Cursor,
         end: int,
         limit: int,
-        out: dict[str, list[tuple[int, bytes, Row]]],
+        out: dict[str, tuple[list[tuple[int, bytes, Row]], bool]],
     ) -> None:
         node = self.node
         try:
@@ -379,23 +400,33 @@ class StorageProxy:
                 "scan_local",
                 {"ks": ks, "after": list(after), "end": end, "limit": limit},
             )
-            out[host] = [(t, bytes(k), Row.from_wire(r)) for t, k, r in result["rows"]]
+            rows = [(t, bytes(k), Row.from_wire(r)) for t, k, r in result["rows"]]
+            out[host] = rows, bool(result.get("full", len(rows) >= limit))
         except (ProtocolError, OSError, ValueError, KeyError, TypeError) as exc:
             log.debug("scan of %s failed: %s", host, exc)
 
     # ---- replica side ------------------------------------------------------------------
 
+    def page_bytes(self) -> int:
+        """The byte budget of a scan page: a page stops once its rows reach it."""
+        return self.node.config.max_frame_bytes // 4
+
     def scan_local(
         self, ks: str, after: Cursor, end: int, limit: int
-    ) -> list[tuple[int, bytes, Row]]:
+    ) -> tuple[list[tuple[int, bytes, Row]], bool]:
+        """Rows after ``after`` up to token ``end``: at most ``limit`` rows, stopping once they
+        reach the page byte budget; and whether the page is full (more rows may follow)."""
         token, key = after
         start = (token, AFTER_ALL_KEYS if key is None else key)
         rows = []
+        budget = self.page_bytes()
+        size = 0
         for item in self.node.engine.scan(ks, start, end):
             rows.append(item)
-            if len(rows) >= limit:
-                break
-        return rows
+            size += len(item[1]) + row_bytes(item[2])
+            if len(rows) >= limit or size >= budget:
+                return rows, True
+        return rows, False
 
     async def handle_mutate(self, args: dict[str, Any]) -> dict[str, Any]:
         node = self.node
@@ -403,8 +434,21 @@ class StorageProxy:
         node.clock.observe(args.get("hlc", 0))
         if node.schema.get(ks) is None:
             raise InvalidRequest(f"keyspace {ks!r} does not exist on this replica")
-        await node.engine.apply(ks, bytes(args["key"]), Row.from_wire(args["row"]))
+        await self.apply_local(ks, bytes(args["key"]), Row.from_wire(args["row"]))
         return {"hlc": node.clock.peek()}
+
+    async def apply_local(self, ks: str, key: bytes, row: Row, token: int | None = None) -> None:
+        """Apply ``row`` to the local replica unless the stored row would then be larger than
+        ``max_row_bytes`` (``INVALID``, nothing written)."""
+        engine = self.node.engine
+        limit = self.node.config.max_row_bytes
+        size = row_bytes(row)
+        existing = engine.read(ks, key) if size <= limit else None
+        if existing is not None:
+            size = row_bytes(existing.merge(row).normalized())
+        if size > limit:
+            raise row_too_large(size, limit)
+        await engine.apply(ks, key, row, token)
 
     def handle_read_local(self, args: dict[str, Any]) -> dict[str, Any]:
         node = self.node

@@ -6,6 +6,7 @@ tie-break on equal timestamps compares encoded bytes, the same on every replica.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import cbor2
@@ -14,10 +15,10 @@ from ringd.db.cells import Cell, Row, RowTombstone
 from ringd.protocol import codec
 from ringd.protocol.errors import InvalidRequest
 from ringd.protocol.messages import arg
+from ringd.schema import MAX_TTL
 
 MAX_KEY_BYTES = 64 * 1024
 MAX_COLUMN_NAME = 1024
-MAX_TTL = 20 * 365 * 24 * 3600
 
 
 def key_bytes(args: dict[str, Any]) -> bytes:
@@ -44,10 +45,11 @@ def _column_name(name: Any) -> str:
 
 
 def client_timestamp(args: dict[str, Any]) -> int | None:
+    """The client's timestamp; ``None`` (the node's clock) when absent, null or 0."""
     ts = arg(args, "timestamp", int, None)
     if ts is not None and not 0 <= ts < 1 << 62:
         raise InvalidRequest("timestamp must be microseconds since the epoch, non-negative")
-    return ts
+    return ts or None
 
 
 _VALUE_TYPES = (str, bytes, int, float, bool, type(None))
@@ -78,12 +80,19 @@ def put_row(args: dict[str, Any], timestamp: int, now: float, default_ttl: int) 
         ttl = default_ttl
     if not 0 <= ttl <= MAX_TTL:
         raise InvalidRequest(f"ttl must be between 0 and {MAX_TTL} seconds")
-    ldt = int(now) + ttl if ttl else None
+    # expiry is whole seconds (the cell format's resolution), rounded up so that a cell is
+    # readable for at least ``ttl`` seconds after the write, and less than ttl + 1
+    ldt = expiry_time(now, ttl) if ttl else None
     cells = {}
     for name, value in columns.items():
         _check_value(value)
         cells[_column_name(name)] = Cell(timestamp, codec.encode(value), ldt)
     return Row(cells)
+
+
+def expiry_time(now: float, ttl: int) -> int:
+    """The whole second at which a cell written at ``now`` with ``ttl`` stops being live."""
+    return math.ceil(now + ttl)
 
 
 def delete_row(args: dict[str, Any], timestamp: int, now: float) -> Row:
