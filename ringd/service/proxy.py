@@ -9,16 +9,14 @@ in-process; others through ``Messaging``. Replica-side handlers live here too.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import cbor2
 import trio
 
-from ringd.db.cells import Row
+from ringd.db.cells import Row, row_digest
 from ringd.dht.murmur3 import token_for
 from ringd.dht.tokens import MAX_TOKEN, MIN_TOKEN
 from ringd.locator.consistency import ReplicaPlan
@@ -39,14 +37,6 @@ SCAN_PAGE = 500
 AFTER_ALL_KEYS = b"\xff" * (MAX_KEY_BYTES + 1)
 
 Cursor = tuple[int, bytes | None]
-
-
-def row_digest(row: Row | None) -> bytes:
-    """A digest of a replica's row that equal rows share on every replica."""
-    if row is None:
-        return b""
-    wire = row.normalized().to_wire()
-    return hashlib.blake2b(cbor2.dumps(wire, canonical=True), digest_size=16).digest()
 
 
 @dataclass
