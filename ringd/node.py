@@ -111,6 +111,7 @@ class Node:
             generation=self.generation,
             initial_states=self._initial_app_states(),
             rng=random.Random(),
+            wall=self.clock.wall_seconds,
         )
         self.topology = Topology(self)
         self.proxy = StorageProxy(self)

@@ -15,8 +15,11 @@ which shadows every cell whose timestamp is not newer than it.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import NamedTuple
+
+import cbor2
 
 _NEVER = 1 << 62
 
@@ -176,3 +179,12 @@ class Row:
                 raise ValueError("row tombstone must be [timestamp, ldt]")
             tomb = RowTombstone(raw_t[0], raw_t[1])
         return cls(cells, tomb)
+
+
+def row_digest(row: Row | None) -> bytes:
+    """A digest of a replica's row that equal rows share on every replica (b"" for no row):
+    digest reads and Merkle-tree validation compare these."""
+    if row is None:
+        return b""
+    wire = row.normalized().to_wire()
+    return hashlib.blake2b(cbor2.dumps(wire, canonical=True), digest_size=16).digest()

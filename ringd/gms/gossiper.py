@@ -41,16 +41,19 @@ from __future__ import annotations
 import logging
 import math
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import trio
 
+from ringd.gms.clock import ClockOffsets, Offset
 from ringd.gms.failure_detector import FailureDetector
 from ringd.gms.messages import (
     GOSSIP_ACK2,
     GOSSIP_SYN,
     ack2_to_wire,
+    ack_time,
     ack_to_wire,
     check_cluster_name,
     parse_ack,
@@ -111,6 +114,7 @@ class Gossiper:
         exchange_timeout: float | None = None,
         max_local_pause: float | None = None,
         failure_detector: FailureDetector | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         if not (interval > 0 and math.isfinite(interval)):
             raise ValueError(f"gossip interval must be a positive number, not {interval!r}")
@@ -132,6 +136,8 @@ class Gossiper:
         if not self.max_local_pause > self.interval:
             raise ValueError("max_local_pause must be longer than the gossip interval")
         self._send = send
+        self._wall = wall
+        self.clock_offsets = ClockOffsets()
         self._rng = rng if rng is not None else random.Random()
         self.failure_detector = failure_detector or FailureDetector(
             threshold=phi_threshold, initial_interval=2 * self.interval
@@ -450,7 +456,7 @@ class Gossiper:
         for host_id, state in self._states.items():
             if host_id not in mentioned:
                 deltas[host_id] = state
-        return ack_to_wire(requests, deltas)
+        return ack_to_wire(requests, deltas, int(self._wall() * 1_000_000))
 
     def handle_ack2(self, args: dict[str, Any]) -> dict[str, Any]:
         """Apply the states of a ``gossip_ack2``; raises ValueError on malformed arguments."""
@@ -478,9 +484,14 @@ class Gossiper:
         try:
             with trio.move_on_after(self.exchange_timeout) as scope:
                 syn = syn_to_wire(self.cluster_name, self._digests())
+                sent = self._wall()
                 ack = await self._send(address, GOSSIP_SYN, syn)
+                received = self._wall()
                 requests, states = parse_ack(ack)
                 self._apply(states)
+                peer_time, peer = ack_time(ack), self.host_id_for_address(address)
+                if peer_time is not None and peer is not None and peer != self.local_host_id:
+                    self.clock_offsets.record(peer, sent, peer_time / 1e6, received)
                 deltas = self._deltas_for(requests)
                 if deltas:
                     await self._send(address, GOSSIP_ACK2, ack2_to_wire(deltas))
@@ -532,6 +543,22 @@ class Gossiper:
                 self._start_exchange(nursery, rng.choice(seeds))
 
         self._check_failures(now)
+        self._publish_clock_offset()
+
+    def local_clock_offset(self) -> Offset | None:
+        """This node's clock minus the cluster's, from the live peers' measured offsets."""
+        return self.clock_offsets.local_offset(self._live)
+
+    def _publish_clock_offset(self) -> None:
+        """Gossip this node's measured offset (when it moved by 10 ms or more), so that every
+        node's ``status`` can show every node's clock."""
+        offset = self.local_clock_offset()
+        if offset is None:
+            return
+        ms = round(offset.seconds * 1000)
+        last = self.local_state.get(AppState.CLOCK_OFFSET_MS.value)
+        if last is None or abs(ms - last) >= 10:
+            self.set_application_state(AppState.CLOCK_OFFSET_MS.value, ms)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Gossip every ``interval`` until cancelled. May be run again after it was cancelled."""

@@ -5,10 +5,12 @@ request/response calls:
 
 1. ``gossip_syn`` A -> B, listing every endpoint A knows:
    ``{"cluster": name, "digests": [[host_id, generation, max_version], ...]}``.
-   B answers with the *ack*: ``{"digests": [...], "states": {host_id: endpoint_state}}`` where
+   B answers with the *ack*: ``{"digests": [...], "states": {host_id: endpoint_state},
+   "now_us": B's wall clock}`` where
    ``digests`` are the endpoints B wants from A (``[host_id, generation, version]``: send me what
    is newer than ``version`` in that generation; 0 for everything) and ``states`` are the deltas
-   for which B knows more than A (including endpoints A did not list at all).
+   for which B knows more than A (including endpoints A did not list at all); A measures the
+   clock offset between A and B from ``now_us`` and the round trip (``ringd.gms.clock``).
 2. ``gossip_ack2`` A -> B: ``{"states": {host_id: endpoint_state}}``, the deltas B asked for.
    B answers ``{}``. A sends no ack2 when B asked for nothing newer than B has.
 
@@ -36,10 +38,12 @@ GOSSIP_ACK2 = "gossip_ack2"
 MAX_CLUSTER_NAME_LENGTH = 256
 
 
-def _check_map(args: object, keys: set[str], what: str) -> dict[str, Any]:
+def _check_map(
+    args: object, keys: set[str], what: str, optional: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     if not isinstance(args, dict):
         raise ValueError(f"{what} arguments must be a map")
-    if set(args) != keys:
+    if not keys <= set(args) <= keys | optional:
         raise ValueError(f"{what} arguments must have exactly the keys {', '.join(sorted(keys))}")
     return args
 
@@ -61,15 +65,26 @@ def parse_syn(args: object) -> tuple[str, list[GossipDigest]]:
 
 
 def ack_to_wire(
-    digests: Iterable[GossipDigest], states: Mapping[str, EndpointState]
+    digests: Iterable[GossipDigest],
+    states: Mapping[str, EndpointState],
+    now_us: int | None = None,
 ) -> dict[str, Any]:
-    return {"digests": digests_to_wire(digests), "states": states_to_wire(states)}
+    ack: dict[str, Any] = {"digests": digests_to_wire(digests), "states": states_to_wire(states)}
+    if now_us is not None:
+        ack["now_us"] = now_us
+    return ack
 
 
 def parse_ack(args: object) -> tuple[list[GossipDigest], dict[str, EndpointState]]:
     """``(requested digests, states)`` of the response to a ``gossip_syn``."""
-    m = _check_map(args, {"digests", "states"}, "gossip ack")
+    m = _check_map(args, {"digests", "states"}, "gossip ack", frozenset({"now_us"}))
     return digests_from_wire(m["digests"]), states_from_wire(m["states"])
+
+
+def ack_time(args: dict[str, Any]) -> int | None:
+    """The answering node's wall clock (µs) in an ack, if it said (for clock offsets)."""
+    now = args.get("now_us")
+    return now if type(now) is int and 0 <= now < 1 << 63 else None
 
 
 def ack2_to_wire(states: Mapping[str, EndpointState]) -> dict[str, Any]:

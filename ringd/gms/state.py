@@ -55,6 +55,7 @@ class AppState(enum.StrEnum):
     LOAD = "LOAD"
     SCHEMA = "SCHEMA"
     RELEASE_VERSION = "RELEASE_VERSION"
+    CLOCK_OFFSET_MS = "CLOCK_OFFSET_MS"  # this node's clock minus the cluster's, as it measures
 
 
 class Status(enum.StrEnum):
@@ -167,6 +168,7 @@ _VALIDATORS: dict[str, Any] = {
     AppState.LOAD: lambda v: _check_int(v, "LOAD"),
     AppState.SCHEMA: lambda v: _check_version_text(v, "SCHEMA"),
     AppState.RELEASE_VERSION: lambda v: _check_version_text(v, "RELEASE_VERSION"),
+    AppState.CLOCK_OFFSET_MS: lambda v: _check_int(v, "CLOCK_OFFSET_MS", lo=MIN_INT64),
 }
 
 

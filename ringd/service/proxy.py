@@ -9,7 +9,6 @@ in-process; others through ``Messaging``. Replica-side handlers live here too.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import cbor2
 import trio
 
-from ringd.db.cells import Row
+from ringd.db.cells import Row, row_digest
 from ringd.dht.murmur3 import token_for
 from ringd.dht.tokens import MAX_TOKEN, MIN_TOKEN
 from ringd.locator.consistency import ReplicaPlan
@@ -50,14 +49,6 @@ def row_too_large(size: int, limit: int) -> InvalidRequest:
     return InvalidRequest(
         f"the row would be {size} bytes after this write; the limit (max_row_bytes) is {limit}"
     )
-
-
-def row_digest(row: Row | None) -> bytes:
-    """A digest of a replica's row that equal rows share on every replica."""
-    if row is None:
-        return b""
-    wire = row.normalized().to_wire()
-    return hashlib.blake2b(cbor2.dumps(wire, canonical=True), digest_size=16).digest()
 
 
 @dataclass

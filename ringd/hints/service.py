@@ -1,0 +1,265 @@
+"""The one front door to hinted handoff: deciding whether to keep a hint, and delivering hints.
+
+``HintsService.submit`` is what the coordinator calls for a replica that missed a write (down at
+the start of the write, failed or timed out): it keeps a hint unless handoff is disabled (for
+the node or the target's datacenter), the target has been down longer than the hint window, or
+the target's hints already fill ``max_hints_size_per_host``; each refusal is counted.
+
+``HintsService.run`` is the dispatcher: for every host that has hints and that gossip sees alive,
+it replays the host's hint files in pages (``mutate`` to the host, or to the key's current
+replicas if the host has left the ring), waits for the acks, records the position reached and
+deletes delivered files. A hint older than its keyspace's gc_grace is dropped (replaying it could
+resurrect deleted data), as is a hint for a dropped keyspace. Delivery is throttled to
+``throttle_kb`` KiB/s per destination and can be paused.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import trio
+
+from ringd.hints.store import Hint, HintFile, HintStore
+from ringd.metrics import Histogram
+from ringd.net.channel import CallTimeout
+from ringd.protocol.errors import ProtocolError
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[str, str, dict[str, Any], float], Awaitable[Any]]
+
+
+class Membership(Protocol):
+    """What the service needs to know of the cluster (the node's topology provides it)."""
+
+    def is_alive(self, host_id: str) -> bool: ...
+
+    def in_ring(self, host_id: str) -> bool: ...
+
+    def address_of(self, host_id: str) -> str | None: ...
+
+    def dc_of(self, host_id: str) -> str | None: ...
+
+    def down_seconds(self, host_id: str) -> float | None: ...
+
+    def replicas_for(self, keyspace: str, key: bytes) -> list[str]: ...
+
+
+class Schema(Protocol):
+    def gc_grace_of(self, keyspace: str) -> int | None:
+        """The keyspace's gc_grace_seconds; None if it does not exist (or was dropped)."""
+        ...
+
+
+@dataclass
+class HintSettings:
+    """The knobs an operator can turn (at start from the config, at runtime by admin verbs)."""
+
+    enabled: bool = True
+    disabled_dcs: set[str] = field(default_factory=set)
+    max_hint_window_ms: int = 3 * 3600 * 1000
+    max_hints_size_per_host: int = 128 * 1024 * 1024
+    throttle_kb: int = 1024  # per destination; 0 means unthrottled
+    paused: bool = False
+    page_bytes: int = 256 * 1024
+    delivery_interval_s: float = 1.0
+    write_timeout_s: float = 2.0
+
+
+COUNTERS = (
+    "created",
+    "delivered",
+    "failed",
+    "timed_out",
+    "not_stored_window",
+    "not_stored_size",
+    "not_stored_disabled",
+    "expired",
+    "dropped_keyspace",
+    "delivered_bytes",
+)
+
+
+class HintsService:
+    def __init__(
+        self,
+        store: HintStore,
+        *,
+        membership: Membership,
+        schema: Schema,
+        send: Send,
+        settings: HintSettings | None = None,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.membership = membership
+        self.schema = schema
+        self.send = send
+        self.settings = settings or HintSettings()
+        self.wall = wall
+        self.counters: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNTERS, 0))
+        self.latency: dict[str, Histogram] = defaultdict(Histogram)
+        self.dispatching: set[str] = set()
+        self._wake = trio.Event()
+
+    # -- keeping hints ------------------------------------------------------------------------
+
+    def down_since_ms(self, host_id: str) -> float | None:
+        """When ``host_id`` went down, as far as anything here remembers: gossip's downtime or
+        the oldest hint still kept for it (which survives restarts and gossip flaps)."""
+        now_ms = self.wall() * 1000
+        candidates = []
+        down = self.membership.down_seconds(host_id)
+        if down is not None:
+            candidates.append(now_ms - down * 1000)
+        host = self.store.hosts.get(host_id)
+        if host is not None and host.files:
+            candidates.append(min(f.created_ms for f in host.files))
+        return min(candidates) if candidates else None
+
+    def submit(self, host_id: str, keyspace: str, key: bytes, row: Any) -> bool:
+        """Keep a hint of ``row`` for ``host_id`` if the rules allow; True if kept."""
+        s = self.settings
+        counters = self.counters[host_id]
+        dc = self.membership.dc_of(host_id)
+        if not s.enabled or (dc is not None and dc in s.disabled_dcs):
+            counters["not_stored_disabled"] += 1
+            return False
+        since = self.down_since_ms(host_id)
+        now_ms = self.wall() * 1000
+        if since is not None and now_ms - since > s.max_hint_window_ms:
+            counters["not_stored_window"] += 1
+            return False
+        host = self.store.hosts.get(host_id)
+        if host is not None and host.pending_bytes >= s.max_hints_size_per_host:
+            counters["not_stored_size"] += 1
+            return False
+        self.store.add(host_id, Hint(keyspace, key, row, int(now_ms * 1000)))
+        counters["created"] += 1
+        return True
+
+    def pending_hosts(self) -> list[str]:
+        return [h for h, host in self.store.hosts.items() if host.files]
+
+    def wake(self) -> None:
+        """Look for deliverable hints now (gossip saw a node come up, or handoff resumed)."""
+        self._wake.set()
+
+    # -- delivering ---------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Deliver hints to live hosts, one dispatcher per host, until cancelled."""
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            while True:
+                with trio.move_on_after(self.settings.delivery_interval_s):
+                    await self._wake.wait()
+                self._wake = trio.Event()
+                self.store.sync()
+                if self.settings.paused:
+                    continue
+                for host_id in self.pending_hosts():
+                    if host_id not in self.dispatching and self.membership.is_alive(host_id):
+                        self.dispatching.add(host_id)
+                        nursery.start_soon(self._dispatch_host, host_id)
+
+    async def _dispatch_host(self, host_id: str) -> None:
+        try:
+            await self.dispatch(host_id)
+        except Exception:  # a bug must not stop delivery to every other host
+            log.exception("hint delivery to %s failed", host_id)
+        finally:
+            self.dispatching.discard(host_id)
+
+    async def dispatch(self, host_id: str) -> bool:
+        """Replay every sealed hint of ``host_id``; True if all were delivered."""
+        self.store.seal(host_id)
+        complete = True
+        for hint_file in self.store.replayable(host_id):
+            if not await self._dispatch_file(host_id, hint_file):
+                if hint_file.corrupted is None:
+                    return False  # the host went away or a send failed: try again later
+                complete = False  # a damaged file: go on with the others
+        return complete
+
+    async def _dispatch_file(self, host_id: str, hint_file: HintFile) -> bool:
+        s = self.settings
+        counters = self.counters[host_id]
+        while hint_file.pending > 0 and hint_file.corrupted is None:
+            if s.paused or not self.membership.is_alive(host_id):
+                return False
+            page = list(self.store.read(hint_file, s.page_bytes))
+            if not page:
+                return hint_file.corrupted is None and hint_file.pending == 0
+            start = trio.current_time()
+            sent_bytes = 0
+            for _, hint in page:
+                outcome = await self._deliver(host_id, hint)
+                if outcome == "failed":
+                    return False  # resume from the recorded position next time
+                if outcome == "delivered":
+                    counters["delivered"] += 1
+            sent_bytes = page[-1][0] - hint_file.delivered
+            self.store.delivered(hint_file, page[-1][0])
+            counters["delivered_bytes"] += sent_bytes
+            if s.throttle_kb > 0:
+                # hold delivery to throttle_kb KiB/s: this page may not finish sooner than that
+                await trio.sleep_until(start + sent_bytes / (s.throttle_kb * 1024.0))
+        return hint_file.corrupted is None
+
+    async def _deliver(self, host_id: str, hint: Hint) -> str:
+        """Send one hint: "delivered", "skipped" (expired or keyspace gone) or "failed"."""
+        counters = self.counters[host_id]
+        gc_grace = self.schema.gc_grace_of(hint.keyspace)
+        if gc_grace is None:
+            counters["dropped_keyspace"] += 1
+            return "skipped"
+        if hint.created_us / 1e6 + gc_grace < self.wall():
+            counters["expired"] += 1
+            return "skipped"
+        if self.membership.in_ring(host_id):
+            targets = [host_id]
+        else:  # the host left or its tokens moved away: the key's replicas now
+            targets = self.membership.replicas_for(hint.keyspace, hint.key)
+        args = {"ks": hint.keyspace, "key": hint.key, "row": hint.row.to_wire()}
+        start = trio.current_time()
+        for target in targets:
+            address = self.membership.address_of(target)
+            if address is None:
+                counters["failed"] += 1
+                return "failed"
+            try:
+                await self.send(address, "mutate", args, self.settings.write_timeout_s)
+            except CallTimeout:
+                counters["timed_out"] += 1
+                return "failed"
+            except (ProtocolError, OSError) as exc:
+                counters["failed"] += 1
+                log.debug("hint for %s not delivered: %s", target, exc)
+                return "failed"
+        self.latency[host_id].add(trio.current_time() - start)
+        return "delivered"
+
+    # -- views --------------------------------------------------------------------------------
+
+    def pending(self) -> list[dict[str, Any]]:
+        """Per host with hints: what the store says, the counters, and the estimated replay
+        time at the current throttle."""
+        out = []
+        for desc in self.store.describe():
+            host_id = desc["host_id"]
+            throttle = self.settings.throttle_kb * 1024
+            out.append(
+                {
+                    **desc,
+                    "counters": dict(self.counters[host_id]),
+                    "replay_seconds": (desc["total_bytes"] / throttle) if throttle else 0.0,
+                    "dispatching": host_id in self.dispatching,
+                }
+            )
+        return out

@@ -1,0 +1,80 @@
+"""Validation: a replica's Merkle tree of a token range, and the (key, digest) pairs of a leaf.
+
+Both scan the local storage engine in token order; rows that are only tombstones are included
+(a tombstone one replica lacks is exactly what repair must move). The scan of a range wrapping
+past the last token is two scans, one per inclusive token interval.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+from ringd.db.cells import Row, row_digest
+from ringd.dht.tokens import MIN_TOKEN, Range
+from ringd.repair.merkle import MerkleTree
+
+# sorts after every key of a token (keys are far shorter)
+_AFTER_ALL_KEYS = b"\xff" * (1 << 17)
+
+
+class Scannable(Protocol):
+    def scan(
+        self, keyspace: str, after: tuple[int, bytes] | None = None, end_token: int | None = None
+    ) -> Iterator[tuple[int, bytes, Row]]: ...
+
+
+def rows_in(engine: Scannable, keyspace: str, rng: Range) -> Iterator[tuple[int, bytes, Row]]:
+    """Every stored ``(token, key, row)`` whose token is in ``rng``."""
+    for lo, hi in rng.intervals():
+        after = None if lo == MIN_TOKEN else (lo - 1, _AFTER_ALL_KEYS)
+        yield from engine.scan(keyspace, after, hi)
+
+
+def build_tree(engine: Scannable, keyspace: str, rng: Range, depth: int) -> MerkleTree:
+    tree = MerkleTree(rng, depth)
+    for token, key, row in rows_in(engine, keyspace, rng):
+        tree.add(token, key, row_digest(row))
+    return tree
+
+
+def leaf_digests(engine: Scannable, keyspace: str, rng: Range) -> list[tuple[bytes, bytes]]:
+    """The ``(key, row digest)`` pairs of the rows in ``rng`` (one leaf), in token order."""
+    return [(key, row_digest(row)) for _, key, row in rows_in(engine, keyspace, rng)]
+
+
+class Engine(Scannable, Protocol):
+    def read(self, keyspace: str, key: bytes) -> Row | None: ...
+
+    async def apply(
+        self, keyspace: str, key: bytes, update: Row, token: int | None = None
+    ) -> None: ...
+
+
+class LocalParticipant:
+    """This node's replica in a repair: answers straight from the local storage engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.validations = 0
+
+    async def tree(self, keyspace: str, rng: Range, depth: int) -> MerkleTree:
+        self.validations += 1
+        return build_tree(self.engine, keyspace, rng, depth)
+
+    async def leaf_digests(
+        self, keyspace: str, ranges: list[Range]
+    ) -> list[list[tuple[bytes, bytes]]]:
+        return [leaf_digests(self.engine, keyspace, r) for r in ranges]
+
+    async def rows(self, keyspace: str, keys: list[bytes]) -> dict[bytes, Row]:
+        out = {}
+        for key in keys:
+            row = self.engine.read(keyspace, key)
+            if row is not None:
+                out[key] = row
+        return out
+
+    async def apply(self, keyspace: str, rows: list[tuple[bytes, Row]]) -> None:
+        for key, row in rows:
+            await self.engine.apply(keyspace, key, row)
