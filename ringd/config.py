@@ -19,6 +19,7 @@ from ringd.net.address import split_address
 
 DEFAULT_PORT = 7400
 SYNC_MODES = ("periodic", "batch", "group")
+DISK_FAILURE_POLICIES = ("stop_writes", "die")
 
 
 class ConfigError(Exception):
@@ -49,6 +50,10 @@ class Config:
     commitlog_group_window_ms: float = field(default=2.0, metadata={"help": "group: fsync window"})
     memtable_flush_mb: int = field(
         default=64, metadata={"help": "flush a keyspace's memtable at this size"}
+    )
+    disk_failure_policy: str = field(
+        default="stop_writes",
+        metadata={"help": "on a disk failure (full, I/O error): stop_writes or die"},
     )
     max_connections: int = field(
         default=1024, metadata={"help": "connections held at once (clients and peers)"}
@@ -116,6 +121,12 @@ class Config:
             raise bad("commitlog_group_window_ms", "must not be negative")
         if not 1 <= self.memtable_flush_mb <= 64 * 1024:
             raise bad("memtable_flush_mb", "must be between 1 and 65536")
+        if self.disk_failure_policy not in DISK_FAILURE_POLICIES:
+            raise bad(
+                "disk_failure_policy",
+                f"must be one of {', '.join(DISK_FAILURE_POLICIES)}, "
+                f"not {self.disk_failure_policy!r}",
+            )
         if not 1 <= self.max_connections <= 1_000_000:
             raise bad("max_connections", "must be between 1 and 1000000")
         if not 64 * 1024 <= self.max_frame_bytes <= 1 << 30:

@@ -77,6 +77,7 @@ class Node:
             commitlog_sync_period_ms=config.commitlog_sync_period_ms,
             commitlog_group_window_ms=config.commitlog_group_window_ms,
             memtable_flush_bytes=config.memtable_flush_mb * 1024 * 1024,
+            disk_failure_policy=config.disk_failure_policy,
             gc_grace_for=self._gc_grace_for,
             clock=self.clock.wall_seconds,
         )
@@ -144,7 +145,10 @@ class Node:
             generation=generation,
             cluster_name=self.config.cluster_name,
         )
-        atomic_write(path, cbor2.dumps(state))
+        try:
+            atomic_write(path, cbor2.dumps(state))
+        except OSError as exc:  # e.g. a full disk: the node can still serve reads
+            log.warning("cannot save %s (%s); the generation is time-based anyway", path, exc)
         return host_id, list(tokens), generation
 
     def _initial_app_states(self) -> dict[str, Any]:
