@@ -21,6 +21,7 @@ import ringd
 from ringd import admin, handlers
 from ringd.config import Config
 from ringd.db.engine import EngineOptions, StorageEngine
+from ringd.fdlimit import fit_max_connections
 from ringd.fsutil import atomic_write
 from ringd.gms.gossiper import Gossiper
 from ringd.net.messaging import Messaging
@@ -110,7 +111,7 @@ class Node:
             node_info=self.node_info,
             max_frame=config.max_frame_bytes,
             authorize=self._authorize,
-            max_connections=config.max_connections,
+            max_connections=fit_max_connections(config.max_connections),
         )
         self.listeners: list[Any] = []
 
