@@ -21,6 +21,7 @@ from ringd.net.address import split_address
 DEFAULT_PORT = 7400
 SYNC_MODES = ("periodic", "batch", "group")
 MAX_CLOCK_OFFSET_MS = 10 * 365 * 86400 * 1000
+DISK_FAILURE_POLICIES = ("stop_writes", "die")
 
 
 class ConfigError(Exception):
@@ -51,6 +52,10 @@ class Config:
     commitlog_group_window_ms: float = field(default=2.0, metadata={"help": "group: fsync window"})
     memtable_flush_mb: int = field(
         default=64, metadata={"help": "flush a keyspace's memtable at this size"}
+    )
+    disk_failure_policy: str = field(
+        default="stop_writes",
+        metadata={"help": "on a disk failure (full, I/O error): stop_writes or die"},
     )
     max_connections: int = field(
         default=1024, metadata={"help": "connections held at once (clients and peers)"}
@@ -137,6 +142,12 @@ class Config:
         for name in ("cluster_name", "dc", "rack"):
             if not getattr(self, name):
                 raise bad(name, "must not be empty")
+        if self.disk_failure_policy not in DISK_FAILURE_POLICIES:
+            raise bad(
+                "disk_failure_policy",
+                f"must be one of {', '.join(DISK_FAILURE_POLICIES)}, "
+                f"not {self.disk_failure_policy!r}",
+            )
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise bad("log_level", "must be debug, info, warning or error")
 

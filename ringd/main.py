@@ -26,14 +26,14 @@ def main(argv: list[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    from ringd.db.engine import StorageCorruption
+    from ringd.db.engine import DiskFailure, StorageCorruption
     from ringd.node import Node, StartupError
 
     try:
         node = Node(config, reload=lambda: load(args))
         trio.run(node.run)
     except BaseException as exc:
-        reason = _startup_error(exc, (StartupError, StorageCorruption))
+        reason = _startup_error(exc, (StartupError, StorageCorruption, DiskFailure))
         if reason is None:
             raise
         print(f"ringd: error: {reason}", file=sys.stderr)

@@ -27,6 +27,7 @@ import ringd
 from ringd import admin, handlers
 from ringd.config import Config, ConfigError
 from ringd.db.engine import EngineOptions, StorageEngine
+from ringd.fdlimit import fit_max_connections
 from ringd.fsutil import atomic_write
 from ringd.gms.gossiper import Gossiper
 from ringd.net.messaging import Messaging
@@ -87,6 +88,7 @@ class Node:
             commitlog_sync_period_ms=config.commitlog_sync_period_ms,
             commitlog_group_window_ms=config.commitlog_group_window_ms,
             memtable_flush_bytes=config.memtable_flush_mb * 1024 * 1024,
+            disk_failure_policy=config.disk_failure_policy,
             gc_grace_for=self._gc_grace_for,
             clock=self.clock.wall_seconds,
         )
@@ -120,7 +122,7 @@ class Node:
             node_info=self.node_info,
             max_frame=config.max_frame_bytes,
             authorize=self._authorize,
-            max_connections=config.max_connections,
+            max_connections=fit_max_connections(config.max_connections),
         )
         self.listeners: list[Any] = []
 
@@ -155,7 +157,10 @@ class Node:
             generation=generation,
             cluster_name=self.config.cluster_name,
         )
-        atomic_write(path, cbor2.dumps(state))
+        try:
+            atomic_write(path, cbor2.dumps(state))
+        except OSError as exc:  # e.g. a full disk: the node can still serve reads
+            log.warning("cannot save %s (%s); the generation is time-based anyway", path, exc)
         return host_id, list(tokens), generation
 
     def _initial_app_states(self) -> dict[str, Any]:

@@ -52,6 +52,8 @@ class Ringd:
         self.port = port or free_port(host)
         self.data_dir = data_dir
         self.flags = flags
+        #: run in the child before ringd starts (e.g. to lower a resource limit)
+        self.preexec_fn: Callable[[], None] | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}.log"
 
@@ -80,7 +82,13 @@ class Ringd:
     def start(self, wait: bool = True) -> Ringd:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            self.argv(),
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=self.preexec_fn,  # noqa: PLW1509 - only sets a resource limit
+        )
         log.close()
         if wait:
             self.wait_ready()

@@ -13,8 +13,11 @@ The payload is opaque here (the engine stores CBOR ``[keyspace, key, row]``). A 
 whose length has the top bit set is a *sync marker*: its 8-byte payload (u64 BE) says that the
 segment was fsynced up to that offset. Each sync appends one for the previous fsync.
 
-Writes: segment files are created at their full size (sparse) and memory-mapped, as Cassandra
-does. :meth:`CommitLog.append` copies the framed record straight into the mapping: no system
+Writes: segment files are created at their full size with the space reserved
+(``posix_fallocate``, not a sparse file, so a write into the mapping can never fault on a full
+disk) and memory-mapped, as Cassandra does. A segment that cannot be created (ENOSPC, EMFILE...)
+raises ``OSError`` from :meth:`CommitLog.append` and leaves the log as it was; a failed fsync
+raises from :meth:`sync` and is retried by the next one. :meth:`CommitLog.append` copies the framed record straight into the mapping: no system
 call, yet the record is in the OS page cache the moment ``append`` returns, so a killed process
 loses nothing; only a machine crash can lose what was not yet fsynced. :meth:`sync` fsyncs in a
 worker thread, oldest segment first; a full segment is trimmed to its length and closed once
@@ -41,6 +44,7 @@ remembers, per keyspace, the end of the last record it holds (:attr:`Segment.dir
 
 from __future__ import annotations
 
+import errno
 import logging
 import mmap
 import os
@@ -288,9 +292,15 @@ class CommitLog:
         self._sync_done: trio.Event | None = None
         self._dir_dirty = False
         self.failed: BaseException | None = None
-        self.active = self._new_segment(0)
+        #: the segment appends go to; ``None`` until one could be created (see :meth:`ensure_active`)
+        self.active: Segment | None = None
         #: everything up to this position is fsynced
-        self.synced_pos: Position = (self.active.id, 0)
+        self.synced_pos: Position = self.position()
+
+    def ensure_active(self) -> None:
+        """Create the first segment if there is none yet (raises ``OSError`` if it cannot)."""
+        if self.active is None:
+            self.active = self._new_segment(0)
 
     # -- appending (event loop thread) -------------------------------------------------------
 
@@ -302,10 +312,14 @@ class CommitLog:
         seg.capacity = max(self.segment_bytes, HEADER_SIZE + record_size + _RESERVE)
         fd = os.open(seg.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            os.ftruncate(fd, seg.capacity)
+            _reserve(fd, seg.capacity)
             seg.mm = mmap.mmap(fd, seg.capacity)
         except BaseException:
             os.close(fd)
+            try:
+                os.unlink(seg.path)
+            except OSError:
+                pass
             raise
         seg.fd = fd
         seg.mm[0:HEADER_SIZE] = segment_header(seg_id)
@@ -322,11 +336,12 @@ class CommitLog:
         seg = self.active
         n = len(payload)
         size = REC_HEADER + n
+        if seg is None or seg.end + size + _RESERVE > seg.capacity:
+            new = self._new_segment(size)  # may raise: then nothing has changed
+            if seg is not None:
+                seg.sealed = True
+            seg = self.active = new
         off = seg.end
-        if off + size + _RESERVE > seg.capacity:
-            seg.sealed = True
-            seg = self.active = self._new_segment(size)
-            off = seg.end
         mm: mmap.mmap = seg.mm  # type: ignore[assignment]
         lcrc = _LEN_CRC.get(n)
         if lcrc is None:
@@ -350,28 +365,28 @@ class CommitLog:
             seg.marked = seg.synced
 
     def position(self) -> Position:
-        """The end of the last appended record."""
+        """The end of the last appended record (before any segment exists: the start of the
+        next one)."""
+        if self.active is None:
+            return (self._next_id, 0)
         return (self.active.id, self.active.end)
 
     # -- syncing ------------------------------------------------------------------------------
 
     def _sync_segments(self, jobs: list[tuple[Segment, int]]) -> None:
-        try:
-            for seg, end in jobs:
-                fd: int = seg.fd  # type: ignore[assignment]
-                if seg.synced < end:
-                    # fdatasync writes back pages dirtied through the shared mapping too, and
-                    # (unlike mmap.flush) lets go of the GIL while it waits
-                    os.fdatasync(fd)
-                    seg.synced = end
-                if seg.sealed and seg.synced == seg.end:
-                    self._finish(seg)
-            if self._dir_dirty:
-                self._dir_dirty = False
-                fsync_dir(self.directory)
-        except BaseException as exc:
-            self.failed = exc
-            raise
+        """Fsync ``jobs`` in order; an ``OSError`` leaves the rest for the next sync."""
+        for seg, end in jobs:
+            fd: int = seg.fd  # type: ignore[assignment]
+            if seg.synced < end:
+                # fdatasync writes back pages dirtied through the shared mapping too, and
+                # (unlike mmap.flush) lets go of the GIL while it waits
+                os.fdatasync(fd)
+                seg.synced = end
+            if seg.sealed and seg.synced == seg.end:
+                self._finish(seg)
+        if self._dir_dirty:
+            fsync_dir(self.directory)
+            self._dir_dirty = False
 
     @staticmethod
     def _finish(seg: Segment) -> None:
@@ -404,7 +419,8 @@ class CommitLog:
         async with self._sync_lock:
             if self.failed is not None:
                 raise RuntimeError("commit log failed earlier") from self.failed
-            self._mark(self.active)
+            if self.active is not None:
+                self._mark(self.active)
             jobs = [(seg, seg.end) for seg in self.segments if not seg.done]
             target = self.position()
             await trio.to_thread.run_sync(self._sync_segments, jobs)
@@ -467,7 +483,8 @@ class CommitLog:
         """Fsync everything and close the files; delete every segment if no keyspace has
         unflushed data in the log."""
         if self.failed is None:
-            self.active.sealed = True
+            if self.active is not None:
+                self.active.sealed = True
             await self.sync()
         for seg in self.segments:
             if not seg.done:
@@ -493,3 +510,17 @@ class CommitLog:
             if fd is not None:
                 os.close(fd)
         self.failed = RuntimeError("commit log abandoned")
+
+
+def _reserve(fd: int, size: int) -> None:
+    """Give the file ``size`` bytes of allocated space (raises ``OSError``, e.g. ENOSPC)."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+        # a file system without fallocate: write the zeros
+        chunk = bytes(1 << 20)
+        off = 0
+        while off < size:
+            off += os.pwrite(fd, chunk[: size - off], off)

@@ -32,6 +32,13 @@ the generations it replaces; it is renamed into place before they are deleted, a
 deletes any sstable a present one replaces, so a crash in between neither loses nor resurrects
 data. ``drop_keyspace`` records the commit-log position of the drop in ``drops.cbor`` so that
 neither replay nor a leftover sstable brings the keyspace's old data back.
+
+Disk failures (``OSError`` from segment allocation, log sync or a flush: ENOSPC, EIO, EMFILE...)
+never end the engine: they follow ``disk_failure_policy`` (see ``diskhealth``). Under the default,
+writes fail with ``WritesStopped`` while reads go on, what failed is retried every second, and
+writes resume once it succeeds. A memtable whose flush failed stays readable and is flushed
+later; its writes are in the commit log meanwhile, so a restart replays them. Compaction
+failures are logged and retried a minute later.
 """
 
 from __future__ import annotations
@@ -67,6 +74,7 @@ from ringd.db.compaction import (
     purged_stream,
     row_min_timestamp,
 )
+from ringd.db.diskhealth import DiskFailure, DiskHealth
 from ringd.db.errors import StorageCorruption
 from ringd.db.memtable import Memtable, decode_wire, encode_wire, private_row
 from ringd.db.sstable import (
@@ -76,10 +84,14 @@ from ringd.db.sstable import (
     write_sstable,
 )
 from ringd.fsutil import fsync_dir
+from ringd.protocol.errors import Overloaded
 
-__all__ = ["EngineOptions", "StorageCorruption", "StorageEngine"]
+__all__ = ["DiskFailure", "EngineOptions", "StorageCorruption", "StorageEngine"]
 
 log = logging.getLogger(__name__)
+
+DISK_RETRY_S = 1.0  # while writes are stopped, retry what failed this often
+COMPACTION_RETRY_S = 60.0  # after a failed compaction, try again this much later
 
 _dumps = cbor2.dumps
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]*$")
@@ -104,6 +116,7 @@ class EngineOptions:
     compaction_min_threshold: int = 4
     compaction_max_threshold: int = 32
     background_compaction: bool = True
+    disk_failure_policy: str = "stop_writes"  # see ringd.db.diskhealth
 
     def __post_init__(self) -> None:
         if self.commitlog_sync not in SYNC_MODES:
@@ -214,6 +227,8 @@ class StorageEngine:
         self._compaction_wake = trio.Event()
         self._active: dict[int, _Compaction] = {}
         self._closed = False
+        self._health = DiskHealth(data_dir, options.disk_failure_policy)
+        self._compaction_logged = -COMPACTION_RETRY_S
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -280,7 +295,7 @@ class StorageEngine:
             target = stores.get(ks)
             if target is None:
                 target = stores[ks] = _Store(ks, sst_root / _dir_name(ks))
-            target.memtable.put(key, row, None, len(rec.payload))
+            target.memtable.put(key, row, None)
             old[rec.segment].dirty[ks] = rec.end
 
         next_id = max(
@@ -294,6 +309,10 @@ class StorageEngine:
         )
         engine = cls(data_dir, options, commitlog, stores, generations, drops)
         engine._log.collect()
+        try:
+            commitlog.ensure_active()
+        except OSError as exc:
+            engine._health.failed("commit log segment allocation", exc)
         return engine
 
     # -- background work ----------------------------------------------------------------------
@@ -306,6 +325,7 @@ class StorageEngine:
                 nursery.start_soon(self._periodic_sync)
             nursery.start_soon(self._flusher)
             nursery.start_soon(self._log_space_watch)
+            nursery.start_soon(self._disk_watch)
             if self.options.background_compaction:
                 nursery.start_soon(self._compactor)
             task_status.started()
@@ -314,8 +334,35 @@ class StorageEngine:
         period = self.options.commitlog_sync_period_ms / 1000.0
         while True:
             await trio.sleep(period)
-            await self._log.sync()
-            self._log.collect()
+            try:
+                await self._log.sync()
+                self._log.collect()
+            except OSError as exc:
+                self._health.failed("commit log sync", exc)
+
+    async def _disk_watch(self) -> None:
+        """While writes are stopped by a disk failure, retry what failed (segment allocation,
+        log sync, pending flushes) every second and resume writes once all of it succeeds.
+        Under ``disk_failure_policy = die``, raise :class:`DiskFailure` instead."""
+        health = self._health
+        while True:
+            await trio.sleep(DISK_RETRY_S)
+            if health.fatal is not None:
+                raise DiskFailure(health.fatal)
+            if health.reason is None:
+                continue
+            try:
+                self._log.ensure_active()
+                await self._log.sync()
+                for store in list(self._stores.values()):
+                    if store.flushing or store.flush_requested:
+                        store.flush_requested = False
+                        await self._flush_store(store)
+            except OSError as exc:
+                if health.reason is None:  # a flush failed with a new error: say so
+                    health.failed("retry", exc)
+                continue
+            health.recovered()
 
     async def _log_space_watch(self) -> None:
         """Once a second: if the commit log has grown past ``commitlog_total_bytes``, ask for
@@ -346,13 +393,17 @@ class StorageEngine:
             for store in list(self._stores.values()):
                 if store.flush_requested:
                     store.flush_requested = False
-                    await self._flush_store(store)
+                    try:
+                        await self._flush_store(store)
+                    except OSError:
+                        pass  # recorded by _flush_store; retried by _disk_watch
 
     async def _compactor(self) -> None:
         while True:
             await self._compaction_wake.wait()
             self._compaction_wake = trio.Event()
-            while True:
+            failed = False
+            while not failed:
                 job = self._next_compaction()
                 if job is None:
                     break
@@ -360,7 +411,27 @@ class StorageEngine:
                 async with store.compaction_lock:
                     if store.dropped or any(r not in store.sstables for r in inputs):
                         continue
-                    await self._compact(store, inputs, major=False)
+                    try:
+                        await self._compact(store, inputs, major=False)
+                    except OSError as exc:
+                        self._compaction_failed(store, exc)
+                        failed = True
+            if failed:
+                await trio.sleep(COMPACTION_RETRY_S)
+                self._compaction_wake.set()
+
+    def _compaction_failed(self, store: _Store, exc: OSError) -> None:
+        now = time.monotonic()
+        if now - self._compaction_logged >= COMPACTION_RETRY_S:
+            self._compaction_logged = now
+            log.warning(
+                "compaction of keyspace %s failed: %s; data directory %s has %s free; "
+                "retrying later",
+                store.name,
+                exc.strerror or exc,
+                self.data_dir,
+                self._health.free(),
+            )
 
     def _next_compaction(self) -> tuple[_Store, list[SSTableReader]] | None:
         o = self.options
@@ -388,6 +459,9 @@ class StorageEngine:
         """Log ``update`` to ``key`` and merge it into the memtable; returns once it is durable
         as the sync mode promises. ``token`` (if the caller already has it) saves recomputing
         it at flush time."""
+        health = self._health
+        if health.reason is not None:
+            raise health.error()
         store = self._stores.get(keyspace)
         if store is None:
             store = self._store(keyspace)
@@ -398,25 +472,32 @@ class StorageEngine:
         head = _SMALL_BYTES_HEADS[n] if n < 24 else _bytes_head(n)
         payload = b"".join((store.head, head, key, encoded))
         commitlog = self._log
-        seg = commitlog.append(keyspace, payload)
+        try:
+            seg = commitlog.append(keyspace, payload)
+        except OSError as exc:
+            health.failed("commit log segment allocation", exc)
+            raise health.error() from None
         if self._periodic:
             # the record is already in the page cache (the segment is memory-mapped): a killed
             # process loses nothing; the periodic sync covers machine crashes
-            self._to_memtable(store, key, update, encoded, len(payload), token)
+            self._to_memtable(store, key, update, encoded, token)
             return
         ticket = next(self._tickets)
         store.inflight[ticket] = (seg.id, seg.end - REC_HEADER - len(payload))
         try:
             await commitlog.wait_synced((seg.id, seg.end), self._window)
+        except OSError as exc:
+            health.failed("commit log sync", exc)
+            raise health.error() from None
         finally:
             del store.inflight[ticket]
-            self._to_memtable(store, key, update, encoded, len(payload), token)
+            self._to_memtable(store, key, update, encoded, token)
 
     def _to_memtable(
-        self, store: _Store, key: bytes, update: Row, encoded: bytes, size: int, token: int | None
+        self, store: _Store, key: bytes, update: Row, encoded: bytes, token: int | None
     ) -> None:
         mt = store.memtable
-        mt.put(key, update, encoded, size)
+        mt.put(key, update, encoded)
         if token is not None:
             mt.tokens[key] = token
         if mt.bytes >= self._flush_bytes and not store.flush_requested:
@@ -425,8 +506,12 @@ class StorageEngine:
 
     async def sync(self) -> None:
         """Write and fsync everything in the commit log now."""
-        await self._log.sync()
-        self._log.collect()
+        try:
+            await self._log.sync()
+            self._log.collect()
+        except OSError as exc:
+            self._health.failed("commit log sync", exc)
+            raise self._health.error() from None
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -482,7 +567,10 @@ class StorageEngine:
         else:
             stores = list(self._stores.values())
         for store in stores:
-            await self._flush_store(store)
+            try:
+                await self._flush_store(store)
+            except OSError:
+                raise self._health.error() from None
 
     def _next_generation(self, store: _Store) -> int:
         gen = self._generations.get(store.name, 1)
@@ -490,6 +578,15 @@ class StorageEngine:
         return gen
 
     async def _flush_store(self, store: _Store) -> None:
+        """Flush ``store``'s memtable; an ``OSError`` is recorded as a disk failure and raised
+        (the memtable stays queued in ``store.flushing`` for the next attempt)."""
+        try:
+            await self._flush_queued(store)
+        except OSError as exc:
+            self._health.failed(f"flush of keyspace {store.name}", exc)
+            raise
+
+    async def _flush_queued(self, store: _Store) -> None:
         async with store.flush_lock:
             if store.dropped:
                 return
@@ -503,10 +600,19 @@ class StorageEngine:
             while store.flushing and not store.dropped:
                 mt, floor = store.flushing[0]
                 gen = self._next_generation(store)
+                started = time.monotonic()
                 reader = await trio.to_thread.run_sync(self._write_memtable, store, mt, gen, floor)
                 if store.dropped:
                     _discard(reader)
                     return
+                log.info(
+                    "flushed keyspace %s: %d rows, %d bytes in memory, %d bytes on disk, %d ms",
+                    store.name,
+                    len(mt),
+                    mt.bytes,
+                    reader.file_size,
+                    (time.monotonic() - started) * 1000,
+                )
                 store.sstables.append(reader)
                 store.flushing.pop(0)
                 self._log.release(store.name, floor)
@@ -539,13 +645,19 @@ class StorageEngine:
             store = self._stores.get(name)
             if store is None:
                 continue
-            await self._flush_store(store)
-            async with store.compaction_lock:
-                if store.dropped:
-                    continue
-                inputs = list(store.sstables)
-                if inputs:
-                    await self._compact(store, inputs, major=True)
+            try:
+                await self._flush_store(store)
+                async with store.compaction_lock:
+                    if store.dropped:
+                        continue
+                    inputs = list(store.sstables)
+                    if inputs:
+                        await self._compact(store, inputs, major=True)
+            except OSError as exc:
+                raise Overloaded(
+                    f"compaction of keyspace {name} failed: {exc.strerror or exc}; data "
+                    f"directory {self.data_dir} has {self._health.free()} free"
+                ) from None
 
     async def _compact(self, store: _Store, inputs: list[SSTableReader], major: bool) -> None:
         job = _Compaction(store, inputs, major)
@@ -626,12 +738,15 @@ class StorageEngine:
             return
         gens = {r.generation for r in job.inputs}
         store.sstables = [r for r in store.sstables if r.generation not in gens] + [reader]
-        for r in job.inputs:
-            try:
-                os.unlink(r.path)
-            except FileNotFoundError:
-                pass
-        fsync_dir(store.directory)
+        try:
+            for r in job.inputs:
+                try:
+                    os.unlink(r.path)
+                except FileNotFoundError:
+                    pass
+            fsync_dir(store.directory)
+        except OSError as exc:  # the files go at the next start (the new sstable replaces them)
+            log.warning("compaction of keyspace %s: cleanup failed: %s", store.name, exc)
 
     # -- keyspaces ----------------------------------------------------------------------------
 
@@ -666,7 +781,7 @@ class StorageEngine:
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Per keyspace: sstable count, cell counts (as written to sstables), bytes on disk, and
-        memtable size (commit-log bytes applied) and rows."""
+        memtable size (estimated memory) and rows."""
         out: dict[str, dict[str, int]] = {}
         for name in sorted(self._stores):
             store = self._stores[name]
@@ -728,9 +843,21 @@ class StorageEngine:
         for job in jobs:
             await trio.to_thread.run_sync(job.finished.wait)
         for store in list(self._stores.values()):
-            await self._flush_store(store)
+            try:
+                await self._flush_store(store)
+            except OSError as exc:
+                log.warning(
+                    "keyspace %s not flushed at shutdown (%s): its writes stay in the commit "
+                    "log and are replayed at the next start",
+                    store.name,
+                    exc.strerror or exc,
+                )
         self._closed = True
-        await self._log.close()
+        try:
+            await self._log.close()
+        except OSError as exc:
+            log.error("commit log not closed cleanly (%s); it is replayed at the next start", exc)
+            self._log.abandon()
         for store in self._stores.values():
             for r in store.sstables:
                 r.close()
@@ -743,6 +870,11 @@ class StorageEngine:
         for store in self._stores.values():
             for r in store.sstables:
                 r.close()
+
+    @property
+    def writes_stopped(self) -> str | None:
+        """Why writes are refused (a disk failure), or ``None``."""
+        return self._health.reason
 
     @property
     def commitlog(self) -> CommitLog:

@@ -1,7 +1,9 @@
 """Memtable: the in-memory, mutable part of one keyspace's data.
 
-A dict ``key -> row`` that every write merges into, with a running size (the bytes of the
-commit-log payloads applied) that tells the engine when to flush.
+A dict ``key -> row`` that every write merges into, with a running size that tells the engine
+when to flush. The size estimates the memory the memtable really holds (:func:`value_size`,
+:data:`ENTRY_BYTES`): the key and value objects with their Python headers plus the dict entries,
+not just the bytes written, so that ``memtable_flush_mb`` bounds the process's memory.
 
 A key written once holds the row *encoded*: the CBOR of ``Row.to_wire()`` the commit log record
 already carries. Bytes cost a fraction of the memory of a ``Row`` with its dict and cells, and
@@ -19,6 +21,7 @@ thread may read it while the event loop keeps serving reads from it.
 from __future__ import annotations
 
 import struct
+import sys
 from bisect import bisect_right
 from collections.abc import Iterator
 
@@ -35,6 +38,13 @@ _token = getattr(token_for, "__wrapped__", token_for)
 _TEXT_HEADS: dict[str, bytes] = {}
 _U64 = struct.Struct(">BQ")
 _SMALL_UINTS = [bytes((n,)) for n in range(24)]
+_sizeof = sys.getsizeof
+#: memory of one new key beyond its key and value objects: its entries in ``rows`` and
+#: ``tokens`` (amortised over dict growth) and the token integer, measured with tracemalloc
+#: (tests/db/test_memtable.py checks the estimate against it)
+ENTRY_BYTES = 140
+_ROW_BYTES = _sizeof(Row({}, None)) + _sizeof({})
+_CELL_BYTES = _sizeof(Cell(0, None, None)) + 36  # the tuple, its timestamp, a dict entry
 
 
 def _uint(n: int) -> bytes:
@@ -131,6 +141,20 @@ def private_row(value: Row | bytes) -> Row:
     return Row(dict(value.cells), value.tombstone)  # type: ignore[union-attr]
 
 
+def value_size(value: Row | bytes) -> int:
+    """Estimated memory of one stored value: the bytes object, or the ``Row`` with its dict and
+    cells."""
+    if type(value) is bytes:
+        return _sizeof(value)
+    row: Row = value  # type: ignore[assignment]
+    size = _ROW_BYTES
+    for name, cell in row.cells.items():
+        size += _CELL_BYTES + _sizeof(name)
+        if cell.value is not None:
+            size += _sizeof(cell.value)
+    return size
+
+
 class Memtable:
     __slots__ = ("rows", "bytes", "tokens", "_sorted")
 
@@ -143,23 +167,25 @@ class Memtable:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def put(self, key: bytes, update: Row, encoded: bytes | None, size: int) -> None:
+    def put(self, key: bytes, update: Row, encoded: bytes | None) -> None:
         """Merge ``update`` into ``key``'s row. ``encoded`` is ``update.to_wire()`` as CBOR
         (kept as is when the key is new) or ``None``."""
         rows = self.rows
         old = rows.get(key)
         if old is None:
-            rows[key] = (
-                encoded if encoded is not None else Row(dict(update.cells), update.tombstone)
-            )
+            value = encoded if encoded is not None else Row(dict(update.cells), update.tombstone)
+            rows[key] = value
             self._sorted = None
+            self.bytes += _sizeof(key) + value_size(value) + ENTRY_BYTES
         elif type(old) is bytes:
             row = decode_wire(old)
             row.merge_in(update)
             rows[key] = row
+            self.bytes += value_size(row) - _sizeof(old)
         else:
+            before = value_size(old)
             old.merge_in(update)  # type: ignore[union-attr]
-        self.bytes += size
+            self.bytes += value_size(old) - before
 
     def get(self, key: bytes) -> Row | None:
         """A private copy of ``key``'s row, or ``None``."""

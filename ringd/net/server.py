@@ -21,6 +21,7 @@ from typing import Any
 
 import trio
 
+from ringd.net import accept
 from ringd.protocol import codec, messages
 from ringd.protocol.errors import ErrorCode, ProtocolError
 from ringd.protocol.framing import DEFAULT_MAX_FRAME, HANDSHAKE_MAX_FRAME, FrameReader, frame
@@ -130,7 +131,7 @@ class Server:
                     async with trio.open_nursery() as accepting:
                         await accepting.start(
                             partial(
-                                trio.serve_listeners,
+                                accept.serve_listeners,
                                 self._handle,
                                 listeners,
                                 handler_nursery=connections,

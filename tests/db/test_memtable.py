@@ -1,13 +1,19 @@
-"""Memtable: the hand-rolled row encoding is exactly cbor2's, and rows merge as they should."""
+"""Memtable: the hand-rolled row encoding is exactly cbor2's, rows merge as they should, and
+the accounted size tracks real memory."""
 
 from __future__ import annotations
 
+import os
+import sys
+import tracemalloc
+
 import cbor2
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from ringd.db.cells import Cell, Row, RowTombstone
-from ringd.db.memtable import Memtable, decode_wire, encode_wire
+from ringd.db.memtable import ENTRY_BYTES, Memtable, decode_wire, encode_wire, value_size
 
 ints = st.integers(-(2**70), 2**70)
 cells = st.builds(Cell, ints, st.none() | st.binary(max_size=300), st.none() | ints).filter(
@@ -32,7 +38,7 @@ def test_put_merges_like_row_merge(updates: list[tuple[bytes, Row]]) -> None:
     mt = Memtable()
     want: dict[bytes, Row] = {}
     for key, update in updates:
-        mt.put(key, update, encode_wire(update), 10)
+        mt.put(key, update, encode_wire(update))
         want[key] = want[key].merge(update) if key in want else update.copy()
     for key in (b"a", b"b"):
         got = mt.get(key)
@@ -40,5 +46,34 @@ def test_put_merges_like_row_merge(updates: list[tuple[bytes, Row]]) -> None:
         if got is not None:
             got.cells.clear()  # a private copy
             assert mt.get(key) == want[key]
-    assert mt.bytes == 10 * len(updates) and len(mt) == len(want)
+    accounted = sum(sys.getsizeof(k) + value_size(v) + ENTRY_BYTES for k, v in mt.rows.items())
+    assert mt.bytes == accounted and len(mt) == len(want)
     assert [k for _t, k, _r in mt.iter_sorted()] == [k for _t, k in mt.sorted_keys()]
+
+
+@pytest.mark.parametrize(
+    ("value_len", "columns", "rewrites"),
+    [(10, 1, 0), (100, 1, 0), (1000, 1, 0), (20, 5, 0), (10, 1, 1), (20, 5, 2)],
+)
+def test_accounted_size_tracks_real_memory(value_len: int, columns: int, rewrites: int) -> None:
+    """The size that decides a flush is within 0.7-1.5x of the memory the memtable really
+    holds (tracemalloc), for new keys (stored encoded) and rewritten ones (decoded rows)."""
+    mt = Memtable()
+    n = 20_000
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for round_ in range(1 + rewrites):
+            for i in range(n):
+                key = b"key%08d" % i
+                # each round writes new columns, so rewritten rows grow
+                ts = 1_700_000_000_000_000 + round_
+                row = Row(
+                    {f"c{c}-{round_}": Cell(ts, os.urandom(value_len)) for c in range(columns)}
+                )
+                mt.put(key, row, encode_wire(row))
+                mt.tokens[key] = (1 << 62) + i
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert 0.7 <= mt.bytes / grown <= 1.5, (mt.bytes, grown)
