@@ -18,7 +18,7 @@ _ringctl_commands() {
 # options of a command path
 _ringctl_options() {
     case "$1" in
-        '') echo '--help --install-completion --show-completion' ;;
+        '') echo '--help --install-completion --show-completion --verbose -v' ;;
         'cluster') echo '--help' ;;
         'cluster create') echo '--conf --help --json --name --nodes --num-tokens --port --single-address -n' ;;
         'cluster filters') echo '--help --json --name' ;;
@@ -40,30 +40,30 @@ _ringctl_options() {
         'cluster status') echo '--help --json --name' ;;
         'cluster stop') echo '--help --json --kill --name --timeout' ;;
         'cluster switch') echo '--help --json' ;;
-        'compact') echo '--help --host --json' ;;
-        'compactionstats') echo '--help --host --json' ;;
-        'delete') echo '--consistency --help --host --json --timestamp -c -w' ;;
-        'describecluster') echo '--help --host --json' ;;
-        'describering') echo '--help --host --json' ;;
-        'dump') echo '--consistency --help --host --page-size -c' ;;
-        'flush') echo '--help --host --json' ;;
-        'get') echo '--consistency --help --host --json -c -r' ;;
-        'getendpoints') echo '--help --host --json' ;;
-        'gossipinfo') echo '--help --host --json' ;;
-        'info') echo '--help --host --json' ;;
+        'compact') echo '--help --host --json --timeout' ;;
+        'compactionstats') echo '--help --host --json --timeout' ;;
+        'delete') echo '--consistency --help --host --json --key-hex --timeout --timestamp -c -w' ;;
+        'describecluster') echo '--help --host --json --timeout' ;;
+        'describering') echo '--help --host --json --timeout' ;;
+        'dump') echo '--consistency --help --host --page-size --timeout -c' ;;
+        'flush') echo '--help --host --json --timeout' ;;
+        'get') echo '--consistency --help --host --json --key-hex --timeout -c -r' ;;
+        'getendpoints') echo '--help --host --json --timeout' ;;
+        'gossipinfo') echo '--help --host --json --timeout' ;;
+        'info') echo '--help --host --json --timeout' ;;
         'keyspace') echo '--help' ;;
-        'keyspace alter') echo '--default-ttl --gc-grace --help --hinted-handoff --host --json --no-hinted-handoff --no-sloppy-quorum --replication --rf --sloppy-quorum' ;;
-        'keyspace create') echo '--default-ttl --gc-grace --help --hinted-handoff --host --if-not-exists --json --no-hinted-handoff --no-sloppy-quorum --replication --rf --sloppy-quorum' ;;
-        'keyspace drop') echo '--help --host --if-exists --json' ;;
-        'keyspace list') echo '--help --host --json' ;;
-        'load') echo '--concurrency --consistency --help --host --json -c' ;;
-        'ping') echo '--help --host --json' ;;
-        'proxyhistograms') echo '--help --host --json' ;;
-        'put') echo '--consistency --help --host --json --timestamp --ttl -c -w' ;;
-        'ring') echo '--help --host --json' ;;
-        'status') echo '--help --host --json' ;;
-        'tablestats') echo '--help --host --json' ;;
-        'verify') echo '--help --host --json' ;;
+        'keyspace alter') echo '--default-ttl --gc-grace --help --hinted-handoff --host --json --no-hinted-handoff --no-sloppy-quorum --replication --rf --sloppy-quorum --timeout' ;;
+        'keyspace create') echo '--default-ttl --gc-grace --help --hinted-handoff --host --if-not-exists --json --no-hinted-handoff --no-sloppy-quorum --replication --rf --sloppy-quorum --timeout' ;;
+        'keyspace drop') echo '--help --host --if-exists --json --timeout' ;;
+        'keyspace list') echo '--help --host --json --timeout' ;;
+        'load') echo '--concurrency --consistency --help --host --json --timeout -c' ;;
+        'ping') echo '--help --host --json --timeout' ;;
+        'proxyhistograms') echo '--help --host --json --timeout' ;;
+        'put') echo '--consistency --help --host --json --key-hex --raw --text --timeout --timestamp --ttl --value-file -c -w' ;;
+        'ring') echo '--help --host --json --timeout' ;;
+        'status') echo '--help --host --json --timeout' ;;
+        'tablestats') echo '--help --host --json --timeout' ;;
+        'verify') echo '--help --host --json --timeout' ;;
         'version') echo '--help --json' ;;
         *) ;;
     esac
@@ -85,29 +85,29 @@ _ringctl_value_options() {
         'cluster start') echo '--conf --keyspace --name --nodes --num-tokens --port --rf --timeout -n' ;;
         'cluster status') echo '--name' ;;
         'cluster stop') echo '--name --timeout' ;;
-        'compact') echo '--host' ;;
-        'compactionstats') echo '--host' ;;
-        'delete') echo '--consistency --host --timestamp -c -w' ;;
-        'describecluster') echo '--host' ;;
-        'describering') echo '--host' ;;
-        'dump') echo '--consistency --host --page-size -c' ;;
-        'flush') echo '--host' ;;
-        'get') echo '--consistency --host -c -r' ;;
-        'getendpoints') echo '--host' ;;
-        'gossipinfo') echo '--host' ;;
-        'info') echo '--host' ;;
-        'keyspace alter') echo '--default-ttl --gc-grace --host --replication --rf' ;;
-        'keyspace create') echo '--default-ttl --gc-grace --host --replication --rf' ;;
-        'keyspace drop') echo '--host' ;;
-        'keyspace list') echo '--host' ;;
-        'load') echo '--concurrency --consistency --host -c' ;;
-        'ping') echo '--host' ;;
-        'proxyhistograms') echo '--host' ;;
-        'put') echo '--consistency --host --timestamp --ttl -c -w' ;;
-        'ring') echo '--host' ;;
-        'status') echo '--host' ;;
-        'tablestats') echo '--host' ;;
-        'verify') echo '--host' ;;
+        'compact') echo '--host --timeout' ;;
+        'compactionstats') echo '--host --timeout' ;;
+        'delete') echo '--consistency --host --timeout --timestamp -c -w' ;;
+        'describecluster') echo '--host --timeout' ;;
+        'describering') echo '--host --timeout' ;;
+        'dump') echo '--consistency --host --page-size --timeout -c' ;;
+        'flush') echo '--host --timeout' ;;
+        'get') echo '--consistency --host --timeout -c -r' ;;
+        'getendpoints') echo '--host --timeout' ;;
+        'gossipinfo') echo '--host --timeout' ;;
+        'info') echo '--host --timeout' ;;
+        'keyspace alter') echo '--default-ttl --gc-grace --host --replication --rf --timeout' ;;
+        'keyspace create') echo '--default-ttl --gc-grace --host --replication --rf --timeout' ;;
+        'keyspace drop') echo '--host --timeout' ;;
+        'keyspace list') echo '--host --timeout' ;;
+        'load') echo '--concurrency --consistency --host --timeout -c' ;;
+        'ping') echo '--host --timeout' ;;
+        'proxyhistograms') echo '--host --timeout' ;;
+        'put') echo '--consistency --host --timeout --timestamp --ttl --value-file -c -w' ;;
+        'ring') echo '--host --timeout' ;;
+        'status') echo '--host --timeout' ;;
+        'tablestats') echo '--host --timeout' ;;
+        'verify') echo '--host --timeout' ;;
         *) ;;
     esac
 }
@@ -115,6 +115,7 @@ _ringctl_value_options() {
 # options whose value is a file name
 _ringctl_path_options() {
     case "$1" in
+        'put') echo '--value-file' ;;
         *) ;;
     esac
 }

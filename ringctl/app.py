@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
+from ringctl import target
 from ringctl.commands import admin, cluster, data, keyspace
 
 app = typer.Typer(
     name="ringctl",
     help="Talk to a ringd cluster: read and write data, run admin commands, run local clusters.\n\n"
     "Exit codes: 0 ok, 1 not found or check failed, 2 usage, 3 unavailable/timeout, "
-    "4 cannot connect/unauthorised, 5 server error.",
+    "4 cannot connect/unauthorised/not a node of the current cluster, 5 server error.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["--help"]},
 )
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "-v", "--verbose", help="Say which node, ringd version and cluster a command talks to."
+        ),
+    ] = False,
+) -> None:
+    target.verbose = verbose
+
+
 data.register(app)
 app.add_typer(keyspace.app, name="keyspace")
 admin.register(app)

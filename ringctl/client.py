@@ -4,9 +4,20 @@ Both keep one connection open across calls. Every method of ``_Api`` is written 
 the request and hands it to ``_call``, which the blocking client answers with a socket and the
 async client with an awaitable, so ``client.put(...)`` and ``await aclient.put(...)`` agree.
 
-Errors are ``ringd.protocol.errors.ProtocolError`` subclasses carrying the server's code and
-details (``Unavailable`` has ``details["required"]`` and ``details["alive"]``); a node that
-cannot be reached raises ``ConnectError``.
+Exceptions (all ``ringd.protocol.errors.ProtocolError`` subclasses, the same from both clients):
+
+- what the node answers with: ``InvalidRequest``, ``Unauthorized``, ``Unavailable`` (with
+  ``details["required"]`` and ``details["alive"]``), ``Timeout`` (WRITE_TIMEOUT/READ_TIMEOUT),
+  ``Overloaded``, ``ServerError``;
+- ``RequestTimeout`` (a ``Timeout``): no answer within the client's ``timeout`` (the node may
+  still apply a write);
+- ``ConnectError``: the node cannot be reached or the connection broke; its subclasses
+  ``NotRingd`` (something answers, but not ringd) and ``WrongCluster`` (a ringd of another
+  cluster than ``cluster=`` asks for);
+- ``RequestError`` (an ``InvalidRequest``): the request cannot be sent as given: a value CBOR
+  cannot encode, or a request larger than a frame. Nothing was sent.
+
+A malformed address (``"host:99999"``, ``":7400"``) raises ``ValueError``.
 
     from ringctl.client import Client
     with Client("127.0.0.1:7400") as db:
@@ -23,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from ringd.config import DEFAULT_PORT
 from ringd.net.address import split_address
 from ringd.protocol import codec, messages
-from ringd.protocol.errors import ErrorCode, ProtocolError
+from ringd.protocol.errors import ErrorCode, InvalidRequest, ProtocolError, Timeout
 from ringd.protocol.framing import DEFAULT_MAX_FRAME, FrameReader, frame
 
 if TYPE_CHECKING:
@@ -36,6 +47,48 @@ class ConnectError(ProtocolError):
     """The node could not be reached, or the connection broke."""
 
     code = ErrorCode.SERVER_ERROR
+
+
+class NotRingd(ConnectError):
+    """Something answers at the address, but it does not speak the ringd protocol."""
+
+
+class WrongCluster(ConnectError):
+    """The node belongs to another cluster than the one the client was told to expect."""
+
+
+class RequestTimeout(Timeout):
+    """No answer to a request within the client's timeout."""
+
+
+class RequestError(InvalidRequest):
+    """The request cannot be sent: CBOR cannot encode it, or it is larger than a frame."""
+
+
+def encode_request(req_id: int, op: str, args: dict[str, Any], max_frame: int) -> bytes:
+    """The frame body of a request; ``RequestError`` if it cannot be encoded or is too large."""
+    try:
+        body = codec.encode(messages.request(req_id, op, args))
+    except ProtocolError as exc:
+        raise RequestError(f"cannot encode the {op} request: {exc.message}") from None
+    except RecursionError:
+        raise RequestError(f"cannot encode the {op} request: it nests too deeply") from None
+    if len(body) > max_frame:
+        raise RequestError(
+            f"the {op} request is {len(body)} bytes; a frame holds at most {max_frame} bytes"
+        )
+    return body
+
+
+def check_hello(address: str, info: Any, cluster: str | None) -> dict[str, Any]:
+    """The hello result, checked: from a ringd node, of ``cluster`` when one is expected."""
+    if not isinstance(info, dict) or "host_id" not in info:
+        raise NotRingd(f"{address} is not a ringd node (its hello answer has no host_id)")
+    if cluster is not None and info.get("cluster") != cluster:
+        raise WrongCluster(
+            f"{address} is a node of cluster {info.get('cluster')!r}, not of {cluster!r}"
+        )
+    return info
 
 
 def _consistency(
@@ -161,10 +214,12 @@ class Client(_Api):
         timeout: float = 30.0,
         credentials: Any = None,
         max_frame: int = DEFAULT_MAX_FRAME,
+        cluster: str | None = None,
     ) -> None:
         self.address = address
         self.timeout = timeout
         self.credentials = credentials
+        self.cluster = cluster
         self._max_frame = max_frame
         self._sock: socket.socket | None = None
         self._reader = FrameReader(max_frame)
@@ -192,9 +247,22 @@ class Client(_Api):
         sock.settimeout(self.timeout)
         self._sock = sock
         self._reader = FrameReader(self._max_frame)
-        self.server_info = self._roundtrip(
-            "hello", messages.hello_args(messages.CLIENT, self.credentials)
-        )
+        try:
+            info = self._roundtrip("hello", messages.hello_args(messages.CLIENT, self.credentials))
+            self.server_info = check_hello(self.address, info, self.cluster)
+        except ConnectError:
+            self.close()
+            raise
+
+    def _decode_next(self, op: str) -> dict[str, Any] | None:
+        """The next complete response, or None; data that is not ringd's is a ``ConnectError``."""
+        try:
+            body = self._reader.next_frame()
+            return None if body is None else codec.decode_map(body)
+        except ProtocolError as exc:
+            if op == "hello":
+                raise NotRingd(f"{self.address} is not a ringd node ({exc.message})") from None
+            raise ConnectError(f"bad data from {self.address}: {exc.message}") from None
 
     def _call(self, op: str, args: dict[str, Any], timeout: float | None = None) -> Any:
         if self._sock is None:
@@ -211,23 +279,24 @@ class Client(_Api):
         sock = self._sock
         assert sock is not None
         req_id = next(self._ids)
+        body = encode_request(req_id, op, args, self._max_frame)
         try:
-            sock.sendall(frame(codec.encode(messages.request(req_id, op, args))))
+            sock.sendall(frame(body))
             while True:
-                body = self._reader.next_frame()
-                if body is None:
+                msg = self._decode_next(op)
+                if msg is None:
                     data = sock.recv(256 * 1024)
                     if not data:
                         raise ConnectError(f"{self.address} closed the connection")
                     self._reader.feed(data)
                     continue
-                msg = codec.decode_map(body)
                 if msg.get("id") == req_id or (msg.get("id") is None and "error" in msg):
                     return messages.response_value(msg)
         except TimeoutError:
+            waited = sock.gettimeout()
             self.close()
-            raise ConnectError(
-                f"no response from {self.address} to {op} within {self.timeout:g}s"
+            raise RequestTimeout(
+                f"no response from {self.address} to {op} within {waited or self.timeout:g}s"
             ) from None
         except OSError as exc:
             self.close()
@@ -247,11 +316,19 @@ class AsyncClient(_Api):
     """
 
     def __init__(
-        self, address: str = DEFAULT_ADDRESS, *, timeout: float = 30.0, credentials: Any = None
+        self,
+        address: str = DEFAULT_ADDRESS,
+        *,
+        timeout: float = 30.0,
+        credentials: Any = None,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        cluster: str | None = None,
     ) -> None:
         self.address = address
         self.timeout = timeout
         self.credentials = credentials
+        self.cluster = cluster
+        self._max_frame = max_frame
         self._channel: Channel | None = None
         self._nursery_cm: Any = None
         self.server_info: dict[str, Any] = {}
@@ -259,24 +336,34 @@ class AsyncClient(_Api):
     async def __aenter__(self) -> AsyncClient:
         import trio  # imported here: the blocking client and the CLI start faster without it
 
-        from ringd.net.channel import ConnectionClosed, open_channel
+        from ringd.net.channel import CallTimeout, ConnectionClosed, open_channel
 
+        host, port = split_address(self.address, DEFAULT_PORT)
         self._nursery_cm = trio.open_nursery()
         nursery = await self._nursery_cm.__aenter__()
         try:
-            address = self.address if ":" in self.address else f"{self.address}:{DEFAULT_PORT}"
             self._channel = await open_channel(
-                nursery, address, messages.hello_args(messages.CLIENT, self.credentials)
+                nursery,
+                f"{host}:{port}" if ":" not in host else f"[{host}]:{port}",
+                messages.hello_args(messages.CLIENT, self.credentials),
+                connect_timeout=min(self.timeout, 5.0),
+                max_frame=self._max_frame,
             )
-        except ConnectionClosed as exc:
+            self.server_info = check_hello(self.address, self._channel.peer_info, self.cluster)
+        except BaseException as exc:
+            if self._channel is not None:
+                self._channel.close()
             nursery.cancel_scope.cancel()
             await self._nursery_cm.__aexit__(None, None, None)
-            raise ConnectError(exc.message) from None
-        except BaseException:
-            nursery.cancel_scope.cancel()
-            await self._nursery_cm.__aexit__(None, None, None)
+            if isinstance(exc, ConnectionClosed):
+                if exc.message.startswith("bad data from"):
+                    raise NotRingd(
+                        f"{self.address} is not a ringd node ({exc.message.partition(': ')[2]})"
+                    ) from None
+                raise ConnectError(exc.message) from None
+            if isinstance(exc, CallTimeout):
+                raise RequestTimeout(exc.message) from None
             raise
-        self.server_info = self._channel.peer_info
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -287,12 +374,15 @@ class AsyncClient(_Api):
     async def _acall(self, op: str, args: dict[str, Any], timeout: float | None) -> Any:
         if self._channel is None:
             raise ConnectError("AsyncClient is not connected; use 'async with AsyncClient(...)'")
-        from ringd.net.channel import ConnectionClosed
+        from ringd.net.channel import CallTimeout, ConnectionClosed
 
+        encode_request(0, op, args, self._max_frame)  # a request that cannot go is not sent
         try:
             return await self._channel.call(op, args, timeout or self.timeout)
         except ConnectionClosed as exc:
             raise ConnectError(exc.message) from None
+        except CallTimeout as exc:
+            raise RequestTimeout(exc.message) from None
 
     def _call(self, op: str, args: dict[str, Any], timeout: float | None = None) -> Any:
         return self._acall(op, args, timeout)

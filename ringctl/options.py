@@ -15,6 +15,15 @@ Host = Annotated[
         show_envvar=True,
     ),
 ]
+Timeout = Annotated[
+    float | None,
+    typer.Option(
+        "--timeout",
+        metavar="SECONDS",
+        help="Give up on an answer after this many seconds (exit 3; default 30).",
+        min=0.1,
+    ),
+]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
 Consistency = Annotated[
     str | None,
@@ -25,10 +34,14 @@ Consistency = Annotated[
         "(default QUORUM).",
     ),
 ]
+MAX_TIMESTAMP = (1 << 62) - 1  # the node's limit (docs/protocol.md)
 Timestamp = Annotated[
     int | None,
     typer.Option(
-        "--timestamp", help="Write timestamp in microseconds (default: the node's clock)."
+        "--timestamp",
+        help="Write timestamp in microseconds since the epoch (default: the node's clock).",
+        min=0,
+        max=MAX_TIMESTAMP,
     ),
 ]
 Keyspace = Annotated[str, typer.Argument(help="Keyspace name.")]

@@ -1,4 +1,10 @@
-"""Shared fixtures: real ringd processes on loopback, always cleaned up."""
+"""Shared fixtures: real ringd processes on loopback, always cleaned up.
+
+Nothing in a test run reaches the user's own ringctl setup: for the whole session RINGCTL_HOME
+is a temporary directory and RINGCTL_HOST is unset (tests/test_isolation.py checks it), test
+clusters never use the default port (``cluster.kit.Ringctl.cleanup`` and ``nodes.Ringd`` refuse
+it), so a cluster the user runs on 127.0.0.1:7400 cannot make a test pass or fail.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,19 @@ from typing import Any
 
 import pytest
 from nodes import Ringd
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_ringctl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """RINGCTL_HOME is a fresh directory and RINGCTL_HOST is unset for the whole run."""
+    home = tmp_path_factory.mktemp("ringctl-session-home")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("RINGCTL_HOME", str(home))
+    patch.delenv("RINGCTL_HOST", raising=False)
+    try:
+        yield home
+    finally:
+        patch.undo()
 
 
 @pytest.fixture

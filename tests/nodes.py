@@ -17,12 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from ringctl.client import Client, ConnectError
+from ringd.config import DEFAULT_PORT
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A port free on ``host``, never ringd's default port (the user's cluster may want it)."""
+    while True:
+        with socket.socket() as s:
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+        if port != DEFAULT_PORT:
+            return port
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
@@ -50,6 +55,7 @@ class Ringd:
     ):
         self.host = host
         self.port = port or free_port(host)
+        assert self.port != DEFAULT_PORT, "tests never use the default port"
         self.data_dir = data_dir
         self.flags = flags
         #: run in the child before ringd starts (e.g. to lower a resource limit)

@@ -11,7 +11,7 @@ Parts, and how they relate:
   ``ringd`` processes, supervises them by pid file (a pid that is gone, or that is not this node's
   ringd, is stale and cleaned up), waits with deadlines until every node sees every other node
   up, stops (SIGTERM, then SIGKILL), pauses and resumes (SIGSTOP/SIGCONT), reports status and
-  removes. ``current_cluster_address`` is the cheap look-up ``ringctl.target`` uses.
+  removes. ``current_cluster`` is the cheap look-up ``ringctl.target`` uses.
 - ``faults``: fault injection through the nodes' test hooks (the manager always starts nodes with
   ``enable_test_hooks = true``): partitions between nodes, heal, clock offsets, filter counts.
 

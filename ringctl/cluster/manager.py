@@ -773,17 +773,18 @@ def create_keyspace(
     return dict(ks)
 
 
-def current_cluster_address() -> str | None:
-    """HOST:PORT of the current cluster's first running node, or None. Reads files and checks
-    pids only: no network, no writes."""
+def current_cluster() -> tuple[str, str | None] | None:
+    """The current cluster's name and HOST:PORT of its first running node (None when none runs),
+    or None when there is no current cluster. Reads files and checks pids only: no network, no
+    writes. An unreadable cluster counts as one with no running node."""
+    name = layout.read_current()
+    if name is None:
+        return None
     try:
-        name = layout.read_current()
-        if name is None:
-            return None
         spec = layout.load(name)
         for node in spec.nodes:
             if node_process(spec, node, clean=False).state == RUNNING:
-                return node.address
+                return name, node.address
     except (LayoutError, OSError, ValueError):
-        return None
-    return None
+        pass
+    return name, None

@@ -8,24 +8,35 @@ import typer
 from rich.text import Text
 
 from ringctl import output, target
-from ringctl.client import Client
-from ringctl.options import Host, Json, Key, Keyspace
+from ringctl.options import Host, Json, Key, Keyspace, Timeout
 
 OptionalKeyspace = Annotated[str | None, typer.Argument(help="Keyspace (default: all).")]
 
 
-def _call(host: str | None, op: str, timeout: float | None = None, **args: Any) -> Any:
-    with output.errors(), Client(target.resolve(host)) as db:
-        return db.admin(op, timeout=timeout, **args)
+def _call(
+    host: str | None,
+    timeout: float | None,
+    op: str,
+    default_timeout: float | None = None,
+    **args: Any,
+) -> Any:
+    """Run an admin verb; ``timeout`` (--timeout) wins over the verb's ``default_timeout``."""
+    with output.errors(), target.client(host, timeout) as db:
+        return db.admin(op, timeout=timeout or default_timeout, **args)
 
 
 def _letters(node: dict[str, Any]) -> str:
     return ("U" if node["status"] == "UP" else "D") + node["state"][0]
 
 
-def status(keyspace: OptionalKeyspace = None, host: Host = None, as_json: Json = False) -> None:
+def status(
+    keyspace: OptionalKeyspace = None,
+    host: Host = None,
+    timeout: Timeout = None,
+    as_json: Json = False,
+) -> None:
     """Every node by datacenter: state (UN/DN/UJ/UL), address, load, tokens, ownership, host id, rack."""
-    result = _call(host, "status", keyspace=keyspace)
+    result = _call(host, timeout, "status", keyspace=keyspace)
 
     def render(r: dict[str, Any]) -> None:
         owns = "Owns (effective)" if r["effective"] else "Owns"
@@ -57,9 +68,9 @@ def status(keyspace: OptionalKeyspace = None, host: Host = None, as_json: Json =
     output.emit(result, as_json, render)
 
 
-def info(host: Host = None, as_json: Json = False) -> None:
+def info(host: Host = None, timeout: Timeout = None, as_json: Json = False) -> None:
     """This node: host id, uptime, load, generation, storage, schema."""
-    result = _call(host, "info")
+    result = _call(host, timeout, "info")
 
     def render(r: dict[str, Any]) -> None:
         for k, v in r.items():
@@ -69,9 +80,9 @@ def info(host: Host = None, as_json: Json = False) -> None:
     output.emit(result, as_json, render)
 
 
-def ring(host: Host = None, as_json: Json = False) -> None:
+def ring(host: Host = None, timeout: Timeout = None, as_json: Json = False) -> None:
     """Every token on the ring with its node."""
-    result = _call(host, "ring")
+    result = _call(host, timeout, "ring")
     output.emit(
         result,
         as_json,
@@ -85,9 +96,9 @@ def ring(host: Host = None, as_json: Json = False) -> None:
     )
 
 
-def describecluster(host: Host = None, as_json: Json = False) -> None:
+def describecluster(host: Host = None, timeout: Timeout = None, as_json: Json = False) -> None:
     """Cluster name, partitioner and schema versions per node."""
-    result = _call(host, "describecluster")
+    result = _call(host, timeout, "describecluster")
 
     def render(r: dict[str, Any]) -> None:
         lines = [
@@ -104,9 +115,11 @@ def describecluster(host: Host = None, as_json: Json = False) -> None:
     output.emit(result, as_json, render)
 
 
-def describering(keyspace: Keyspace, host: Host = None, as_json: Json = False) -> None:
+def describering(
+    keyspace: Keyspace, host: Host = None, timeout: Timeout = None, as_json: Json = False
+) -> None:
     """Token ranges of a keyspace with their replicas."""
-    result = _call(host, "describering", keyspace=keyspace)
+    result = _call(host, timeout, "describering", keyspace=keyspace)
     output.emit(
         result,
         as_json,
@@ -123,28 +136,52 @@ def describering(keyspace: Keyspace, host: Host = None, as_json: Json = False) -
     )
 
 
-def getendpoints(keyspace: Keyspace, key: Key, host: Host = None, as_json: Json = False) -> None:
+def getendpoints(
+    keyspace: Keyspace, key: Key, host: Host = None, timeout: Timeout = None, as_json: Json = False
+) -> None:
     """The replicas of a key, in ring order, and its token."""
-    result = _call(host, "getendpoints", keyspace=keyspace, key=key)
+    result = _call(host, timeout, "getendpoints", keyspace=keyspace, key=key)
     output.emit(result, as_json, lambda r: print("\n".join(r["endpoints"])))
 
 
-def gossipinfo(host: Host = None, as_json: Json = False) -> None:
-    """The gossip state of every endpoint this node knows."""
-    result = _call(host, "gossipinfo")
-
-    def render(r: dict[str, Any]) -> None:
-        for name, ep in (r.get("endpoints") or r).items():
-            output.console.print(f"/{name}", markup=False, highlight=False)
-            for k, v in ep.items():
-                output.console.print(f"  {k}:{v}", markup=False, highlight=False)
-
-    output.emit(result, as_json, render)
+def gossipinfo(host: Host = None, timeout: Timeout = None, as_json: Json = False) -> None:
+    """The gossip state of every endpoint this node knows: one row per endpoint (--json has
+    every application state with its version)."""
+    result = _call(host, timeout, "gossipinfo")
+    output.emit(result, as_json, _render_gossip)
 
 
-def proxyhistograms(host: Host = None, as_json: Json = False) -> None:
+def _render_gossip(r: dict[str, Any]) -> None:
+    def state(ep: dict[str, Any], name: str) -> Any:
+        return (ep.get("states") or {}).get(name, {}).get("value")
+
+    rows = []
+    for host_id, ep in sorted(r.items(), key=lambda item: str(item[1].get("address"))):
+        tokens = state(ep, "TOKENS")
+        rows.append(
+            [
+                ep.get("address"),
+                "UP" if ep.get("alive") else "DOWN",
+                state(ep, "STATUS"),
+                f"{state(ep, 'DC')}/{state(ep, 'RACK')}",
+                ep.get("generation"),
+                ep.get("heartbeat"),
+                "local" if ep.get("local") else ep.get("phi"),
+                "-" if ep.get("downtime") is None else f"{ep['downtime']:g}s",
+                output.human_bytes(state(ep, "LOAD")),
+                len(tokens) if isinstance(tokens, list) else "-",
+                state(ep, "SCHEMA"),
+                host_id,
+            ]
+        )
+    columns = ["Address", "Up", "Status", "DC/Rack", "Generation", "Heartbeat", "Phi"]
+    columns += ["Down for", "Load", "Tokens", "Schema", "Host ID"]
+    output.console.print(output.table(None, columns, rows))
+
+
+def proxyhistograms(host: Host = None, timeout: Timeout = None, as_json: Json = False) -> None:
     """Coordinator read, write and range latency percentiles (µs) and failure counts."""
-    result = _call(host, "proxyhistograms")
+    result = _call(host, timeout, "proxyhistograms")
 
     def render(r: dict[str, Any]) -> None:
         kinds = ("read", "write", "range")
@@ -163,21 +200,31 @@ def proxyhistograms(host: Host = None, as_json: Json = False) -> None:
     output.emit(result, as_json, render)
 
 
-def flush(keyspace: OptionalKeyspace = None, host: Host = None, as_json: Json = False) -> None:
+def flush(
+    keyspace: OptionalKeyspace = None,
+    host: Host = None,
+    timeout: Timeout = None,
+    as_json: Json = False,
+) -> None:
     """Flush memtables to sstables."""
-    result = _call(host, "flush", timeout=300, keyspace=keyspace)
+    result = _call(host, timeout, "flush", default_timeout=300, keyspace=keyspace)
     output.emit(result, as_json, lambda r: output.console.print(f"flushed {r['flushed']}"))
 
 
-def compact(keyspace: OptionalKeyspace = None, host: Host = None, as_json: Json = False) -> None:
+def compact(
+    keyspace: OptionalKeyspace = None,
+    host: Host = None,
+    timeout: Timeout = None,
+    as_json: Json = False,
+) -> None:
     """Major compaction: merge every sstable of the keyspace(s), purging what may be purged."""
-    result = _call(host, "compact", timeout=3600, keyspace=keyspace)
+    result = _call(host, timeout, "compact", default_timeout=3600, keyspace=keyspace)
     output.emit(result, as_json, lambda r: output.console.print(f"compacted {r['compacted']}"))
 
 
-def compactionstats(host: Host = None, as_json: Json = False) -> None:
+def compactionstats(host: Host = None, timeout: Timeout = None, as_json: Json = False) -> None:
     """Pending and active compactions with progress."""
-    result = _call(host, "compactionstats")
+    result = _call(host, timeout, "compactionstats")
 
     def render(r: dict[str, Any]) -> None:
         output.console.print(f"pending tasks: {r.get('pending', 0)}")
@@ -199,9 +246,14 @@ def compactionstats(host: Host = None, as_json: Json = False) -> None:
     output.emit(result, as_json, render)
 
 
-def tablestats(keyspace: OptionalKeyspace = None, host: Host = None, as_json: Json = False) -> None:
+def tablestats(
+    keyspace: OptionalKeyspace = None,
+    host: Host = None,
+    timeout: Timeout = None,
+    as_json: Json = False,
+) -> None:
     """Per keyspace: sstables, live and tombstone cells, bytes on disk, memtable size."""
-    result = _call(host, "tablestats", keyspace=keyspace)
+    result = _call(host, timeout, "tablestats", keyspace=keyspace)
 
     def render(r: dict[str, Any]) -> None:
         rows = [
@@ -226,9 +278,9 @@ def tablestats(keyspace: OptionalKeyspace = None, host: Host = None, as_json: Js
     output.emit(result, as_json, render)
 
 
-def verify(host: Host = None, as_json: Json = False) -> None:
+def verify(host: Host = None, timeout: Timeout = None, as_json: Json = False) -> None:
     """Check every sstable's checksums. Exits 1 if any problem is found."""
-    result = _call(host, "verify", timeout=3600)
+    result = _call(host, timeout, "verify", default_timeout=3600)
 
     def render(r: dict[str, Any]) -> None:
         if r["ok"]:

@@ -7,8 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from ringctl import output, target
-from ringctl.client import Client
-from ringctl.options import Host, Json
+from ringctl.options import Host, Json, Timeout
 
 app = typer.Typer(help="Create, change, list and drop keyspaces.", no_args_is_help=True)
 
@@ -89,12 +88,13 @@ def create(
         bool, typer.Option("--if-not-exists", help="Succeed if it already exists.")
     ] = False,
     host: Host = None,
+    timeout: Timeout = None,
     as_json: Json = False,
 ) -> None:
     """Define a keyspace (default: SimpleStrategy, replication factor 1)."""
     setting = replication_setting(rf, replication)
     options = _options(gc_grace, default_ttl, hinted_handoff, sloppy_quorum)
-    with output.errors(), Client(target.resolve(host)) as db:
+    with output.errors(), target.client(host, timeout) as db:
         ks = db.keyspace_create(name, replication=setting, if_not_exists=if_not_exists, **options)
     output.emit(
         ks, as_json, lambda k: output.console.print(f"created {_describe(k)}", markup=False)
@@ -111,6 +111,7 @@ def alter(
     hinted_handoff: Hints = None,
     sloppy_quorum: Sloppy = None,
     host: Host = None,
+    timeout: Timeout = None,
     as_json: Json = False,
 ) -> None:
     """Change a keyspace's replication or options."""
@@ -120,7 +121,7 @@ def alter(
         changes["replication"] = setting
     if not changes:
         output.fail("nothing to change: give --rf, --replication or an option", output.USAGE)
-    with output.errors(), Client(target.resolve(host)) as db:
+    with output.errors(), target.client(host, timeout) as db:
         ks = db.keyspace_alter(name, **changes)
     output.emit(
         ks, as_json, lambda k: output.console.print(f"altered {_describe(k)}", markup=False)
@@ -128,9 +129,9 @@ def alter(
 
 
 @app.command("list")
-def list_(host: Host = None, as_json: Json = False) -> None:
+def list_(host: Host = None, timeout: Timeout = None, as_json: Json = False) -> None:
     """List keyspaces with their replication and options."""
-    with output.errors(), Client(target.resolve(host)) as db:
+    with output.errors(), target.client(host, timeout) as db:
         result = db.keyspace_list()
 
     def render(r: dict[str, Any]) -> None:
@@ -172,10 +173,11 @@ def drop(
         bool, typer.Option("--if-exists", help="Succeed if it does not exist.")
     ] = False,
     host: Host = None,
+    timeout: Timeout = None,
     as_json: Json = False,
 ) -> None:
     """Drop a keyspace and delete its data on every node."""
-    with output.errors(), Client(target.resolve(host)) as db:
+    with output.errors(), target.client(host, timeout) as db:
         result = db.keyspace_drop(name, if_exists=if_exists)
     output.emit(
         result,

@@ -58,8 +58,10 @@ class Ringctl:
 
     def cleanup(self) -> None:
         """Stop every node under this home: ``cluster stop --kill`` for each cluster, then
-        SIGKILL any pid file's process that is still that node's ringd."""
-        for spec in self.home.glob("clusters/*/cluster.json"):
+        SIGKILL any pid file's process that is still that node's ringd. Then fail if a cluster
+        was made on the default port: a test must never compete with the user's cluster."""
+        specs = list(self.home.glob("clusters/*/cluster.json"))
+        for spec in specs:
             with contextlib.suppress(subprocess.SubprocessError, OSError):
                 self("cluster", "stop", "--kill", "--name", spec.parent.name, timeout=60)
         for pid_file in self.home.glob("clusters/*/node*/ringd.pid"):
@@ -67,6 +69,8 @@ class Ringctl:
             if pid is not None and is_node_process(pid, pid_file.parent / "data"):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+        on_default = [p.parent.name for p in specs if json.loads(p.read_text()).get("port") == 7400]
+        assert not on_default, f"test cluster(s) {on_default} use the default port 7400"
 
 
 def _bindable(host: str, port: int) -> bool:
@@ -83,7 +87,7 @@ def cluster_port(nodes: int, *, avoid: tuple[int, ...] = ()) -> int:
     """A port other than 7400 that is free on 127.0.0.1 .. 127.0.0.<nodes>."""
     for _ in range(50):
         port = free_port()
-        if port in avoid or port == 7400:
+        if port in avoid:
             continue
         if all(_bindable(f"127.0.0.{i}", port) for i in range(1, nodes + 1)):
             return port

@@ -203,7 +203,10 @@ def test_stop_leaves_no_process_and_remove_no_files(c3: dict[str, Any]) -> None:
     assert [n["result"] for n in stopped["nodes"]] == ["stopped"] * 3
     assert not any(is_node_process(pid, data) for pid, data in pids)
     assert ringd_processes(ringctl.home) == []
-    assert ringctl("ping").returncode == 4  # nothing to talk to
+    # the current cluster is stopped: ringctl says so, and never falls back to 127.0.0.1:7400
+    ping = ringctl("ping")
+    assert ping.returncode == 4, ping.stdout + ping.stderr
+    assert "no node of the current cluster 'c3' is running" in ping.stderr
     status = ringctl.json("cluster", "status")
     assert {(n["process"], n["status"], n["pid"]) for n in status["nodes"]} == {
         ("stopped", "DOWN", None)

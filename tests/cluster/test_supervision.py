@@ -66,11 +66,11 @@ def test_live_node_process_is_recognised_by_its_data_dir(home: Path) -> None:
         spec.paths(one).pid.write_text(f"{proc.pid}\n")  # node1's path is a prefix of node10's
         assert manager.node_process(spec, ten) == manager.NodeProcess(proc.pid, RUNNING)
         assert manager.node_process(spec, one).state == STOPPED
-        assert manager.current_cluster_address() == ten.address
+        assert manager.current_cluster() == ("c", ten.address)
 
         os.kill(proc.pid, signal.SIGSTOP)
         wait_for(lambda: manager.node_process(spec, ten).state == PAUSED, 10, "SIGSTOP")
-        assert manager.current_cluster_address() is None  # a paused node is not live
+        assert manager.current_cluster() == ("c", None)  # a paused node is not live
         os.kill(proc.pid, signal.SIGCONT)
 
         results = manager.stop(spec, [10], timeout=10)
@@ -102,11 +102,11 @@ def test_stop_escalates_to_sigkill(home: Path) -> None:
         proc.wait()
 
 
-def test_current_cluster_address_without_clusters(home: Path) -> None:
-    assert manager.current_cluster_address() is None
+def test_current_cluster_without_clusters(home: Path) -> None:
+    assert manager.current_cluster() is None
     assert not home.exists()  # a read creates nothing
     manager.create("c", "3", port=7611)
-    assert manager.current_cluster_address() is None  # nothing running
+    assert manager.current_cluster() == ("c", None)  # nothing running
 
 
 def test_ensure_refuses_options_that_differ(home: Path) -> None:
@@ -188,4 +188,4 @@ def test_start_refuses_an_address_in_use(home: Path) -> None:
         code, out = _run("cluster", "start", "-n", "2", "--port", str(port))
     assert code == 5
     assert f"127.0.0.1:{port} (node1) is already in use;" in out
-    assert manager.current_cluster_address() is None  # nothing was started
+    assert manager.current_cluster() == ("local", None)  # nothing was started
