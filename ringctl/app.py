@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ringctl.commands import admin, cluster, data, keyspace
+from ringctl.commands import admin, cluster, data, keyspace, stress
 
 app = typer.Typer(
     name="ringctl",
@@ -19,6 +19,7 @@ data.register(app)
 app.add_typer(keyspace.app, name="keyspace")
 admin.register(app)
 app.add_typer(cluster.app, name="cluster")
+stress.register(app)
 
 
 def main() -> None:
