@@ -7,7 +7,7 @@
 # sub-commands of a command path
 _ringctl_commands() {
     case "$1" in
-        '') echo 'cluster compact compactionstats delete describecluster describering dump flush get getendpoints gossipinfo info keyspace load ping proxyhistograms put ring status tablestats verify version' ;;
+        '') echo 'cluster compact compactionstats delete describecluster describering dump flush get getendpoints gossipinfo info keyspace load ping proxyhistograms put ring status stress tablestats verify version' ;;
         'cluster') echo 'create filters heal list logs node partition remove start status stop switch' ;;
         'cluster node') echo 'clock-offset kill logs pause resume show start stop' ;;
         'keyspace') echo 'alter create drop list' ;;
@@ -62,6 +62,7 @@ _ringctl_options() {
         'put') echo '--consistency --help --host --json --key-hex --raw --text --timeout --timestamp --ttl --value-file -c -w' ;;
         'ring') echo '--help --host --json --timeout' ;;
         'status') echo '--help --host --json --timeout' ;;
+        'stress') echo '--concurrency --connections --consistency --dist --duration --help --host --interval --json --keys --keyspace --ops --rate --read-ratio --rf --seed --timeout --value-size --zipf-exponent -c -cl -n -r -w' ;;
         'tablestats') echo '--help --host --json --timeout' ;;
         'verify') echo '--help --host --json --timeout' ;;
         'version') echo '--help --json' ;;
@@ -106,6 +107,7 @@ _ringctl_value_options() {
         'put') echo '--consistency --host --timeout --timestamp --ttl --value-file -c -w' ;;
         'ring') echo '--host --timeout' ;;
         'status') echo '--host --timeout' ;;
+        'stress') echo '--concurrency --connections --consistency --dist --duration --host --interval --keys --keyspace --ops --rate --read-ratio --rf --seed --timeout --value-size --zipf-exponent -c -cl -n -r -w' ;;
         'tablestats') echo '--host --timeout' ;;
         'verify') echo '--host --timeout' ;;
         *) ;;

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from ringctl import target
-from ringctl.commands import admin, cluster, data, keyspace
+from ringctl.commands import admin, cluster, data, keyspace, stress
 
 app = typer.Typer(
     name="ringctl",
@@ -36,6 +36,7 @@ data.register(app)
 app.add_typer(keyspace.app, name="keyspace")
 admin.register(app)
 app.add_typer(cluster.app, name="cluster")
+stress.register(app)
 
 
 def main() -> None:
