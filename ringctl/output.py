@@ -105,12 +105,27 @@ def exit_code_for(exc: ProtocolError) -> int:
     return _EXIT_BY_CODE.get(exc.code, SERVER)
 
 
+def _next_step(exc: ProtocolError) -> str | None:
+    """What to try next; for UNAVAILABLE it depends on whether any replica is down at all."""
+    details = exc.details
+    if (
+        exc.code == ErrorCode.UNAVAILABLE
+        and isinstance(details.get("replicas"), int)
+        and details.get("alive") == details["replicas"]
+    ):
+        return (
+            "the keyspace's replication factor exceeds the live nodes; "
+            "alter the keyspace's replication or add nodes"
+        )
+    return _NEXT_STEP.get(exc.code)
+
+
 def error_line(exc: ProtocolError) -> str:
     from ringctl.client import ConnectError
 
     if isinstance(exc, ConnectError):
         return f"{exc.message}; is ringd running there? (try --host HOST:PORT or 'ringctl cluster start')"
-    step = _NEXT_STEP.get(exc.code)
+    step = _next_step(exc)
     text = f"{exc.code}: {exc.message}"
     return f"{text}; {step}" if step else text
 

@@ -15,7 +15,7 @@ from ringd.dht.murmur3 import token_for
 from ringd.net.messaging import FilterRule
 from ringd.net.server import Handler, Session
 from ringd.protocol.errors import InvalidRequest
-from ringd.protocol.messages import arg
+from ringd.protocol.messages import VERBS, arg
 from ringd.service import requests
 
 if TYPE_CHECKING:
@@ -219,6 +219,9 @@ def set_filter(node: Node, args: dict[str, Any]) -> dict[str, Any]:
     elif action in ("drop", "delay"):
         targets = arg(args, "to", list)
         verbs = frozenset(arg(args, "verbs", list, []))
+        unknown = sorted(str(v) for v in verbs if v not in VERBS)
+        if unknown:
+            raise InvalidRequest(f"unknown verbs: {', '.join(unknown)}")
         delay = arg(args, "delay_ms", int, 0)
         if action == "delay" and not 0 < delay <= 600_000:
             raise InvalidRequest("delay_ms must be between 1 and 600000")

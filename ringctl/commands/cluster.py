@@ -397,6 +397,24 @@ def _render_filters(items: list[dict[str, Any]]) -> None:
     output.console.print(output.table(None, columns, rows))
 
 
+def _peer_verbs(text: str | None) -> list[str] | None:
+    """The ``--verbs`` list, or exit 2 naming the verbs nodes send each other."""
+    from ringd.protocol.messages import PEER, VERBS
+
+    if not text:
+        return None
+    given = [v.strip() for v in text.split(",") if v.strip()]
+    valid = sorted(name for name, verb in VERBS.items() if PEER in verb.roles)
+    unknown = [v for v in given if v not in valid]
+    if unknown or not given:
+        output.fail(
+            f"--verbs: unknown verb {', '.join(map(repr, unknown)) or repr(text)}; "
+            f"valid: {', '.join(valid)}",
+            output.USAGE,
+        )
+    return given
+
+
 @app.command()
 def partition(
     nodes: Annotated[list[int], typer.Argument(help="Node numbers to cut off from each other.")],
@@ -410,7 +428,7 @@ def partition(
     as_json: Json = False,
 ) -> None:
     """Drop internode messages between every pair of the named nodes, in both directions."""
-    verb_list = [v.strip() for v in verbs.split(",") if v.strip()] if verbs else None
+    verb_list = _peer_verbs(verbs)
     with _errors():
         spec = manager.load(name)
         result = faults.partition(spec, nodes, verb_list)

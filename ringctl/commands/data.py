@@ -50,7 +50,13 @@ def put(
         ),
     ],
     ttl: Annotated[
-        int | None, typer.Option("--ttl", help="Seconds until the written cells expire.", min=1)
+        int | None,
+        typer.Option(
+            "--ttl",
+            help="Seconds until the written cells expire; 0 = never, overriding the keyspace's "
+            "default_ttl (default: the keyspace's default_ttl).",
+            min=0,
+        ),
     ] = None,
     timestamp: Timestamp = None,
     consistency: Consistency = None,

@@ -71,6 +71,12 @@ def _options(
     return {k: v for k, v in values.items() if v is not None}
 
 
+def _warn(result: dict[str, Any]) -> None:
+    """The node's warnings about the replication, one line each on stderr."""
+    for text in result.get("warnings") or ():
+        output.err_console.print(f"warning: {text}", markup=False, highlight=False, soft_wrap=True)
+
+
 def _describe(ks: dict[str, Any]) -> str:
     repl = ", ".join(f"{k}={v}" for k, v in ks["replication"].items())
     return f"{ks['name']}: {repl}; gc_grace={ks['gc_grace_seconds']}s"
@@ -86,7 +92,8 @@ def create(
     hinted_handoff: Hints = None,
     sloppy_quorum: Sloppy = None,
     if_not_exists: Annotated[
-        bool, typer.Option("--if-not-exists", help="Succeed if it already exists.")
+        bool,
+        typer.Option("--if-not-exists", help="Succeed, changing nothing, if it already exists."),
     ] = False,
     host: Host = None,
     as_json: Json = False,
@@ -96,9 +103,17 @@ def create(
     options = _options(gc_grace, default_ttl, hinted_handoff, sloppy_quorum)
     with output.errors(), Client(target.resolve(host)) as db:
         ks = db.keyspace_create(name, replication=setting, if_not_exists=if_not_exists, **options)
-    output.emit(
-        ks, as_json, lambda k: output.console.print(f"created {_describe(k)}", markup=False)
-    )
+    _warn(ks)
+
+    def render(k: dict[str, Any]) -> None:
+        if k.get("created", True):
+            output.console.print(f"created {_describe(k)}", markup=False, highlight=False)
+        else:
+            output.console.print(
+                f"keyspace {k['name']} already exists (unchanged)", markup=False, highlight=False
+            )
+
+    output.emit(ks, as_json, render)
 
 
 @app.command()
@@ -122,6 +137,7 @@ def alter(
         output.fail("nothing to change: give --rf, --replication or an option", output.USAGE)
     with output.errors(), Client(target.resolve(host)) as db:
         ks = db.keyspace_alter(name, **changes)
+    _warn(ks)
     output.emit(
         ks, as_json, lambda k: output.console.print(f"altered {_describe(k)}", markup=False)
     )

@@ -432,6 +432,7 @@ def _unavailable(exc: PlanUnavailable, consistency: Consistency) -> Unavailable:
         required=exc.required,
         alive=exc.alive,
         consistency=level,
+        replicas=exc.replicas,
     )
 
 
