@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+import typer.main
 
 from ringctl.commands import admin, cluster, data, keyspace
 
@@ -14,6 +15,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["--help"]},
+    rich_markup_mode=None,
 )
 data.register(app)
 app.add_typer(keyspace.app, name="keyspace")
@@ -22,4 +24,6 @@ app.add_typer(cluster.app, name="cluster")
 
 
 def main() -> None:
-    app()
+    from ringctl.helpfmt import plain_help
+
+    plain_help(typer.main.get_command(app))(prog_name="ringctl")

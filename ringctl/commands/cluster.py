@@ -21,16 +21,19 @@ from ringctl.cluster.layout import ClusterSpec
 from ringctl.cluster.manager import ClusterError
 from ringctl.commands import admin
 from ringctl.options import Json
+from ringd.words import plural
 
 app = typer.Typer(
     help="Run local multi-node clusters (as ccm does for Cassandra): create, start, stop, "
     "pause, partition and heal real ringd processes on 127.0.0.N.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 node_app = typer.Typer(
     help="One node of a local cluster: ringctl cluster node N start|stop|kill|pause|resume|"
     "show|logs|clock-offset.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(node_app, name="node")
 
@@ -208,7 +211,7 @@ def start(
             return
         launched = sum(1 for r in started if r["result"] == "started")
         running = len(manager.running_nodes(spec))
-        _say(f"cluster {spec.name!r}: {launched} node(s) started, {running} running")
+        _say(f"cluster {spec.name!r}: {plural(launched, 'node')} started, {running} running")
         if ks is not None:
             repl = ", ".join(f"{k}={v}" for k, v in ks["replication"].items())
             _say(f"keyspace {ks['name']}: {repl}")

@@ -13,8 +13,9 @@ import typer
 import ringd
 from ringctl import output, target
 from ringctl.client import AsyncClient, Client
-from ringctl.options import Consistency, Host, Json, Key, Keyspace, Timestamp
+from ringctl.options import Consistency, Host, Json, Key, Keyspace, ReadConsistency, Timestamp
 from ringd.protocol.errors import ProtocolError
+from ringd.words import plural
 
 LOAD_CONCURRENCY = 64
 
@@ -73,14 +74,16 @@ def put(
     output.emit(
         {"keyspace": keyspace, "key": key, **result},
         as_json,
-        lambda r: output.console.print(f"OK ({r['acks']} acks, timestamp {r['timestamp']})"),
+        lambda r: output.console.print(
+            f"OK ({plural(r['acks'], 'ack')}, timestamp {r['timestamp']})"
+        ),
     )
 
 
 def get(
     keyspace: Keyspace,
     key: Key,
-    consistency: Consistency = None,
+    consistency: ReadConsistency = None,
     r: Annotated[int | None, _count("r")] = None,
     host: Host = None,
     as_json: Json = False,
@@ -127,7 +130,9 @@ def delete(
     output.emit(
         {"keyspace": keyspace, "key": key, "columns": columns or None, **result},
         as_json,
-        lambda r: output.console.print(f"OK ({r['acks']} acks, timestamp {r['timestamp']})"),
+        lambda r: output.console.print(
+            f"OK ({plural(r['acks'], 'ack')}, timestamp {r['timestamp']})"
+        ),
     )
 
 
@@ -247,7 +252,8 @@ def load(
         {"keyspace": keyspace, **counts},
         as_json,
         lambda c: output.console.print(
-            f"loaded {c['written']} rows into {keyspace} ({c['failed']} failed, {c['skipped']} skipped)"
+            f"loaded {plural(c['written'], 'row')} into {keyspace} "
+            f"({c['failed']} failed, {c['skipped']} skipped)"
         ),
     )
     if counts["failed"] or counts["skipped"]:
@@ -256,7 +262,7 @@ def load(
 
 def dump(
     keyspace: Keyspace,
-    consistency: Consistency = None,
+    consistency: ReadConsistency = None,
     page_size: Annotated[
         int, typer.Option("--page-size", help="Rows per request.", min=1, max=5000)
     ] = 500,

@@ -5,12 +5,16 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 
 from ringctl import output, target
 from ringctl.client import Client
+from ringctl.layout import Col, compact_table
 from ringctl.options import Host, Json
 
-app = typer.Typer(help="Create, change, list and drop keyspaces.", no_args_is_help=True)
+app = typer.Typer(
+    help="Create, change, list and drop keyspaces.", no_args_is_help=True, rich_markup_mode=None
+)
 
 Name = Annotated[str, typer.Argument(help="Keyspace name (letters, digits, underscores).")]
 Rf = Annotated[int | None, typer.Option("--rf", help="Replication factor (SimpleStrategy).", min=1)]
@@ -149,36 +153,41 @@ def list_(host: Host = None, as_json: Json = False) -> None:
     with output.errors(), Client(target.resolve(host)) as db:
         result = db.keyspace_list()
 
-    def render(r: dict[str, Any]) -> None:
-        rows = [
-            [
-                k["name"],
-                ", ".join(f"{a}={b}" for a, b in k["replication"].items() if a != "class"),
-                k["replication"]["class"],
-                k["gc_grace_seconds"],
-                k["default_ttl"],
-                "on" if k["hinted_handoff"] else "off",
-                "on" if k["sloppy_quorum"] else "off",
-            ]
-            for k in r["keyspaces"]
-        ]
-        output.console.print(
-            output.table(
-                None,
-                [
-                    "keyspace",
-                    "replication",
-                    "strategy",
-                    "gc_grace",
-                    "default_ttl",
-                    "hints",
-                    "sloppy",
-                ],
-                rows,
-            )
-        )
+    output.emit(result, as_json, lambda r: render_keyspaces(r, output.console))
 
-    output.emit(result, as_json, render)
+
+KEYSPACE_COLUMNS = (
+    Col("Keyspace", whole=True),
+    Col("Replication", min_width=16),
+    Col("gc_grace", whole=True, justify="right"),
+    Col("TTL", whole=True, justify="right"),
+    Col("Hints"),
+    Col("Sloppy"),
+)
+
+
+def replication_text(replication: dict[str, Any]) -> str:
+    """``Simple rf=3`` or ``NetworkTopology dc1=3, dc2=2``: short enough for 80 columns."""
+    cls = str(replication.get("class", "?")).rsplit(".", 1)[-1].removesuffix("Strategy")
+    factors = ", ".join(f"{k}={v}" for k, v in replication.items() if k != "class")
+    factors = factors.replace("replication_factor=", "rf=")
+    return f"{cls} {factors}".strip()
+
+
+def render_keyspaces(r: dict[str, Any], console: Console) -> None:
+    """One row per keyspace; the replication folds rather than being cut."""
+    rows = [
+        [
+            k["name"],
+            replication_text(k["replication"]),
+            k["gc_grace_seconds"],
+            k["default_ttl"],
+            "on" if k["hinted_handoff"] else "off",
+            "on" if k["sloppy_quorum"] else "off",
+        ]
+        for k in r["keyspaces"]
+    ]
+    console.print(compact_table(KEYSPACE_COLUMNS, rows))
 
 
 @app.command()

@@ -37,6 +37,7 @@ from typing import NamedTuple
 
 from ringd.dht.ring import HostId, Ring
 from ringd.locator.strategies import NetworkTopologyStrategy, ReplicationStrategy
+from ringd.words import plural
 
 __all__ = [
     "AckTracker",
@@ -118,7 +119,8 @@ class Unavailable(Exception):
         what = f"consistency level {level}" if level is not None else "the requested consistency"
         where = f" in datacenter {dc}" if dc is not None else ""
         super().__init__(
-            f"cannot achieve {what}: {required} replica(s) required{where} but only {alive} alive"
+            f"cannot achieve {what}: {plural(required, 'replica')} required{where} "
+            f"but only {alive} alive"
         )
 
     def __reduce__(
