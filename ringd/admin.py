@@ -293,8 +293,16 @@ def table(node: Node) -> dict[str, Handler]:
     def _tablestats(s: Session, args: dict[str, Any]) -> dict[str, Any]:
         keyspace = _optional_keyspace(args)
         stats = node.engine.stats()
+        in_memory = node.engine.memtable_cells()
         names = [keyspace] if keyspace is not None else [k.name for k in node.schema.live()]
-        return {"keyspaces": {n: stats.get(n, _empty_stats()) for n in names}}
+        out = {}
+        for n in names:
+            counts = dict(stats.get(n, _empty_stats()))
+            live, tomb = in_memory.get(n, (0, 0))
+            counts["live_cells"] += live
+            counts["tombstone_cells"] += tomb
+            out[n] = counts
+        return {"keyspaces": out}
 
     async def _verify(s: Session, args: dict[str, Any]) -> dict[str, Any]:
         problems = await trio.to_thread.run_sync(node.engine.verify)
