@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+import typer.main
 
 from ringctl import target
 from ringctl.commands import admin, cluster, data, keyspace, stress
@@ -17,6 +18,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["--help"]},
+    rich_markup_mode=None,
 )
 
 
@@ -40,4 +42,6 @@ stress.register(app)
 
 
 def main() -> None:
-    app()
+    from ringctl.helpfmt import plain_help
+
+    plain_help(typer.main.get_command(app))(prog_name="ringctl")

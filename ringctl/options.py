@@ -11,8 +11,9 @@ Host = Annotated[
     typer.Option(
         "--host",
         envvar="RINGCTL_HOST",
-        help="Node to talk to, HOST:PORT (default: the current local cluster, else 127.0.0.1:7400).",
+        help="Node to talk to (default: the current local cluster, else 127.0.0.1:7400).",
         show_envvar=True,
+        metavar="HOST:PORT",
     ),
 ]
 Timeout = Annotated[
@@ -25,14 +26,32 @@ Timeout = Annotated[
     ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
+WRITE_LEVELS = (
+    "ONE",
+    "TWO",
+    "THREE",
+    "QUORUM",
+    "ALL",
+    "ANY",
+    "LOCAL_ONE",
+    "LOCAL_QUORUM",
+    "EACH_QUORUM",
+)
+READ_LEVELS = tuple(level for level in WRITE_LEVELS if level != "ANY")
+
+
+def _levels(levels: tuple[str, ...]) -> str:
+    return ", ".join(levels[:-1]) + f" or {levels[-1]} (default QUORUM)."
+
+
 Consistency = Annotated[
     str | None,
-    typer.Option(
-        "--consistency",
-        "-c",
-        help="ONE, TWO, THREE, QUORUM, ALL, ANY (writes), LOCAL_ONE, LOCAL_QUORUM or EACH_QUORUM "
-        "(default QUORUM).",
-    ),
+    typer.Option("--consistency", "-c", metavar="LEVEL", help=_levels(WRITE_LEVELS)),
+]
+#: reads: ANY (a hint counts) only makes sense for writes
+ReadConsistency = Annotated[
+    str | None,
+    typer.Option("--consistency", "-c", metavar="LEVEL", help=_levels(READ_LEVELS)),
 ]
 MAX_TIMESTAMP = (1 << 62) - 1  # the node's limit (docs/protocol.md)
 Timestamp = Annotated[
@@ -44,5 +63,5 @@ Timestamp = Annotated[
         max=MAX_TIMESTAMP,
     ),
 ]
-Keyspace = Annotated[str, typer.Argument(help="Keyspace name.")]
-Key = Annotated[str, typer.Argument(help="Row key.")]
+Keyspace = Annotated[str, typer.Argument(help="Keyspace name.", metavar="KEYSPACE")]
+Key = Annotated[str, typer.Argument(help="Row key.", metavar="KEY")]

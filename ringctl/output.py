@@ -177,6 +177,21 @@ def exit_code_for(exc: ProtocolError) -> int:
     return _EXIT_BY_CODE.get(exc.code, SERVER)
 
 
+def _next_step(exc: ProtocolError) -> str | None:
+    """What to try next; for UNAVAILABLE it depends on whether any replica is down at all."""
+    details = exc.details
+    if (
+        exc.code == ErrorCode.UNAVAILABLE
+        and isinstance(details.get("replicas"), int)
+        and details.get("alive") == details["replicas"]
+    ):
+        return (
+            "the keyspace's replication factor exceeds the live nodes; "
+            "alter the keyspace's replication or add nodes"
+        )
+    return _NEXT_STEP.get(exc.code)
+
+
 def error_line(exc: ProtocolError) -> str:
     from ringctl.client import ConnectError, NotRingd, RequestError, RequestTimeout, WrongCluster
 
@@ -188,7 +203,7 @@ def error_line(exc: ProtocolError) -> str:
         return f"timed out: {exc.message}; the node may be paused or overloaded (see --timeout)"
     if isinstance(exc, RequestError):
         return exc.message
-    step = _NEXT_STEP.get(exc.code)
+    step = _next_step(exc)
     text = f"{exc.code}: {exc.message}"
     return f"{text}; {step}" if step else text
 

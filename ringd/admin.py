@@ -15,7 +15,7 @@ from ringd.dht.murmur3 import token_for
 from ringd.net.messaging import FilterRule
 from ringd.net.server import Handler, Session
 from ringd.protocol.errors import InvalidRequest
-from ringd.protocol.messages import arg
+from ringd.protocol.messages import VERBS, arg
 from ringd.service import requests
 
 if TYPE_CHECKING:
@@ -219,6 +219,9 @@ def set_filter(node: Node, args: dict[str, Any]) -> dict[str, Any]:
     elif action in ("drop", "delay"):
         targets = arg(args, "to", list)
         verbs = frozenset(arg(args, "verbs", list, []))
+        unknown = sorted(str(v) for v in verbs if v not in VERBS)
+        if unknown:
+            raise InvalidRequest(f"unknown verbs: {', '.join(unknown)}")
         delay = arg(args, "delay_ms", int, 0)
         if action == "delay" and not 0 < delay <= 600_000:
             raise InvalidRequest("delay_ms must be between 1 and 600000")
@@ -290,8 +293,16 @@ def table(node: Node) -> dict[str, Handler]:
     def _tablestats(s: Session, args: dict[str, Any]) -> dict[str, Any]:
         keyspace = _optional_keyspace(args)
         stats = node.engine.stats()
+        in_memory = node.engine.memtable_cells()
         names = [keyspace] if keyspace is not None else [k.name for k in node.schema.live()]
-        return {"keyspaces": {n: stats.get(n, _empty_stats()) for n in names}}
+        out = {}
+        for n in names:
+            counts = dict(stats.get(n, _empty_stats()))
+            live, tomb = in_memory.get(n, (0, 0))
+            counts["live_cells"] += live
+            counts["tombstone_cells"] += tomb
+            out[n] = counts
+        return {"keyspaces": out}
 
     async def _verify(s: Session, args: dict[str, Any]) -> dict[str, Any]:
         problems = await trio.to_thread.run_sync(node.engine.verify)

@@ -16,7 +16,7 @@ from ringd.db.cells import Row
 from ringd.net.server import Handler, Session
 from ringd.protocol.errors import InvalidRequest, Unauthorized
 from ringd.protocol.messages import arg
-from ringd.schema import Keyspace
+from ringd.schema import Keyspace, replication_warnings
 from ringd.service import requests
 from ringd.service.proxy import SCAN_PAGE, Consistency
 
@@ -85,18 +85,24 @@ def table(node: Node) -> dict[str, Handler]:
 
     # ---- keyspaces ----------------------------------------------------------------------
 
+    def warnings(ks: Keyspace) -> list[str]:
+        """Replication the ring as this node knows it cannot hold (see ``replication_warnings``)."""
+        dcs = node.topology.ring.datacenters
+        return replication_warnings(ks, {dc: len(hosts) for dc, hosts in dcs.items()})
+
     async def keyspace_create(s: Session, args: dict[str, Any]) -> dict[str, Any]:
         name = arg(args, "name", str)
         existing = node.schema.get(name)
         if existing is not None:
             if args.get("if_not_exists"):
-                return existing.to_wire()
+                return {**existing.to_wire(), "created": False, "warnings": []}
             raise InvalidRequest(f"keyspace {name!r} already exists", keyspace=name)
         fields = {k: v for k, v in args.items() if k in Keyspace.__dataclass_fields__}
         fields.pop("timestamp", None)
         fields.pop("dropped", None)
         ks = Keyspace.from_wire({**fields, "name": name})
-        return await node.topology.change_schema(ks)
+        result = await node.topology.change_schema(ks)
+        return {**result, "created": True, "warnings": warnings(ks)}
 
     async def keyspace_alter(s: Session, args: dict[str, Any]) -> dict[str, Any]:
         ks = node.schema.require(arg(args, "name", str))
@@ -104,7 +110,8 @@ def table(node: Node) -> dict[str, Handler]:
         for fixed in ("name", "timestamp", "dropped"):
             changes.pop(fixed, None)
         updated = Keyspace.from_wire({**ks.to_wire(), **changes})
-        return await node.topology.change_schema(updated)
+        result = await node.topology.change_schema(updated)
+        return {**result, "warnings": warnings(updated)}
 
     async def keyspace_drop(s: Session, args: dict[str, Any]) -> dict[str, Any]:
         name = arg(args, "name", str)

@@ -32,7 +32,7 @@ from ringd.fsutil import atomic_write
 from ringd.gms.gossiper import Gossiper
 from ringd.net.messaging import Messaging
 from ringd.net.server import Server, Session
-from ringd.protocol.errors import Unauthorized
+from ringd.protocol.errors import ProtocolError, Unauthorized
 from ringd.protocol.messages import PEER, hello_args
 from ringd.schema import Schema
 from ringd.service.hlc import HybridClock
@@ -40,6 +40,9 @@ from ringd.service.proxy import StorageProxy
 from ringd.service.topology import Topology
 
 log = logging.getLogger(__name__)
+
+#: how long a first start waits for a seed's ring before choosing random tokens
+TOKEN_RING_WAIT_S = 5.0
 
 
 class StartupError(Exception):
@@ -149,19 +152,56 @@ class Node:
                     f"{state.get('cluster_name')!r}, not {self.config.cluster_name!r}"
                 )
         host_id = state.get("host_id") or str(uuid.uuid4())
-        tokens = state.get("tokens") or random_tokens(self.config.num_tokens)
+        tokens = state.get("tokens")
+        # first start: placeholder tokens until run() has asked a seed for the ring
+        self._fresh_tokens = not tokens
         generation = max(int(time.time()), int(state.get("generation", 0)) + 1)
-        state.update(
-            host_id=host_id,
-            tokens=tokens,
-            generation=generation,
-            cluster_name=self.config.cluster_name,
-        )
+        state.update(host_id=host_id, generation=generation, cluster_name=self.config.cluster_name)
         try:
             atomic_write(path, cbor2.dumps(state))
         except OSError as exc:  # e.g. a full disk: the node can still serve reads
             log.warning("cannot save %s (%s); the generation is time-based anyway", path, exc)
-        return host_id, list(tokens), generation
+        self._local_path = path
+        return host_id, list(tokens or random_tokens(self.config.num_tokens)), generation
+
+    async def _allocate_tokens(self) -> None:
+        """First start: choose tokens that balance ownership (``allocate_tokens``) against the
+        ring a seed reports, or keep random ones when no seed answers in time; then save them
+        in ``system/local.cbor`` for every later start."""
+        from ringd.dht.tokens import allocate_tokens
+
+        seeds = [s for s in self.config.seeds if s != self.config.listen]
+        ring: dict[int, str] | None = None
+        with trio.move_on_after(TOKEN_RING_WAIT_S if seeds else 0):
+            while ring is None:
+                for seed in seeds:
+                    try:
+                        result = await self.messaging.call(seed, "ring", {}, 2.0)
+                        ring = {
+                            int(t["token"]): str(t["host_id"])
+                            for t in result["tokens"]
+                            if t["host_id"] != self.host_id
+                        }
+                        break
+                    except (ProtocolError, OSError, KeyError, TypeError, ValueError) as exc:
+                        log.debug("ring from seed %s: %s", seed, exc)
+                else:
+                    await trio.sleep(0.2)
+        if ring:
+            self.tokens = allocate_tokens(self.config.num_tokens, ring, random.Random())
+            log.info(
+                "chose %d tokens to balance ownership with %d nodes",
+                len(self.tokens),
+                len(set(ring.values())),
+            )
+        elif seeds:
+            log.info("no seed answered with the ring; chose %d random tokens", len(self.tokens))
+        state = _read_local_state(self._local_path)
+        state["tokens"] = self.tokens
+        atomic_write(self._local_path, cbor2.dumps(state))
+        self._fresh_tokens = False
+        self.gossiper.set_application_state("TOKENS", self.tokens)
+        self.topology.rebuild()
 
     def _initial_app_states(self) -> dict[str, Any]:
         c = self.config
@@ -199,6 +239,8 @@ class Node:
                     stop = trio.Event()
                     nursery.start_soon(self._watch_signals, signals, stop)
                     await nursery.start(self.messaging.run)
+                    if self._fresh_tokens:
+                        await self._allocate_tokens()
                     await nursery.start(self.engine.run)
                     await nursery.start(self.proxy.run)
                     await nursery.start(self.topology.run)

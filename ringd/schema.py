@@ -86,6 +86,47 @@ class Keyspace:
             raise InvalidRequest(f"replication: {exc}") from None
 
 
+def replication_warnings(ks: Keyspace, nodes_per_dc: dict[str, int]) -> list[str]:
+    """What is wrong with ``ks``'s replication for a ring with ``nodes_per_dc`` nodes in each
+    datacenter: a datacenter with no nodes, or a factor above the nodes that can hold replicas.
+    Such a keyspace is still valid (nodes may be added later), but requests at levels that need
+    more replicas than exist will fail with UNAVAILABLE."""
+    from ringd.locator.strategies import (
+        NetworkTopologyStrategy,
+        SimpleStrategy,
+        strategy_from_config,
+    )
+
+    strategy = strategy_from_config(ks.replication)
+    known = ", ".join(sorted(nodes_per_dc)) or "none"
+    total = sum(nodes_per_dc.values())
+    out = []
+    if isinstance(strategy, SimpleStrategy):
+        rf = strategy.replication_factor
+        if rf > total:
+            out.append(
+                f"replication factor {rf} exceeds the {_count(total, 'node')} in the cluster; "
+                f"requests needing more than {_count(total, 'replica')} will be unavailable"
+            )
+        return out
+    assert isinstance(strategy, NetworkTopologyStrategy)
+    for dc, factor in sorted(strategy.factors.items()):
+        have = nodes_per_dc.get(dc, 0)
+        if factor > 0 and have == 0:
+            out.append(f"datacenter {dc!r} has no nodes (datacenters: {known})")
+        elif factor > have:
+            out.append(
+                f"replication factor {factor} for datacenter {dc!r} exceeds its "
+                f"{_count(have, 'node')}; requests needing more than {_count(have, 'replica')} "
+                "there will be unavailable"
+            )
+    return out
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def newer(a: Keyspace, b: Keyspace) -> Keyspace:
     """The definition that wins between two of the same name (later change; drop on a tie)."""
     return a if (a.timestamp, a.dropped, repr(a)) >= (b.timestamp, b.dropped, repr(b)) else b

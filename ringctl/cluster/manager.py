@@ -32,6 +32,7 @@ from ringctl.cluster.layout import ClusterSpec, LayoutError, NodeSpec
 from ringctl.output import CONNECT, NOT_FOUND, SERVER, UNAVAILABLE, USAGE
 from ringd.config import DEFAULT_PORT
 from ringd.protocol.errors import ProtocolError
+from ringd.words import plural
 
 Progress = Callable[[str], None] | None
 
@@ -739,7 +740,7 @@ def replication_for(spec: ClusterSpec, rf: int) -> dict[str, Any]:
     short = {dc: n for dc, n in counts.items() if n < rf}
     if short:
         dc, n = next(iter(short.items()))
-        raise ClusterError(f"--rf {rf} is more than the {n} node(s) of {dc}", USAGE)
+        raise ClusterError(f"--rf {rf} is more than the {plural(n, 'node')} of {dc}", USAGE)
     if len(counts) == 1:
         return {"class": "SimpleStrategy", "replication_factor": rf}
     return {"class": "NetworkTopologyStrategy", **{dc: rf for dc in counts}}

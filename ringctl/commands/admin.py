@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.text import Text
 
 from ringctl import output, target
+from ringctl.layout import Col, compact_table
 from ringctl.options import Host, Json, Key, Keyspace, Timeout
 
 OptionalKeyspace = Annotated[str | None, typer.Argument(help="Keyspace (default: all).")]
@@ -29,43 +31,54 @@ def _letters(node: dict[str, Any]) -> str:
     return ("U" if node["status"] == "UP" else "D") + node["state"][0]
 
 
+STATUS_COLUMNS = (
+    Col("--", whole=True),
+    Col("Address", whole=True),
+    Col("Load", justify="right"),
+    Col("Tokens", whole=True, justify="right"),
+    Col("Owns", whole=True, justify="right"),
+    Col("Host ID", whole=True),
+)
+
+
+def render_status(r: dict[str, Any], console: Console) -> None:
+    """nodetool-style tables that fit 80 columns with addresses and host ids whole: one space
+    between columns, and one table per datacenter and rack, named in its heading (a Rack column
+    would not fit beside a host id)."""
+    owns = "effective ownership" if r["effective"] else "share of the token space"
+    console.print(
+        f"Status=Up/Down\n|/ State=Normal/Leaving/Joining   Owns={owns}",
+        markup=False,
+        highlight=False,
+    )
+    for dc, rack in sorted({(n["dc"], n["rack"]) for n in r["nodes"]}):
+        heading = f"Datacenter: {dc}, rack: {rack}"
+        console.print(f"\n{heading}\n{'=' * len(heading)}", markup=False, highlight=False)
+        rows = [
+            [
+                _letters(n),
+                n["address"],
+                output.human_bytes(n["load"]).replace(" ", ""),
+                n["tokens"],
+                f"{n['owns'] * 100:.1f}%",
+                n["host_id"],
+            ]
+            for n in r["nodes"]
+            if (n["dc"], n["rack"]) == (dc, rack)
+        ]
+        console.print(compact_table(STATUS_COLUMNS, rows))
+
+
 def status(
     keyspace: OptionalKeyspace = None,
     host: Host = None,
     timeout: Timeout = None,
     as_json: Json = False,
 ) -> None:
-    """Every node by datacenter: state (UN/DN/UJ/UL), address, load, tokens, ownership, host id, rack."""
+    """Every node by datacenter and rack: state (UN/DN/UJ/UL), address, load, tokens, ownership,
+    host id."""
     result = _call(host, timeout, "status", keyspace=keyspace)
-
-    def render(r: dict[str, Any]) -> None:
-        owns = "Owns (effective)" if r["effective"] else "Owns"
-        for dc in sorted({n["dc"] for n in r["nodes"]}):
-            output.console.print(
-                f"Datacenter: {dc}\n{'=' * (12 + len(dc))}", markup=False, highlight=False
-            )
-            output.console.print(
-                "Status=Up/Down\n|/ State=Normal/Leaving/Joining", markup=False, highlight=False
-            )
-            rows = [
-                [
-                    _letters(n),
-                    n["address"],
-                    output.human_bytes(n["load"]),
-                    n["tokens"],
-                    f"{n['owns'] * 100:.1f}%",
-                    n["host_id"],
-                    n["rack"],
-                ]
-                for n in r["nodes"]
-                if n["dc"] == dc
-            ]
-            t = output.table(
-                None, ["--", "Address", "Load", "Tokens", owns, "Host ID", "Rack"], rows
-            )
-            output.console.print(t)
-
-    output.emit(result, as_json, render)
+    output.emit(result, as_json, lambda r: render_status(r, output.console))
 
 
 def info(host: Host = None, timeout: Timeout = None, as_json: Json = False) -> None:

@@ -21,16 +21,19 @@ from ringctl.cluster.layout import ClusterSpec
 from ringctl.cluster.manager import ClusterError
 from ringctl.commands import admin
 from ringctl.options import Json
+from ringd.words import plural
 
 app = typer.Typer(
     help="Run local multi-node clusters (as ccm does for Cassandra): create, start, stop, "
     "pause, partition and heal real ringd processes on 127.0.0.N.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 node_app = typer.Typer(
     help="One node of a local cluster: ringctl cluster node N start|stop|kill|pause|resume|"
     "show|logs|clock-offset.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(node_app, name="node")
 
@@ -208,7 +211,7 @@ def start(
             return
         launched = sum(1 for r in started if r["result"] == "started")
         running = len(manager.running_nodes(spec))
-        _say(f"cluster {spec.name!r}: {launched} node(s) started, {running} running")
+        _say(f"cluster {spec.name!r}: {plural(launched, 'node')} started, {running} running")
         if ks is not None:
             repl = ", ".join(f"{k}={v}" for k, v in ks["replication"].items())
             _say(f"keyspace {ks['name']}: {repl}")
@@ -397,6 +400,24 @@ def _render_filters(items: list[dict[str, Any]]) -> None:
     output.console.print(output.table(None, columns, rows))
 
 
+def _peer_verbs(text: str | None) -> list[str] | None:
+    """The ``--verbs`` list, or exit 2 naming the verbs nodes send each other."""
+    from ringd.protocol.messages import PEER, VERBS
+
+    if not text:
+        return None
+    given = [v.strip() for v in text.split(",") if v.strip()]
+    valid = sorted(name for name, verb in VERBS.items() if PEER in verb.roles)
+    unknown = [v for v in given if v not in valid]
+    if unknown or not given:
+        output.fail(
+            f"--verbs: unknown verb {', '.join(map(repr, unknown)) or repr(text)}; "
+            f"valid: {', '.join(valid)}",
+            output.USAGE,
+        )
+    return given
+
+
 @app.command()
 def partition(
     nodes: Annotated[list[int], typer.Argument(help="Node numbers to cut off from each other.")],
@@ -410,7 +431,7 @@ def partition(
     as_json: Json = False,
 ) -> None:
     """Drop internode messages between every pair of the named nodes, in both directions."""
-    verb_list = [v.strip() for v in verbs.split(",") if v.strip()] if verbs else None
+    verb_list = _peer_verbs(verbs)
     with _errors():
         spec = manager.load(name)
         result = faults.partition(spec, nodes, verb_list)

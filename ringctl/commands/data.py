@@ -14,9 +14,19 @@ import typer
 import ringd
 from ringctl import output, target, values
 from ringctl.client import AsyncClient
-from ringctl.options import Consistency, Host, Json, Key, Keyspace, Timeout, Timestamp
+from ringctl.options import (
+    Consistency,
+    Host,
+    Json,
+    Key,
+    Keyspace,
+    ReadConsistency,
+    Timeout,
+    Timestamp,
+)
 from ringctl.values import MAX_VALUE_BYTES
 from ringd.protocol.errors import ProtocolError
+from ringd.words import plural
 
 LOAD_CONCURRENCY = 64
 MAX_LINE_BYTES = 2 * MAX_VALUE_BYTES  # a load line longer than this is skipped, not read whole
@@ -87,7 +97,13 @@ def put(
     ] = False,
     key_hex: KeyHex = False,
     ttl: Annotated[
-        int | None, typer.Option("--ttl", help="Seconds until the written cells expire.", min=1)
+        int | None,
+        typer.Option(
+            "--ttl",
+            help="Seconds until the written cells expire; 0 = never, overriding the keyspace's "
+            "default_ttl (default: the keyspace's default_ttl).",
+            min=0,
+        ),
     ] = None,
     timestamp: Timestamp = None,
     consistency: Consistency = None,
@@ -106,7 +122,7 @@ def put(
     output.emit(
         {"keyspace": keyspace, "key": row_key, **result},
         as_json,
-        lambda r: output.say(f"OK ({r['acks']} acks, timestamp {r['timestamp']})"),
+        lambda r: output.say(f"OK ({plural(r['acks'], 'ack')}, timestamp {r['timestamp']})"),
     )
 
 
@@ -114,7 +130,7 @@ def get(
     keyspace: Keyspace,
     key: Key,
     key_hex: KeyHex = False,
-    consistency: Consistency = None,
+    consistency: ReadConsistency = None,
     r: Annotated[int | None, _count("r")] = None,
     host: Host = None,
     timeout: Timeout = None,
@@ -165,7 +181,7 @@ def delete(
     output.emit(
         {"keyspace": keyspace, "key": row_key, "columns": columns or None, **result},
         as_json,
-        lambda r: output.say(f"OK ({r['acks']} acks, timestamp {r['timestamp']})"),
+        lambda r: output.say(f"OK ({plural(r['acks'], 'ack')}, timestamp {r['timestamp']})"),
     )
 
 
@@ -346,7 +362,8 @@ def load(
         {"keyspace": keyspace, **counts},
         as_json,
         lambda c: output.say(
-            f"loaded {c['written']} rows into {keyspace} ({c['failed']} failed, {c['skipped']} skipped)"
+            f"loaded {plural(c['written'], 'row')} into {keyspace} "
+            f"({c['failed']} failed, {c['skipped']} skipped)"
         ),
     )
     if counts["failed"] or counts["skipped"]:
@@ -361,7 +378,7 @@ def _first_leaf(exc: BaseException) -> BaseException:
 
 def dump(
     keyspace: Keyspace,
-    consistency: Consistency = None,
+    consistency: ReadConsistency = None,
     page_size: Annotated[
         int, typer.Option("--page-size", help="Rows per request.", min=1, max=5000)
     ] = 500,

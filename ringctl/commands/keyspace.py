@@ -5,11 +5,15 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 
 from ringctl import output, target
+from ringctl.layout import Col, compact_table
 from ringctl.options import Host, Json, Timeout
 
-app = typer.Typer(help="Create, change, list and drop keyspaces.", no_args_is_help=True)
+app = typer.Typer(
+    help="Create, change, list and drop keyspaces.", no_args_is_help=True, rich_markup_mode=None
+)
 
 Name = Annotated[str, typer.Argument(help="Keyspace name (letters, digits, underscores).")]
 Rf = Annotated[int | None, typer.Option("--rf", help="Replication factor (SimpleStrategy).", min=1)]
@@ -70,6 +74,12 @@ def _options(
     return {k: v for k, v in values.items() if v is not None}
 
 
+def _warn(result: dict[str, Any]) -> None:
+    """The node's warnings about the replication, one line each on stderr."""
+    for text in result.get("warnings") or ():
+        output.err_console.print(f"warning: {text}", markup=False, highlight=False, soft_wrap=True)
+
+
 def _describe(ks: dict[str, Any]) -> str:
     repl = ", ".join(f"{k}={v}" for k, v in ks["replication"].items())
     return f"{ks['name']}: {repl}; gc_grace={ks['gc_grace_seconds']}s"
@@ -85,7 +95,8 @@ def create(
     hinted_handoff: Hints = None,
     sloppy_quorum: Sloppy = None,
     if_not_exists: Annotated[
-        bool, typer.Option("--if-not-exists", help="Succeed if it already exists.")
+        bool,
+        typer.Option("--if-not-exists", help="Succeed, changing nothing, if it already exists."),
     ] = False,
     host: Host = None,
     timeout: Timeout = None,
@@ -96,9 +107,17 @@ def create(
     options = _options(gc_grace, default_ttl, hinted_handoff, sloppy_quorum)
     with output.errors(), target.client(host, timeout) as db:
         ks = db.keyspace_create(name, replication=setting, if_not_exists=if_not_exists, **options)
-    output.emit(
-        ks, as_json, lambda k: output.console.print(f"created {_describe(k)}", markup=False)
-    )
+    _warn(ks)
+
+    def render(k: dict[str, Any]) -> None:
+        if k.get("created", True):
+            output.console.print(f"created {_describe(k)}", markup=False, highlight=False)
+        else:
+            output.console.print(
+                f"keyspace {k['name']} already exists (unchanged)", markup=False, highlight=False
+            )
+
+    output.emit(ks, as_json, render)
 
 
 @app.command()
@@ -123,6 +142,7 @@ def alter(
         output.fail("nothing to change: give --rf, --replication or an option", output.USAGE)
     with output.errors(), target.client(host, timeout) as db:
         ks = db.keyspace_alter(name, **changes)
+    _warn(ks)
     output.emit(
         ks, as_json, lambda k: output.console.print(f"altered {_describe(k)}", markup=False)
     )
@@ -134,36 +154,41 @@ def list_(host: Host = None, timeout: Timeout = None, as_json: Json = False) -> 
     with output.errors(), target.client(host, timeout) as db:
         result = db.keyspace_list()
 
-    def render(r: dict[str, Any]) -> None:
-        rows = [
-            [
-                k["name"],
-                ", ".join(f"{a}={b}" for a, b in k["replication"].items() if a != "class"),
-                k["replication"]["class"],
-                k["gc_grace_seconds"],
-                k["default_ttl"],
-                "on" if k["hinted_handoff"] else "off",
-                "on" if k["sloppy_quorum"] else "off",
-            ]
-            for k in r["keyspaces"]
-        ]
-        output.console.print(
-            output.table(
-                None,
-                [
-                    "keyspace",
-                    "replication",
-                    "strategy",
-                    "gc_grace",
-                    "default_ttl",
-                    "hints",
-                    "sloppy",
-                ],
-                rows,
-            )
-        )
+    output.emit(result, as_json, lambda r: render_keyspaces(r, output.console))
 
-    output.emit(result, as_json, render)
+
+KEYSPACE_COLUMNS = (
+    Col("Keyspace", whole=True),
+    Col("Replication", min_width=16),
+    Col("gc_grace", whole=True, justify="right"),
+    Col("TTL", whole=True, justify="right"),
+    Col("Hints"),
+    Col("Sloppy"),
+)
+
+
+def replication_text(replication: dict[str, Any]) -> str:
+    """``Simple rf=3`` or ``NetworkTopology dc1=3, dc2=2``: short enough for 80 columns."""
+    cls = str(replication.get("class", "?")).rsplit(".", 1)[-1].removesuffix("Strategy")
+    factors = ", ".join(f"{k}={v}" for k, v in replication.items() if k != "class")
+    factors = factors.replace("replication_factor=", "rf=")
+    return f"{cls} {factors}".strip()
+
+
+def render_keyspaces(r: dict[str, Any], console: Console) -> None:
+    """One row per keyspace; the replication folds rather than being cut."""
+    rows = [
+        [
+            k["name"],
+            replication_text(k["replication"]),
+            k["gc_grace_seconds"],
+            k["default_ttl"],
+            "on" if k["hinted_handoff"] else "off",
+            "on" if k["sloppy_quorum"] else "off",
+        ]
+        for k in r["keyspaces"]
+    ]
+    console.print(compact_table(KEYSPACE_COLUMNS, rows))
 
 
 @app.command()

@@ -798,6 +798,14 @@ class StorageEngine:
             }
         return out
 
+    def memtable_cells(self) -> dict[str, tuple[int, int]]:
+        """Per keyspace: live and tombstone cells in its memtables (costs a pass over them)."""
+        out: dict[str, tuple[int, int]] = {}
+        for name, store in self._stores.items():
+            counts = [mt.cell_counts() for mt in store.memtables()]
+            out[name] = (sum(c[0] for c in counts), sum(c[1] for c in counts))
+        return out
+
     def compaction_stats(self) -> dict[str, Any]:
         o = self.options
         pending = 0

@@ -233,3 +233,18 @@ class Memtable:
                 return
             yield tok, key, private_row(rows[key])
             i += 1
+
+    def cell_counts(self) -> tuple[int, int]:
+        """Live and tombstone cells (a row tombstone counts as one), as an sstable counts them.
+        Decodes every row: for ``tablestats``, not for anything on the write path."""
+        live = tomb = 0
+        for value in self.rows.values():
+            row = private_row(value)
+            for cell in row.cells.values():
+                if cell[1] is None:
+                    tomb += 1
+                else:
+                    live += 1
+            if row.tombstone is not None:
+                tomb += 1
+        return live, tomb

@@ -14,7 +14,8 @@ Cassandra's ``Range<Token>``:
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from bisect import insort
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ringd.dht.murmur3 import MAX_TOKEN, MIN_TOKEN
@@ -24,6 +25,7 @@ __all__ = [
     "MIN_TOKEN",
     "RING_SIZE",
     "Range",
+    "allocate_tokens",
     "check_token",
     "random_tokens",
 ]
@@ -148,4 +150,49 @@ def random_tokens(n: int, rng: random.Random, exclude: Iterable[int] = ()) -> li
         if token not in taken:
             taken.add(token)
             out.append(token)
+    return out
+
+
+def allocate_tokens(n: int, ring: Mapping[int, str], rng: random.Random) -> list[int]:
+    """``n`` tokens for a node joining a ring of ``token -> owner`` so that ownership evens out.
+
+    A greedy in the spirit of Cassandra's token allocation: the new node should end up owning
+    ``1 / (nodes + 1)`` of the ring. Each of its tokens splits the largest range (``(prev, t]``)
+    of the currently most-loaded node: the new token is placed inside that range so the new
+    node takes the part before it — its remaining share spread over its remaining tokens, but
+    no more than the range (less one token) and no more than that node has above the mean
+    (or half the range, if more). Taking from the most-loaded node first pulls
+    every node towards the mean. A little jitter keeps two nodes that join at once from picking
+    the same tokens. With an empty ring the tokens are random (the first node has no one to
+    balance against).
+    """
+    if not ring:
+        return random_tokens(n, rng)
+    owners = dict(ring)
+    tokens = sorted(owners)
+
+    def width(i: int) -> int:
+        return (tokens[i] - tokens[i - 1]) % RING_SIZE or RING_SIZE
+
+    load: dict[str, int] = {}
+    for i, t in enumerate(tokens):
+        load[owners[t]] = load.get(owners[t], 0) + width(i)
+    target = RING_SIZE // (len(load) + 1)
+    mine = 0
+    out: list[int] = []
+    for left in range(n, 0, -1):
+        heavy = max(load, key=lambda h: (load[h], h))
+        i = max((j for j, t in enumerate(tokens) if owners[t] == heavy), key=width)
+        w = width(i)
+        take = min(w - 1, max(target - mine, 0) // left, max(load[heavy] - target, w // 2))
+        take = max(1, int(take * rng.uniform(0.97, 1.0)))
+        token = _wrap_token(tokens[i - 1] + take)
+        if token in owners or token == MIN_TOKEN or take >= w:
+            token = random_tokens(1, rng, exclude=owners)[0]
+            take = 0  # ownership unknown without recomputing; rare
+        owners[token] = ""
+        insort(tokens, token)
+        load[heavy] -= take
+        mine += take
+        out.append(token)
     return out

@@ -37,6 +37,7 @@ from typing import NamedTuple
 
 from ringd.dht.ring import HostId, Ring
 from ringd.locator.strategies import NetworkTopologyStrategy, ReplicationStrategy
+from ringd.words import plural
 
 __all__ = [
     "AckTracker",
@@ -98,6 +99,8 @@ class Unavailable(Exception):
     """Fewer live replicas than the request requires; nothing was attempted.
 
     ``dc`` names the datacenter that fell short for LOCAL_* and EACH_QUORUM, else ``None``.
+    ``replicas`` is how many natural replicas exist where they were counted (alive or not):
+    when it equals ``alive``, no replica is down and the replication factor exceeds the nodes.
     """
 
     def __init__(
@@ -106,19 +109,24 @@ class Unavailable(Exception):
         alive: int,
         dc: str | None = None,
         level: ConsistencyLevel | str | None = None,
+        replicas: int | None = None,
     ) -> None:
         self.required = required
         self.alive = alive
         self.dc = dc
         self.level = level
+        self.replicas = alive if replicas is None else replicas
         what = f"consistency level {level}" if level is not None else "the requested consistency"
         where = f" in datacenter {dc}" if dc is not None else ""
         super().__init__(
-            f"cannot achieve {what}: {required} replica(s) required{where} but only {alive} alive"
+            f"cannot achieve {what}: {plural(required, 'replica')} required{where} "
+            f"but only {alive} alive"
         )
 
-    def __reduce__(self) -> tuple[type[Unavailable], tuple[int, int, str | None, object]]:
-        return (Unavailable, (self.required, self.alive, self.dc, self.level))
+    def __reduce__(
+        self,
+    ) -> tuple[type[Unavailable], tuple[int, int, str | None, object, int]]:
+        return (Unavailable, (self.required, self.alive, self.dc, self.level, self.replicas))
 
 
 def quorum_for(replication_factor: int) -> int:
@@ -326,13 +334,15 @@ def plan_request(
         for dc in sorted(per_dc):
             live = sum(1 for h in alive_natural if replica_dcs[h] == dc)
             if live < per_dc[dc]:
-                raise Unavailable(per_dc[dc], live, dc, cl)
+                there = sum(1 for h in natural_hosts if replica_dcs[h] == dc)
+                raise Unavailable(per_dc[dc], live, dc, cl, there)
     elif counted_dc is not None:
         live = sum(1 for h in alive_natural if replica_dcs[h] == counted_dc)
         if live < required:
-            raise Unavailable(required, live, counted_dc, cl)
+            there = sum(1 for h in natural_hosts if replica_dcs[h] == counted_dc)
+            raise Unavailable(required, live, counted_dc, cl, there)
     elif len(alive_natural) < required:
-        raise Unavailable(required, len(alive_natural), None, cl)
+        raise Unavailable(required, len(alive_natural), None, cl, len(natural_hosts))
 
     if is_write:
         contacts = tuple(alive_natural)

@@ -27,6 +27,7 @@ from ringd.net.channel import CallTimeout
 from ringd.protocol.errors import ErrorCode, InvalidRequest, ProtocolError, Timeout, Unavailable
 from ringd.schema import Keyspace
 from ringd.service.requests import MAX_KEY_BYTES
+from ringd.words import plural
 
 if TYPE_CHECKING:
     from ringd.node import Node
@@ -462,11 +463,12 @@ def _unavailable(exc: PlanUnavailable, consistency: Consistency) -> Unavailable:
     where = f" in {exc.dc}" if getattr(exc, "dc", None) else ""
     level = consistency.describe()
     return Unavailable(
-        f"cannot achieve consistency {level}: {exc.required} replicas required{where} "
+        f"cannot achieve consistency {level}: {plural(exc.required, 'replica')} required{where} "
         f"but only {exc.alive} alive",
         required=exc.required,
         alive=exc.alive,
         consistency=level,
+        replicas=exc.replicas,
     )
 
 

@@ -126,7 +126,7 @@ class Topology:
             raise InvalidRequest(str(exc)) from None
         if not plan.contacts:
             # ANY with no live replica would need a hint, which this node does not keep yet
-            raise cl.Unavailable(plan.required, 0)
+            raise cl.Unavailable(plan.required, 0, replicas=len(natural))
         return plan
 
     def segment_after(

@@ -379,13 +379,51 @@ def test_nts_plans_are_consistent(
 
 
 def test_unavailable_is_an_exception_that_pickles() -> None:
-    exc = Unavailable(3, 1, "east", CL.QUORUM)
+    exc = Unavailable(3, 1, "east", CL.QUORUM, 2)
     assert isinstance(exc, Exception)
     copy = pickle.loads(pickle.dumps(exc))
-    assert (copy.required, copy.alive, copy.dc, copy.level) == (3, 1, "east", CL.QUORUM)
-    assert str(Unavailable(2, 0)) == (
-        "cannot achieve the requested consistency: 2 replica(s) required but only 0 alive"
+    assert (copy.required, copy.alive, copy.dc, copy.level, copy.replicas) == (
+        3,
+        1,
+        "east",
+        CL.QUORUM,
+        2,
     )
+    assert str(Unavailable(2, 0)) == (
+        "cannot achieve the requested consistency: 2 replicas required but only 0 alive"
+    )
+    assert str(Unavailable(1, 0)) == (
+        "cannot achieve the requested consistency: 1 replica required but only 0 alive"
+    )
+
+
+def test_unavailable_counts_the_natural_replicas_where_it_counted() -> None:
+    """``replicas`` tells 'a replica is down' (alive < replicas) from 'too few exist'."""
+    ring = ring_of(3)
+    strategy = SimpleStrategy(3)
+    with pytest.raises(Unavailable) as down:
+        plan_for_token(
+            "write",
+            ring=ring,
+            strategy=strategy,
+            token=0,
+            alive={"h0", "h1"},
+            local_dc="dc1",
+            level=CL.ALL,
+        )
+    assert (down.value.alive, down.value.replicas) == (2, 3)
+    wide = SimpleStrategy(5)
+    with pytest.raises(Unavailable) as few:
+        plan_for_token(
+            "write",
+            ring=ring,
+            strategy=wide,
+            token=0,
+            alive={"h0", "h1", "h2"},
+            local_dc="dc1",
+            level=CL.ALL,
+        )
+    assert (few.value.required, few.value.alive, few.value.replicas) == (5, 3, 3)
 
 
 # -- on a real ring --------------------------------------------------------------------------

@@ -83,3 +83,16 @@ def test_usage_errors_exit_2(populated: Ringd) -> None:
     bad = runner.invoke(app, ["get", "demo", "k1", "-c", "SOMETIMES"], env=env)
     assert bad.exit_code == 2
     assert "SOMETIMES" in bad.output
+
+
+def test_tablestats_counts_cells_still_in_the_memtable(node: Ringd) -> None:
+    with node.client() as db:
+        for i in range(5):
+            db.put("demo", f"m{i}", {"a": i, "b": i})
+        db.delete("demo", "m0", ["b"])
+        db.delete("demo", "m1")
+    env = {"RINGCTL_HOST": node.address}
+    stats = json.loads(CliRunner().invoke(app, ["tablestats", "demo", "--json"], env=env).stdout)
+    demo = stats["keyspaces"]["demo"]
+    assert demo["sstable_count"] == 0
+    assert (demo["live_cells"], demo["tombstone_cells"]) == (9, 2)
