@@ -154,6 +154,8 @@ class Gossiper:
                 raise ValueError(
                     f"initial {fixed_key} {states[fixed_key.value]!r} is not {expected!r}"
                 )
+        # the clock offset starts at 0 and is gossiped again only when it moves
+        states.setdefault(AppState.CLOCK_OFFSET_MS.value, 0)
         app: dict[str, VersionedValue] = {}
         for raw_key, value in states.items():
             key = check_app_key(raw_key)
