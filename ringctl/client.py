@@ -16,15 +16,15 @@ cannot be reached raises ``ConnectError``.
 
 from __future__ import annotations
 
-import itertools
 import socket
 from typing import TYPE_CHECKING, Any
 
 from ringd.config import DEFAULT_PORT
 from ringd.net.address import split_address
-from ringd.protocol import codec, messages
+from ringd.protocol import messages
+from ringd.protocol.connection import Initiator
 from ringd.protocol.errors import ErrorCode, ProtocolError
-from ringd.protocol.framing import DEFAULT_MAX_FRAME, FrameReader, frame
+from ringd.protocol.framing import DEFAULT_MAX_FRAME
 
 if TYPE_CHECKING:
     from ringd.net.channel import Channel
@@ -167,8 +167,7 @@ class Client(_Api):
         self.credentials = credentials
         self._max_frame = max_frame
         self._sock: socket.socket | None = None
-        self._reader = FrameReader(max_frame)
-        self._ids = itertools.count(1)
+        self._proto: Initiator[str] = Initiator(max_frame)
         self.server_info: dict[str, Any] = {}
 
     def __enter__(self) -> Client:
@@ -191,10 +190,14 @@ class Client(_Api):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(self.timeout)
         self._sock = sock
-        self._reader = FrameReader(self._max_frame)
-        self.server_info = self._roundtrip(
-            "hello", messages.hello_args(messages.CLIENT, self.credentials)
-        )
+        self._proto = Initiator(self._max_frame)
+        try:
+            self.server_info = self._roundtrip(
+                "hello", messages.hello_args(messages.CLIENT, self.credentials)
+            )
+        except ProtocolError:
+            self.close()
+            raise
 
     def _call(self, op: str, args: dict[str, Any], timeout: float | None = None) -> Any:
         if self._sock is None:
@@ -209,21 +212,27 @@ class Client(_Api):
 
     def _roundtrip(self, op: str, args: dict[str, Any]) -> Any:
         sock = self._sock
+        proto = self._proto
         assert sock is not None
-        req_id = next(self._ids)
         try:
-            sock.sendall(frame(codec.encode(messages.request(req_id, op, args))))
+            if op == "hello":
+                req_id, data = proto.hello(args, op)
+            else:
+                req_id, data = proto.request(op, args, op)
+            sock.sendall(data)
             while True:
-                body = self._reader.next_frame()
-                if body is None:
+                try:
+                    item = proto.next_response()
+                except ProtocolError:
+                    self.close()
+                    raise
+                if item is None:
                     data = sock.recv(256 * 1024)
                     if not data:
                         raise ConnectError(f"{self.address} closed the connection")
-                    self._reader.feed(data)
+                    proto.receive(data)
                     continue
-                msg = codec.decode_map(body)
-                if msg.get("id") == req_id or (msg.get("id") is None and "error" in msg):
-                    return messages.response_value(msg)
+                return messages.response_value(item[1])
         except TimeoutError:
             self.close()
             raise ConnectError(

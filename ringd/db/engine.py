@@ -214,6 +214,9 @@ class StorageEngine:
         self._compaction_wake = trio.Event()
         self._active: dict[int, _Compaction] = {}
         self._closed = False
+        #: batch/group: callbacks of writes waiting for the next fsync (see apply_then)
+        self._sync_waiters: list[Callable[[BaseException | None], None]] = []
+        self._sync_wake = trio.Event()
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -304,6 +307,8 @@ class StorageEngine:
         async with trio.open_nursery() as nursery:
             if self._periodic:
                 nursery.start_soon(self._periodic_sync)
+            else:
+                nursery.start_soon(self._group_sync)
             nursery.start_soon(self._flusher)
             nursery.start_soon(self._log_space_watch)
             if self.options.background_compaction:
@@ -316,6 +321,27 @@ class StorageEngine:
             await trio.sleep(period)
             await self._log.sync()
             self._log.collect()
+
+    async def _group_sync(self) -> None:
+        """batch/group: one fsync (one thread hop) for every write that arrived since the last,
+        then one pass over their callbacks."""
+        while True:
+            await self._sync_wake.wait()
+            self._sync_wake = trio.Event()
+            if self._window > 0:
+                await trio.sleep(self._window)
+            waiters, self._sync_waiters = self._sync_waiters, []
+            error: BaseException | None = None
+            try:
+                await self._log.sync()
+            except Exception as exc:
+                log.error("commit log sync failed: %s", exc)
+                error = exc
+            for waiter in waiters:
+                try:
+                    waiter(error)
+                except Exception:
+                    log.exception("a commit log sync callback failed")
 
     async def _log_space_watch(self) -> None:
         """Once a second: if the commit log has grown past ``commitlog_total_bytes``, ask for
@@ -411,6 +437,42 @@ class StorageEngine:
         finally:
             del store.inflight[ticket]
             self._to_memtable(store, key, update, encoded, len(payload), token)
+
+    def apply_then(
+        self,
+        keyspace: str,
+        key: bytes,
+        update: Row,
+        token: int | None,
+        done: Callable[[BaseException | None], None],
+    ) -> None:
+        """:meth:`apply` without waiting: ``done(None)`` once the write is durable as the sync
+        mode promises (at once in periodic mode; after the covering fsync in batch and group
+        mode, together with every other write that fsync covered), ``done(error)`` if that
+        fsync failed. Raises at once if the record cannot be appended."""
+        store = self._stores.get(keyspace)
+        if store is None:
+            store = self._store(keyspace)
+        encoded = encode_wire(update)
+        n = len(key)
+        head = _SMALL_BYTES_HEADS[n] if n < 24 else _bytes_head(n)
+        payload = b"".join((store.head, head, key, encoded))
+        seg = self._log.append(keyspace, payload)
+        size = len(payload)
+        if self._periodic:
+            self._to_memtable(store, key, update, encoded, size, token)
+            done(None)
+            return
+        ticket = next(self._tickets)
+        store.inflight[ticket] = (seg.id, seg.end - REC_HEADER - size)
+
+        def synced(error: BaseException | None) -> None:
+            del store.inflight[ticket]
+            self._to_memtable(store, key, update, encoded, size, token)
+            done(error)
+
+        self._sync_waiters.append(synced)
+        self._sync_wake.set()
 
     def _to_memtable(
         self, store: _Store, key: bytes, update: Row, encoded: bytes, size: int, token: int | None
