@@ -27,15 +27,15 @@ A malformed address (``"host:99999"``, ``":7400"``) raises ``ValueError``.
 
 from __future__ import annotations
 
-import itertools
 import socket
 from typing import TYPE_CHECKING, Any
 
 from ringd.config import DEFAULT_PORT
 from ringd.net.address import split_address
 from ringd.protocol import codec, messages
+from ringd.protocol.connection import Initiator, StreamError
 from ringd.protocol.errors import ErrorCode, InvalidRequest, ProtocolError, Timeout
-from ringd.protocol.framing import DEFAULT_MAX_FRAME, FrameReader, frame
+from ringd.protocol.framing import DEFAULT_MAX_FRAME
 
 if TYPE_CHECKING:
     from ringd.net.channel import Channel
@@ -222,8 +222,7 @@ class Client(_Api):
         self.cluster = cluster
         self._max_frame = max_frame
         self._sock: socket.socket | None = None
-        self._reader = FrameReader(max_frame)
-        self._ids = itertools.count(1)
+        self._proto: Initiator[str] = Initiator(max_frame)
         self.server_info: dict[str, Any] = {}
 
     def __enter__(self) -> Client:
@@ -246,23 +245,13 @@ class Client(_Api):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(self.timeout)
         self._sock = sock
-        self._reader = FrameReader(self._max_frame)
+        self._proto = Initiator(self._max_frame)
         try:
             info = self._roundtrip("hello", messages.hello_args(messages.CLIENT, self.credentials))
             self.server_info = check_hello(self.address, info, self.cluster)
-        except ConnectError:
+        except ProtocolError:
             self.close()
             raise
-
-    def _decode_next(self, op: str) -> dict[str, Any] | None:
-        """The next complete response, or None; data that is not ringd's is a ``ConnectError``."""
-        try:
-            body = self._reader.next_frame()
-            return None if body is None else codec.decode_map(body)
-        except ProtocolError as exc:
-            if op == "hello":
-                raise NotRingd(f"{self.address} is not a ringd node ({exc.message})") from None
-            raise ConnectError(f"bad data from {self.address}: {exc.message}") from None
 
     def _call(self, op: str, args: dict[str, Any], timeout: float | None = None) -> Any:
         if self._sock is None:
@@ -277,21 +266,34 @@ class Client(_Api):
 
     def _roundtrip(self, op: str, args: dict[str, Any]) -> Any:
         sock = self._sock
+        proto = self._proto
         assert sock is not None
-        req_id = next(self._ids)
-        body = encode_request(req_id, op, args, self._max_frame)
+        encode_request(0, op, args, self._max_frame)  # RequestError before anything is sent
         try:
-            sock.sendall(frame(body))
+            if op == "hello":
+                _, data = proto.hello(args, op)
+            else:
+                _, data = proto.request(op, args, op)
+            sock.sendall(data)
             while True:
-                msg = self._decode_next(op)
-                if msg is None:
+                try:
+                    item = proto.next_response()
+                except StreamError as exc:  # the bytes are not this protocol
+                    if op == "hello":
+                        raise NotRingd(
+                            f"{self.address} is not a ringd node ({exc.message})"
+                        ) from None
+                    raise ConnectError(f"bad data from {self.address}: {exc.message}") from None
+                except ProtocolError:
+                    self.close()
+                    raise
+                if item is None:
                     data = sock.recv(256 * 1024)
                     if not data:
                         raise ConnectError(f"{self.address} closed the connection")
-                    self._reader.feed(data)
+                    proto.receive(data)
                     continue
-                if msg.get("id") == req_id or (msg.get("id") is None and "error" in msg):
-                    return messages.response_value(msg)
+                return messages.response_value(item[1])
         except TimeoutError:
             waited = sock.gettimeout()
             self.close()

@@ -1,6 +1,8 @@
 """The handler behind every verb of the protocol's verb table (``handlers.table``).
 
-Plain functions answer inline in the connection's reader; ``async`` ones run in their own task.
+Each verb's mode in the verb table says how its handler runs: ``inline`` (a plain function
+answered in the connection's reader), ``deferred`` (a plain function given a ``reply`` callable:
+the coordinator's put/get/delete and the replica's mutate) or ``task`` (an ``async`` function).
 Admin verbs live in ``admin``; this module holds data, keyspace, peer and test-hook verbs.
 """
 
@@ -13,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import ringd
 from ringd import admin
 from ringd.db.cells import Row
-from ringd.net.server import Handler, Session
-from ringd.protocol.errors import InvalidRequest, Unauthorized
+from ringd.net.server import Handler, Reply, Session
+from ringd.protocol.errors import InvalidRequest, ProtocolError, Unauthorized
 from ringd.protocol.messages import arg
 from ringd.schema import Keyspace, replication_warnings
 from ringd.service import requests
@@ -34,9 +36,9 @@ def table(node: Node) -> dict[str, Handler]:
     def ping(s: Session, args: dict[str, Any]) -> dict[str, Any]:
         return {"version": ringd.__version__, "host_id": node.host_id, "time_us": node.clock.peek()}
 
-    async def write(
-        args: dict[str, Any], make_row: Callable[[Keyspace, int, float], Row]
-    ) -> dict[str, Any]:
+    def write(
+        args: dict[str, Any], make_row: Callable[[Keyspace, int, float], Row], reply: Reply
+    ) -> None:
         """A put or delete: the row ``make_row`` builds, stamped and written at the consistency."""
         ks = node.schema.require(arg(args, "keyspace", str))
         key = requests.key_bytes(args)
@@ -44,29 +46,39 @@ def table(node: Node) -> dict[str, Handler]:
         ts = requests.client_timestamp(args)
         ts = node.clock.now() if ts is None else ts
         row = make_row(ks, ts, node.clock.wall_seconds())
-        acks = await proxy.write(ks, key, row, consistency)
-        return {"timestamp": ts, "acks": acks}
 
-    async def put(s: Session, args: dict[str, Any]) -> dict[str, Any]:
-        return await write(
-            args, lambda ks, ts, now: requests.put_row(args, ts, now, ks.default_ttl)
-        )
+        def done(acks: Any) -> None:
+            reply(acks if isinstance(acks, ProtocolError) else {"timestamp": ts, "acks": acks})
 
-    async def get(s: Session, args: dict[str, Any]) -> dict[str, Any] | None:
+        proxy.start_write(ks, key, row, consistency, done)
+
+    def put(s: Session, args: dict[str, Any], reply: Reply) -> None:
+        write(args, lambda ks, ts, now: requests.put_row(args, ts, now, ks.default_ttl), reply)
+
+    def get(s: Session, args: dict[str, Any], reply: Reply) -> None:
         ks = node.schema.require(arg(args, "keyspace", str))
         key = requests.key_bytes(args)
-        row = await proxy.read(ks, key, Consistency.from_args(args, "r"))
-        columns = requests.row_out(row, node.clock.wall_seconds())
-        if columns is None or row is None:
-            return None
-        return {
-            "key": requests.key_out(key),
-            "columns": columns,
-            "writetime": requests.writetimes(row, columns),
-        }
 
-    async def delete(s: Session, args: dict[str, Any]) -> dict[str, Any]:
-        return await write(args, lambda ks, ts, now: requests.delete_row(args, ts, now))
+        def done(row: Any) -> None:
+            if isinstance(row, ProtocolError):
+                reply(row)
+                return
+            columns = requests.row_out(row, node.clock.wall_seconds())
+            if columns is None or row is None:
+                reply(None)
+                return
+            reply(
+                {
+                    "key": requests.key_out(key),
+                    "columns": columns,
+                    "writetime": requests.writetimes(row, columns),
+                }
+            )
+
+        proxy.start_read(ks, key, Consistency.from_args(args, "r"), done)
+
+    def delete(s: Session, args: dict[str, Any], reply: Reply) -> None:
+        write(args, lambda ks, ts, now: requests.delete_row(args, ts, now), reply)
 
     async def scan(s: Session, args: dict[str, Any]) -> dict[str, Any]:
         ks = node.schema.require(arg(args, "keyspace", str))
@@ -151,9 +163,9 @@ def table(node: Node) -> dict[str, Handler]:
 
     # ---- between nodes ------------------------------------------------------------------
 
-    async def mutate(s: Session, args: dict[str, Any]) -> dict[str, Any]:
+    def mutate(s: Session, args: dict[str, Any], reply: Reply) -> None:
         try:
-            return await proxy.handle_mutate(args)
+            proxy.start_mutate(args, reply)
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidRequest(f"malformed mutation: {exc}") from None
 

@@ -229,6 +229,9 @@ class StorageEngine:
         self._closed = False
         self._health = DiskHealth(data_dir, options.disk_failure_policy)
         self._compaction_logged = -COMPACTION_RETRY_S
+        #: batch/group: callbacks of writes waiting for the next fsync (see apply_then)
+        self._sync_waiters: list[Callable[[BaseException | None], None]] = []
+        self._sync_wake = trio.Event()
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -323,6 +326,8 @@ class StorageEngine:
         async with trio.open_nursery() as nursery:
             if self._periodic:
                 nursery.start_soon(self._periodic_sync)
+            else:
+                nursery.start_soon(self._group_sync)
             nursery.start_soon(self._flusher)
             nursery.start_soon(self._log_space_watch)
             nursery.start_soon(self._disk_watch)
@@ -363,6 +368,30 @@ class StorageEngine:
                     health.failed("retry", exc)
                 continue
             health.recovered()
+
+    async def _group_sync(self) -> None:
+        """batch/group: one fsync (one thread hop) for every write that arrived since the last,
+        then one pass over their callbacks."""
+        while True:
+            await self._sync_wake.wait()
+            self._sync_wake = trio.Event()
+            if self._window > 0:
+                await trio.sleep(self._window)
+            waiters, self._sync_waiters = self._sync_waiters, []
+            error: BaseException | None = None
+            try:
+                await self._log.sync()
+            except OSError as exc:
+                self._health.failed("commit log sync", exc)
+                error = self._health.error()
+            except Exception as exc:
+                log.error("commit log sync failed: %s", exc)
+                error = exc
+            for waiter in waiters:
+                try:
+                    waiter(error)
+                except Exception:
+                    log.exception("a commit log sync callback failed")
 
     async def _log_space_watch(self) -> None:
         """Once a second: if the commit log has grown past ``commitlog_total_bytes``, ask for
@@ -457,8 +486,34 @@ class StorageEngine:
 
     async def apply(self, keyspace: str, key: bytes, update: Row, token: int | None = None) -> None:
         """Log ``update`` to ``key`` and merge it into the memtable; returns once it is durable
-        as the sync mode promises. ``token`` (if the caller already has it) saves recomputing
-        it at flush time."""
+        as the sync mode promises (:meth:`apply_then`, awaited). ``token`` (if the caller
+        already has it) saves recomputing it at flush time."""
+        done = trio.Event()
+        outcome: list[BaseException | None] = []
+
+        def finished(error: BaseException | None) -> None:
+            outcome.append(error)
+            done.set()
+
+        self.apply_then(keyspace, key, update, token, finished)
+        await done.wait()
+        if outcome[0] is not None:
+            raise outcome[0]
+
+    def apply_then(
+        self,
+        keyspace: str,
+        key: bytes,
+        update: Row,
+        token: int | None,
+        done: Callable[[BaseException | None], None],
+    ) -> None:
+        """Log ``update`` and merge it into the memtable without waiting: ``done(None)`` once
+        the write is durable as the sync mode promises (at once in periodic mode: the record is
+        in the page cache of the memory-mapped segment, so a killed process loses nothing; in
+        batch and group mode after the covering fsync, in one pass with every other write that
+        fsync covered), ``done(error)`` if that fsync failed. Raises at once (nothing logged)
+        while writes are stopped by a disk failure or if the record cannot be appended."""
         health = self._health
         if health.reason is not None:
             raise health.error()
@@ -471,27 +526,25 @@ class StorageEngine:
         n = len(key)
         head = _SMALL_BYTES_HEADS[n] if n < 24 else _bytes_head(n)
         payload = b"".join((store.head, head, key, encoded))
-        commitlog = self._log
         try:
-            seg = commitlog.append(keyspace, payload)
+            seg = self._log.append(keyspace, payload)
         except OSError as exc:
             health.failed("commit log segment allocation", exc)
             raise health.error() from None
         if self._periodic:
-            # the record is already in the page cache (the segment is memory-mapped): a killed
-            # process loses nothing; the periodic sync covers machine crashes
             self._to_memtable(store, key, update, encoded, token)
+            done(None)
             return
         ticket = next(self._tickets)
         store.inflight[ticket] = (seg.id, seg.end - REC_HEADER - len(payload))
-        try:
-            await commitlog.wait_synced((seg.id, seg.end), self._window)
-        except OSError as exc:
-            health.failed("commit log sync", exc)
-            raise health.error() from None
-        finally:
+
+        def synced(error: BaseException | None) -> None:
             del store.inflight[ticket]
             self._to_memtable(store, key, update, encoded, token)
+            done(error)
+
+        self._sync_waiters.append(synced)
+        self._sync_wake.set()
 
     def _to_memtable(
         self, store: _Store, key: bytes, update: Row, encoded: bytes, token: int | None

@@ -1,9 +1,11 @@
 """Networking on trio: framed, multiplexed connections over TCP.
 
 Parts:
-  channel    an outgoing connection: hello, many requests in flight, responses matched by id,
-             one coalescing writer task
-  server     the listener: handshake, verb dispatch (cheap verbs inline, waiting verbs in tasks),
-             error frames for bad input, bounded buffers, draining on shutdown
+  channel    an outgoing connection: hello, many requests in flight, responses matched by id and
+             delivered to callbacks (or awaited), one coalescing writer task
+  deadlines  one heap and one task for many timeouts (per channel, and the coordinator's)
+  server     the listener: handshake, verb dispatch (inline, deferred with a reply callable, or
+             in a task, as the verb table says), error frames for bad input, bounded buffers,
+             draining on shutdown
   messaging  the pool of channels to peers, reconnects, and the message filter (fault injection)
 """

@@ -1,24 +1,35 @@
 """An outgoing connection: requests go out with ids, responses come back in any order.
 
-One writer task drains a queue of frames and coalesces them into one ``send_all``; one reader task
-matches responses to waiting calls. A call that times out or finds the connection closed raises;
-the connection itself keeps serving the other calls.
+The protocol state (hello, ids, matching, frame limits) is the sans-IO
+``ringd.protocol.connection.Initiator``. One writer task drains a queue of frames and coalesces
+them into one ``send_all``; one reader task matches responses to their callers. A caller either
+passes a callback (:meth:`Channel.send`, the coordinator's hot path: no task, no event) or
+awaits :meth:`Channel.call`. Timeouts are kept in one ``Deadlines`` heap per channel. A call
+that times out or finds the connection closed fails; the connection keeps serving the others.
 """
 
 from __future__ import annotations
 
-import itertools
-import math
+import logging
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import trio
 
 from ringd.net.address import split_address
-from ringd.protocol import codec, messages
+from ringd.net.deadlines import Deadline, Deadlines
+from ringd.protocol import messages
+from ringd.protocol.connection import Initiator
 from ringd.protocol.errors import ErrorCode, ProtocolError
-from ringd.protocol.framing import DEFAULT_MAX_FRAME, FrameReader, frame
+from ringd.protocol.framing import DEFAULT_MAX_FRAME
+
+log = logging.getLogger(__name__)
 
 RECEIVE_SIZE = 256 * 1024
+
+#: called once with (result, None) or (None, the error)
+Callback = Callable[[Any, ProtocolError | None], None]
 
 
 class ConnectionClosed(ProtocolError):
@@ -33,24 +44,47 @@ class CallTimeout(ProtocolError):
     code = ErrorCode.SERVER_ERROR
 
 
-class _Pending:
-    __slots__ = ("event", "response")
+class _Call:
+    __slots__ = ("callback", "deadline")
+
+    def __init__(self, callback: Callback) -> None:
+        self.callback = callback
+        self.deadline: Deadline | None = None
+
+
+class _Waiter:
+    """Turns a callback into something :meth:`Channel.call` can await."""
+
+    __slots__ = ("event", "value", "error")
 
     def __init__(self) -> None:
         self.event = trio.Event()
-        self.response: dict[str, Any] | None = None
+        self.value: Any = None
+        self.error: ProtocolError | None = None
+
+    def __call__(self, value: Any, error: ProtocolError | None) -> None:
+        self.value, self.error = value, error
+        self.event.set()
+
+
+def deliver(callback: Callback, value: Any, error: ProtocolError | None) -> None:
+    """Call ``callback``; a bug in it is logged, never raised into the channel."""
+    try:
+        callback(value, error)
+    except Exception:
+        log.exception("a response callback failed")
 
 
 class Channel:
-    """A connected, greeted stream. Start :meth:`run` in a nursery, then :meth:`call`."""
+    """A connected stream. Start :meth:`run` in a nursery, say hello, then :meth:`send` or
+    :meth:`call`."""
 
     def __init__(self, stream: trio.abc.Stream, address: str, max_frame: int = DEFAULT_MAX_FRAME):
         self.address = address
         self.peer_info: dict[str, Any] = {}
         self._stream = stream
-        self._reader = FrameReader(max_frame)
-        self._ids = itertools.count(1)
-        self._pending: dict[int, _Pending] = {}
+        self._proto: Initiator[_Call] = Initiator(max_frame)
+        self._deadlines = Deadlines()
         self._out: list[bytes] = []
         self._wake = trio.Event()
         self._closed = False
@@ -66,6 +100,7 @@ class Channel:
         with self._cancel:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer, nursery.cancel_scope)
+                nursery.start_soon(self._deadlines.run)
                 task_status.started()
                 try:
                     await self._read_loop()
@@ -80,28 +115,31 @@ class Channel:
 
     def _shutdown(self) -> None:
         self._closed = True
-        for pending in self._pending.values():
-            pending.event.set()
-        self._pending.clear()
+        error = ConnectionClosed(self._close_reason)
+        for call in self._proto.drain_pending():
+            deliver(call.callback, None, error)
 
     async def _read_loop(self) -> None:
-        reader = self._reader
+        proto = self._proto
+        cancel = self._deadlines.cancel
         while True:
             data = await self._stream.receive_some(RECEIVE_SIZE)
             if not data:
                 self._close_reason = f"{self.address} closed the connection"
                 return
-            reader.feed(data)
-            while (body := reader.next_frame()) is not None:
-                msg = codec.decode_map(body)
-                req_id = msg.get("id")
-                pending = self._pending.pop(req_id, None) if type(req_id) is int else None
-                if pending is not None:
-                    pending.response = msg
-                    pending.event.set()
-                elif "error" in msg and req_id is None:
-                    # the server rejected the connection as a whole
-                    raise ProtocolError.from_wire(msg["error"])
+            proto.receive(data)
+            while (item := proto.next_response()) is not None:
+                call, msg = item
+                if call.deadline is not None:
+                    cancel(call.deadline)
+                if "error" in msg:
+                    deliver(call.callback, None, ProtocolError.from_wire(msg["error"]))
+                elif "result" in msg:
+                    deliver(call.callback, msg["result"], None)
+                else:
+                    deliver(
+                        call.callback, None, ProtocolError("response has neither result nor error")
+                    )
 
     async def _writer(self, scope: trio.CancelScope) -> None:
         stream = self._stream
@@ -116,28 +154,50 @@ class Channel:
             self._close_reason = f"connection to {self.address} lost: {exc}"
             scope.cancel()
 
-    def _send(self, body: bytes) -> None:
-        self._out.append(frame(body))
+    def send(
+        self, op: str, args: dict[str, Any], callback: Callback, timeout: float | None = None
+    ) -> None:
+        """Send a request; ``callback`` gets its result or error (a timeout, a closed
+        connection) exactly once, from the channel's tasks or, if the channel is already
+        closed, at once."""
+        if self._closed:
+            deliver(callback, None, ConnectionClosed(self._close_reason))
+            return
+        if timeout is None:
+            timeout = messages.VERBS[op].timeout if op in messages.VERBS else 10.0
+        call = _Call(callback)
+        try:
+            if op == "hello":
+                req_id, data = self._proto.hello(args, call)
+            else:
+                req_id, data = self._proto.request(op, args, call)
+        except ProtocolError as exc:
+            deliver(callback, None, exc)
+            return
+        if timeout > 0:
+            call.deadline = self._deadlines.after(
+                timeout, partial(self._expire, req_id, op, timeout)
+            )
+        self._out.append(data)
         self._wake.set()
+
+    def _expire(self, req_id: int, op: str, timeout: float) -> None:
+        call = self._proto.forget(req_id)
+        if call is not None:
+            deliver(
+                call.callback,
+                None,
+                CallTimeout(f"no response from {self.address} to {op} within {timeout:g}s"),
+            )
 
     async def call(self, op: str, args: dict[str, Any], timeout: float | None = None) -> Any:
         """Send a request and wait for its result; raise the error it answers with."""
-        if self._closed:
-            raise ConnectionClosed(self._close_reason)
-        if timeout is None:
-            timeout = messages.VERBS[op].timeout if op in messages.VERBS else 10.0
-        req_id = next(self._ids)
-        pending = _Pending()
-        self._pending[req_id] = pending
-        self._send(codec.encode(messages.request(req_id, op, args)))
-        with trio.move_on_after(timeout if timeout > 0 else math.inf) as scope:
-            await pending.event.wait()
-        if scope.cancelled_caught:
-            self._pending.pop(req_id, None)
-            raise CallTimeout(f"no response from {self.address} to {op} within {timeout:g}s")
-        if pending.response is None:
-            raise ConnectionClosed(self._close_reason)
-        return messages.response_value(pending.response)
+        waiter = _Waiter()
+        self.send(op, args, waiter, timeout)
+        await waiter.event.wait()
+        if waiter.error is not None:
+            raise waiter.error
+        return waiter.value
 
     def close(self) -> None:
         self._cancel.cancel()

@@ -13,8 +13,16 @@ from typing import Any
 
 import trio
 
-from ringd.net.channel import CallTimeout, Channel, ConnectionClosed, open_channel
+from ringd.net.channel import (
+    Callback,
+    CallTimeout,
+    Channel,
+    ConnectionClosed,
+    deliver,
+    open_channel,
+)
 from ringd.protocol import messages
+from ringd.protocol.errors import ProtocolError
 from ringd.protocol.framing import DEFAULT_MAX_FRAME
 
 
@@ -114,6 +122,43 @@ class Messaging:
         self.sent += 1
         channel = await self._channel(address)
         return await channel.call(verb, args, timeout)
+
+    def send(
+        self,
+        address: str,
+        verb: str,
+        args: dict[str, Any],
+        callback: Callback,
+        timeout: float | None = None,
+    ) -> None:
+        """Like :meth:`call`, but ``callback`` gets (result, None) or (None, error) once. On an
+        open channel with no filter rules this sends at once (no task); otherwise a task opens
+        the channel or applies the filter first."""
+        channel = self._channels.get(address)
+        if channel is not None and not channel.closed and not self.filter.rules:
+            self.sent += 1
+            channel.send(verb, args, callback, timeout)
+            return
+        assert self._nursery is not None, "Messaging.run must be started first"
+        self._nursery.start_soon(self._send_slowly, address, verb, args, callback, timeout)
+
+    async def _send_slowly(
+        self,
+        address: str,
+        verb: str,
+        args: dict[str, Any],
+        callback: Callback,
+        timeout: float | None,
+    ) -> None:
+        value: Any = None
+        error: ProtocolError | None = None
+        try:
+            value = await self.call(address, verb, args, timeout)
+        except ProtocolError as exc:
+            error = exc
+        except OSError as exc:
+            error = ConnectionClosed(f"cannot reach {address}: {exc}")
+        deliver(callback, value, error)
 
     def close(self, address: str) -> None:
         channel = self._channels.pop(address, None)

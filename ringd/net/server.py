@@ -1,8 +1,12 @@
 """The listener: accepts connections, checks the hello, and dispatches requests to handlers.
 
-A handler is a plain function (cheap work, answered inline in the connection's reader, the fast
-path) or an ``async`` function (work that waits, run in its own task). A handler returns the
-result or raises ``ProtocolError``; anything else it raises becomes ``SERVER_ERROR`` and is logged.
+The connection's protocol state (hello, frame limits, which verbs the role may send) is the
+sans-IO ``ringd.protocol.connection.Acceptor``; this module does the I/O. Each verb of the verb
+table says how its handler runs (``Verb.mode``): ``inline`` handlers answer in the connection's
+reader (the fast path), ``deferred`` handlers get a ``reply`` callable they call once, later
+(from a callback) or at once, and ``task`` handlers are ``async`` functions run in their own
+task. A handler answers with a result or ``ProtocolError``; anything else it raises becomes
+``SERVER_ERROR`` and is logged. Responses go through one coalescing writer per connection.
 Bad input gets an error frame; framing errors also close the connection. Nothing a client sends
 escapes its connection. Buffers are bounded: a connection stops reading while it has too many
 requests in flight or too many response bytes unsent, and a node holds at most
@@ -22,9 +26,10 @@ from typing import Any
 import trio
 
 from ringd.net import accept
-from ringd.protocol import codec, messages
+from ringd.protocol import messages
+from ringd.protocol.connection import Acceptor
 from ringd.protocol.errors import ErrorCode, ProtocolError
-from ringd.protocol.framing import DEFAULT_MAX_FRAME, HANDSHAKE_MAX_FRAME, FrameReader, frame
+from ringd.protocol.framing import DEFAULT_MAX_FRAME
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +40,10 @@ HANDSHAKE_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 5.0  # to answer requests in flight when a client closes or misbehaves
 DRAIN_QUIET = 0.1  # draining: a connection closes once nothing has arrived on it for this long
 
+Reply = Callable[[Any], None]  # a deferred handler's answer: the result or a ProtocolError
 Handler = (
     Callable[["Session", dict[str, Any]], Any]
+    | Callable[["Session", dict[str, Any], Reply], None]
     | Callable[["Session", dict[str, Any]], Awaitable[Any]]
 )
 
@@ -51,10 +58,11 @@ class Session:
 
 
 class _Conn:
-    """One accepted connection's state: outgoing buffer, in-flight count."""
+    """One accepted connection's state: protocol state, outgoing buffer, in-flight count."""
 
-    def __init__(self, stream: trio.SocketStream) -> None:
+    def __init__(self, stream: trio.SocketStream, max_frame: int) -> None:
         self.stream = stream
+        self.proto = Acceptor(max_frame)
         self.out: list[bytes] = []
         self.out_bytes = 0
         self.wake = trio.Event()
@@ -64,12 +72,7 @@ class _Conn:
         self.writer_done = trio.Event()
         self.last_receive = trio.current_time()
 
-    def send(self, msg: dict[str, Any]) -> None:
-        try:
-            body = codec.encode(msg)
-        except ProtocolError as exc:
-            body = codec.encode(messages.error(msg.get("id"), exc))
-        data = frame(body)
+    def write(self, data: bytes) -> None:
         self.out.append(data)
         self.out_bytes += len(data)
         self.wake.set()
@@ -100,8 +103,13 @@ class Server:
             raise ValueError(
                 f"verb table and handlers disagree: missing {missing}, unknown {unknown}"
             )
-        self._inline = {n: h for n, h in handlers.items() if not inspect.iscoroutinefunction(h)}
-        self._async = {n: h for n, h in handlers.items() if inspect.iscoroutinefunction(h)}
+        for name, handler in handlers.items():
+            is_async = inspect.iscoroutinefunction(handler)
+            if is_async != (messages.VERBS[name].mode == messages.TASK):
+                raise ValueError(f"handler for {name} does not match its mode in the verb table")
+        self._handlers = {
+            name: (messages.VERBS[name].mode, handler) for name, handler in handlers.items()
+        }
         self._node_info = node_info
         self._max_frame = max_frame
         self._authorize = authorize
@@ -173,7 +181,7 @@ class Server:
         except OSError:
             remote = "?"
         self.connections += 1
-        conn = _Conn(stream)
+        conn = _Conn(stream, self._max_frame)
         self._conns.add(conn)
         session = Session(remote)
         try:
@@ -188,9 +196,10 @@ class Server:
                     await self._read_loop(conn, session, nursery)
                 except ProtocolError as exc:
                     # framing-level problem: say why, then close
-                    conn.send(messages.error(exc.details.pop("id", None), exc))
+                    conn.write(conn.proto.reject(exc.details.pop("id", None), exc))
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                     pass
+                conn.proto.close()
                 # answer what is in flight, let the writer send everything queued, then close
                 with trio.move_on_after(CLOSE_TIMEOUT):
                     while conn.in_flight:
@@ -231,7 +240,7 @@ class Server:
                 return
 
     async def _read_loop(self, conn: _Conn, session: Session, nursery: trio.Nursery) -> None:
-        reader = FrameReader(HANDSHAKE_MAX_FRAME)
+        proto = conn.proto
         stream = conn.stream
         greeted = False
         with trio.move_on_after(HANDSHAKE_TIMEOUT) as hello_deadline:
@@ -239,118 +248,126 @@ class Server:
                 data = await stream.receive_some(RECEIVE_SIZE)
                 if not data:
                     return
-                reader.feed(data)
-                body = reader.next_frame()
-                if body is None:
+                proto.receive(data)
+                hello = proto.next_request()
+                if hello is None:
                     continue
-                greeted = self._hello(conn, session, body)
+                greeted = self._hello(conn, session, hello.id, hello.args)
                 if not greeted:
                     return
         if hello_deadline.cancelled_caught:
             raise ProtocolError("no hello within the handshake timeout")
-        reader.max_frame = self._max_frame
-        inline, handlers_async = self._inline, self._async
+        handlers = self._handlers
         while True:
-            while (body := reader.next_frame()) is not None:
-                msg = codec.decode_map(body)
-                try:
-                    req_id, op, args = messages.parse_request(msg)
-                except ProtocolError as exc:
-                    conn.send(messages.error(exc.details.pop("id", None), exc))
-                    continue
+            proto.draining = self._draining
+            while (req := proto.next_request()) is not None:
+                req_id, op, args, error = req
                 self.requests += 1
-                try:
-                    self._check(session, op)
-                    if op in inline:
-                        conn.send(messages.result(req_id, inline[op](session, args)))
-                        continue
-                    handler = handlers_async[op]
-                except ProtocolError as exc:
-                    conn.send(messages.error(req_id, exc))
+                if error is not None:
+                    conn.write(proto.error(req_id, error))
                     continue
-                except Exception as exc:
-                    log.exception("handler for %s failed", op)
-                    conn.send(messages.error(req_id, _server_error(op, exc)))
-                    continue
-                conn.in_flight += 1
-                self._begin()
-                nursery.start_soon(self._run_async, conn, req_id, op, handler, session, args)
+                mode, handler = handlers[op]
+                if mode == "inline":
+                    try:
+                        conn.write(proto.result(req_id, handler(session, args)))  # type: ignore[call-arg]
+                    except ProtocolError as exc:
+                        conn.write(proto.error(req_id, exc))
+                    except Exception as exc:
+                        log.exception("handler for %s failed", op)
+                        conn.write(proto.error(req_id, _server_error(op, exc)))
+                elif mode == "deferred":
+                    self._run_deferred(conn, req_id, op, handler, session, args)
+                else:
+                    conn.in_flight += 1
+                    self._begin()
+                    nursery.start_soon(self._run_async, conn, req_id, op, handler, session, args)
             if conn.crowded():
                 conn.room = trio.Event()
                 conn.make_room()
                 await conn.room.wait()
             data = await stream.receive_some(RECEIVE_SIZE)
             conn.last_receive = trio.current_time()
+            proto.receive(data)
             if not data:
-                if reader.buffered():
-                    raise ProtocolError(
-                        f"connection closed inside a frame ({reader.buffered()} bytes)"
-                    )
                 return
-            reader.feed(data)
 
-    def _hello(self, conn: _Conn, session: Session, body: bytes) -> bool:
-        msg = codec.decode_map(body)
-        req_id, op, args = messages.parse_request(msg)
-        if op != "hello":
-            conn.send(
-                messages.error(
-                    req_id, ProtocolError(f"the first request must be hello, not {op!r}")
-                )
-            )
-            return False
+    def _hello(
+        self, conn: _Conn, session: Session, req_id: int | None, args: dict[str, Any]
+    ) -> bool:
         try:
-            session.role = messages.check_hello(args)
+            session.role = conn.proto.role
             session.hello = args
             if self._authorize is not None:
                 self._authorize(session, "hello")
         except ProtocolError as exc:
-            conn.send(messages.error(req_id, exc))
+            conn.write(conn.proto.reject(req_id, exc))
             return False
-        conn.send(messages.result(req_id, self._node_info()))
+        conn.write(conn.proto.accept(req_id, self._node_info()))
         return True
-
-    def _check(self, session: Session, op: str) -> None:
-        verb = messages.VERBS.get(op)
-        if verb is None or op == "hello":
-            raise ProtocolError(
-                f"unknown operation {op!r}" if verb is None else "hello was already said"
-            )
-        if session.role not in verb.roles:
-            raise ProtocolError(
-                f"{op} is not allowed on a {session.role} connection", ErrorCode.UNAUTHORIZED
-            )
-        if self._draining:
-            raise ProtocolError("node is shutting down; try another node", ErrorCode.OVERLOADED)
 
     def _begin(self) -> None:
         self._in_flight += 1
         if self._idle.is_set():
             self._idle = trio.Event()
 
+    def _end(self, conn: _Conn) -> None:
+        conn.in_flight -= 1
+        conn.make_room()
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            self._idle.set()
+
+    def _run_deferred(
+        self,
+        conn: _Conn,
+        req_id: int | None,
+        op: str,
+        handler: Handler,
+        session: Session,
+        args: dict[str, Any],
+    ) -> None:
+        conn.in_flight += 1
+        self._begin()
+        answered = False
+
+        def reply(value: Any) -> None:
+            nonlocal answered
+            if answered:
+                return
+            answered = True
+            if isinstance(value, ProtocolError):
+                conn.write(conn.proto.error(req_id, value))
+            else:
+                conn.write(conn.proto.result(req_id, value))
+            self._end(conn)
+
+        try:
+            handler(session, args, reply)  # type: ignore[call-arg]
+        except ProtocolError as exc:
+            reply(exc)
+        except Exception as exc:
+            log.exception("handler for %s failed", op)
+            reply(_server_error(op, exc))
+
     async def _run_async(
         self,
         conn: _Conn,
-        req_id: int,
+        req_id: int | None,
         op: str,
         handler: Handler,
         session: Session,
         args: dict[str, Any],
     ) -> None:
         try:
-            value = await handler(session, args)
-            conn.send(messages.result(req_id, value))
+            value = await handler(session, args)  # type: ignore[call-arg,misc]
+            conn.write(conn.proto.result(req_id, value))
         except ProtocolError as exc:
-            conn.send(messages.error(req_id, exc))
+            conn.write(conn.proto.error(req_id, exc))
         except Exception as exc:
             log.exception("handler for %s failed", op)
-            conn.send(messages.error(req_id, _server_error(op, exc)))
+            conn.write(conn.proto.error(req_id, _server_error(op, exc)))
         finally:
-            conn.in_flight -= 1
-            conn.make_room()
-            self._in_flight -= 1
-            if self._in_flight == 0:
-                self._idle.set()
+            self._end(conn)
 
 
 def _server_error(op: str, exc: Exception) -> ProtocolError:

@@ -8,6 +8,15 @@ Every frame body is a CBOR map:
 
 The first request on a connection must be ``hello``. ``id`` is chosen by the sender; responses may
 come back in any order.
+
+Each verb says how the node runs its handler (``Verb.mode``):
+
+  inline    ``handler(session, args) -> result``, answered in the connection's reader (cheap work)
+  deferred  ``handler(session, args, reply)``: the handler starts the work and returns; ``reply``
+            is called once, later or at once, with the result or a ``ProtocolError`` (the
+            coordinator's reads and writes, replica mutations waiting for an fsync)
+  task      ``async handler(session, args) -> result`` in its own task (work that waits and is
+            not on the hot path: schema changes, scans, flush, compaction)
 """
 
 from __future__ import annotations
@@ -16,6 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ringd.protocol.errors import ErrorCode, InvalidRequest, ProtocolError
+
+INLINE = "inline"
+DEFERRED = "deferred"
+TASK = "task"
+MODES = (INLINE, DEFERRED, TASK)
 
 CLIENT = "client"
 PEER = "peer"
@@ -28,49 +42,53 @@ class Verb:
     roles: frozenset[str]  # who may send it
     timeout: float  # seconds a caller waits for the response by default
     doc: str
+    mode: str = INLINE  # how the handler runs: inline, deferred or task
 
 
-def _verbs(*rows: tuple[str, tuple[str, ...], float, str]) -> dict[str, Verb]:
-    return {name: Verb(name, frozenset(roles), timeout, doc) for name, roles, timeout, doc in rows}
+def _verbs(*rows: tuple[str, tuple[str, ...], float, str, str]) -> dict[str, Verb]:
+    return {
+        name: Verb(name, frozenset(roles), timeout, doc, mode)
+        for name, roles, timeout, doc, mode in rows
+    }
 
 
 _BOTH = (CLIENT, PEER)
 _PEER = (PEER,)
 VERBS: dict[str, Verb] = _verbs(
-    # name                 who may send   timeout  what it does
-    ("hello", _BOTH, 5.0, "open the connection: version, role, credentials"),
-    ("ping", _BOTH, 5.0, "liveness and version of the node"),
-    ("put", _BOTH, 12.0, "write columns of a row, coordinated at a consistency level"),
-    ("get", _BOTH, 12.0, "read a row, coordinated at a consistency level"),
-    ("delete", _BOTH, 12.0, "delete a row or named columns"),
-    ("scan", _BOTH, 60.0, "a page of rows in token order (dump)"),
-    ("keyspace_create", _BOTH, 10.0, "define a keyspace"),
-    ("keyspace_alter", _BOTH, 10.0, "change a keyspace's replication or options"),
-    ("keyspace_drop", _BOTH, 10.0, "drop a keyspace and its data"),
-    ("keyspace_list", _BOTH, 5.0, "the keyspaces and their settings"),
-    ("status", _BOTH, 5.0, "every node: address, dc, rack, state, load, tokens, ownership"),
-    ("info", _BOTH, 5.0, "this node: host id, uptime, load, generation, storage"),
-    ("ring", _BOTH, 5.0, "every token with its node"),
-    ("describecluster", _BOTH, 5.0, "cluster name, partitioner, schema versions"),
-    ("describering", _BOTH, 5.0, "token ranges of a keyspace with their replicas"),
-    ("getendpoints", _BOTH, 5.0, "a key's token and replicas"),
-    ("gossipinfo", _BOTH, 5.0, "the gossip state of every endpoint"),
-    ("proxyhistograms", _BOTH, 5.0, "coordinator latency percentiles and failure counters"),
-    ("flush", _BOTH, 120.0, "flush memtables to sstables"),
-    ("compact", _BOTH, 600.0, "major compaction"),
-    ("compactionstats", _BOTH, 5.0, "pending and active compactions"),
-    ("tablestats", _BOTH, 5.0, "per keyspace storage statistics"),
-    ("verify", _BOTH, 600.0, "check every sstable's checksums"),
-    ("test_filter", _BOTH, 5.0, "test hook: drop or delay internode messages"),
-    ("test_clock", _BOTH, 5.0, "test hook: shift this node's wall clock"),
+    # name, who may send, timeout, what it does, how it runs
+    ("hello", _BOTH, 5.0, "open the connection: version, role, credentials", INLINE),
+    ("ping", _BOTH, 5.0, "liveness and version of the node", INLINE),
+    ("put", _BOTH, 12.0, "write columns of a row, coordinated at a consistency level", DEFERRED),
+    ("get", _BOTH, 12.0, "read a row, coordinated at a consistency level", DEFERRED),
+    ("delete", _BOTH, 12.0, "delete a row or named columns", DEFERRED),
+    ("scan", _BOTH, 60.0, "a page of rows in token order (dump)", TASK),
+    ("keyspace_create", _BOTH, 10.0, "define a keyspace", TASK),
+    ("keyspace_alter", _BOTH, 10.0, "change a keyspace's replication or options", TASK),
+    ("keyspace_drop", _BOTH, 10.0, "drop a keyspace and its data", TASK),
+    ("keyspace_list", _BOTH, 5.0, "the keyspaces and their settings", INLINE),
+    ("status", _BOTH, 5.0, "every node: address, dc, rack, state, load, tokens, ownership", INLINE),
+    ("info", _BOTH, 5.0, "this node: host id, uptime, load, generation, storage", INLINE),
+    ("ring", _BOTH, 5.0, "every token with its node", INLINE),
+    ("describecluster", _BOTH, 5.0, "cluster name, partitioner, schema versions", INLINE),
+    ("describering", _BOTH, 5.0, "token ranges of a keyspace with their replicas", INLINE),
+    ("getendpoints", _BOTH, 5.0, "a key's token and replicas", INLINE),
+    ("gossipinfo", _BOTH, 5.0, "the gossip state of every endpoint", INLINE),
+    ("proxyhistograms", _BOTH, 5.0, "coordinator latency percentiles and failure counters", INLINE),
+    ("flush", _BOTH, 120.0, "flush memtables to sstables", TASK),
+    ("compact", _BOTH, 600.0, "major compaction", TASK),
+    ("compactionstats", _BOTH, 5.0, "pending and active compactions", INLINE),
+    ("tablestats", _BOTH, 5.0, "per keyspace storage statistics", INLINE),
+    ("verify", _BOTH, 600.0, "check every sstable's checksums", TASK),
+    ("test_filter", _BOTH, 5.0, "test hook: drop or delay internode messages", INLINE),
+    ("test_clock", _BOTH, 5.0, "test hook: shift this node's wall clock", INLINE),
     # between nodes only
-    ("mutate", _PEER, 10.0, "apply a mutation to the local replica"),
-    ("read_local", _PEER, 10.0, "read a row from the local replica: data or digest"),
-    ("scan_local", _PEER, 60.0, "a page of the local replica's rows in a token range"),
-    ("gossip_syn", _PEER, 2.0, "gossip: digests"),
-    ("gossip_ack2", _PEER, 2.0, "gossip: the states asked for"),
-    ("schema_pull", _PEER, 5.0, "the sender's keyspace definitions"),
-    ("schema_push", _PEER, 5.0, "keyspace definitions to merge"),
+    ("mutate", _PEER, 10.0, "apply a mutation to the local replica", DEFERRED),
+    ("read_local", _PEER, 10.0, "read a row from the local replica: data or digest", INLINE),
+    ("scan_local", _PEER, 60.0, "a page of the local replica's rows in a token range", INLINE),
+    ("gossip_syn", _PEER, 2.0, "gossip: digests", INLINE),
+    ("gossip_ack2", _PEER, 2.0, "gossip: the states asked for", INLINE),
+    ("schema_pull", _PEER, 5.0, "the sender's keyspace definitions", INLINE),
+    ("schema_push", _PEER, 5.0, "keyspace definitions to merge", INLINE),
 )
 
 
@@ -149,7 +167,10 @@ def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
 
 __all__ = [
     "CLIENT",
+    "DEFERRED",
+    "INLINE",
     "PEER",
+    "TASK",
     "VERBS",
     "ErrorCode",
     "Verb",

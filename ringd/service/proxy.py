@@ -5,13 +5,19 @@ live replicas fail at once with ``UNAVAILABLE`` and nothing is written; missing 
 give ``WRITE_TIMEOUT`` with counts. Reads ask one replica for data and the others for digests;
 on a mismatch they fetch data from all of them and return the merge. The local replica is served
 in-process; others through ``Messaging``. Replica-side handlers live here too.
+
+Reads and writes run without a task: ``start_write``/``start_read`` send to the replicas with
+callbacks (``Messaging.send``), a ``_Write``/``_Read`` gathers the answers and calls ``done``
+once, and one ``Deadlines`` heap expires the ones that time out. Only the digest-mismatch
+resolution and range scans run in tasks. ``write``/``read`` are the same, awaited.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import cbor2
@@ -24,6 +30,7 @@ from ringd.locator.consistency import ReplicaPlan
 from ringd.locator.consistency import Unavailable as PlanUnavailable
 from ringd.metrics import Histogram
 from ringd.net.channel import CallTimeout
+from ringd.net.deadlines import Deadline, Deadlines
 from ringd.protocol.errors import ErrorCode, InvalidRequest, ProtocolError, Timeout, Unavailable
 from ringd.schema import Keyspace
 from ringd.service.requests import MAX_KEY_BYTES
@@ -88,31 +95,256 @@ class _Reply(NamedTuple):
     is_data: bool
 
 
-class _Acks:
-    """An ack tracker for one write, with an event set once it is satisfied or all answered."""
+class _Write:
+    """One coordinated write in flight: counts acknowledgements and failures as the replicas'
+    callbacks arrive, and answers once w acks are in (the acks so far), once every contacted
+    replica answered without enough acks, or at the write timeout (``WRITE_TIMEOUT``)."""
 
-    def __init__(self, plan: ReplicaPlan) -> None:
+    __slots__ = (
+        "proxy",
+        "plan",
+        "consistency",
+        "tracker",
+        "answered",
+        "start",
+        "done",
+        "finished",
+        "deadline",
+        "invalid",
+    )
+
+    def __init__(
+        self,
+        proxy: StorageProxy,
+        plan: ReplicaPlan,
+        consistency: Consistency,
+        start: float,
+        done: Callable[[Any], None],
+    ) -> None:
+        self.proxy = proxy
         self.plan = plan
+        self.consistency = consistency
         self.tracker = plan.tracker()
         self.answered = 0
-        self.done = trio.Event()
+        self.start = start
+        self.done = done
+        self.finished = False
+        self.deadline: Deadline | None = None
         self.invalid: ProtocolError | None = None  # a replica refused the write as INVALID
 
     def ack(self, host: str) -> None:
         self.answered += 1
-        if self.tracker.ack(host) or self.answered >= len(self.plan.contacts):
-            self.done.set()
+        if not self.finished and (
+            self.tracker.ack(host) or self.answered >= len(self.plan.contacts)
+        ):
+            self.finish()
 
     def fail(self) -> None:
         self.answered += 1
-        if self.answered >= len(self.plan.contacts):
-            self.done.set()
+        if not self.finished and self.answered >= len(self.plan.contacts):
+            self.finish()
+
+    def refused(self, host: str, error: ProtocolError) -> None:
+        """A replica failed the mutation; an ``INVALID`` refusal (a row over max_row_bytes) is
+        what the client hears if too few replicas acknowledge."""
+        log.debug("mutation to %s failed: %s", host, error)
+        if error.code == ErrorCode.INVALID:
+            self.invalid = InvalidRequest(error.message)
+        self.fail()
+
+    def local_done(self, host: str, error: BaseException | None) -> None:
+        if error is None:
+            self.ack(host)
+        else:
+            log.warning("local mutation failed: %s", error)
+            self.fail()
+
+    def remote_done(self, host: str, value: Any, error: ProtocolError | None) -> None:
+        if error is None and isinstance(value, dict):
+            self.proxy.observe(value)
+            self.ack(host)
+        elif error is not None:
+            self.refused(host, error)
+        else:
+            self.fail()
+
+    def finish(self) -> None:
+        self.finished = True
+        proxy = self.proxy
+        if self.deadline is not None:
+            proxy.deadlines.cancel(self.deadline)
+        proxy.write_latency.add(trio.current_time() - self.start)
+        received = self.tracker.received
+        if not self.tracker.satisfied and self.invalid is not None:
+            self.done(self.invalid)
+        elif not self.tracker.satisfied:
+            proxy.counters["write_timeout"] += 1
+            self.done(
+                Timeout(
+                    f"write timed out: {received} of {self.plan.required} required replicas "
+                    "acknowledged",
+                    ErrorCode.WRITE_TIMEOUT,
+                    received=received,
+                    required=self.plan.required,
+                    consistency=self.consistency.describe(),
+                )
+            )
+        else:
+            self.done(received)
+
+    def expire(self) -> None:
+        self.deadline = None
+        if not self.finished:
+            self.finish()
+
+
+class _Read:
+    """One coordinated read in flight: one replica asked for data, the others for digests, each
+    answer arriving through a callback. A replica that fails outright is replaced by a spare
+    (asked for data); a slow one is not. Answers once every asked replica answered or at the
+    read timeout; on a digest mismatch the full-data resolution runs in a task."""
+
+    __slots__ = (
+        "proxy",
+        "keyspace",
+        "key",
+        "plan",
+        "consistency",
+        "start",
+        "done",
+        "spares",
+        "replies",
+        "outstanding",
+        "finished",
+        "deadline",
+    )
+
+    def __init__(
+        self,
+        proxy: StorageProxy,
+        keyspace: Keyspace,
+        key: bytes,
+        plan: ReplicaPlan,
+        consistency: Consistency,
+        start: float,
+        done: Callable[[Any], None],
+        spares: list[str],
+    ) -> None:
+        self.proxy = proxy
+        self.keyspace = keyspace
+        self.key = key
+        self.plan = plan
+        self.consistency = consistency
+        self.start = start
+        self.done = done
+        self.spares = spares
+        self.replies: dict[str, _Reply] = {}
+        self.outstanding = 1  # held by the caller until every first request is out
+        self.finished = False
+        self.deadline: Deadline | None = None
+
+    def ask(self, host: str, digest_only: bool) -> None:
+        proxy = self.proxy
+        self.outstanding += 1
+        if host == proxy.local_host_id:
+            try:
+                row = proxy.node.engine.read(self.keyspace.name, self.key)
+            except Exception as exc:
+                log.warning("local read failed: %s", exc)
+                self.answered(host, False)
+                return
+            self.replies[host] = _Reply(row, row_digest(row), True)
+            self.answered(host, True)
+            return
+        proxy.node.messaging.send(
+            proxy.node.topology.address(host),
+            "read_local",
+            {"ks": self.keyspace.name, "key": self.key, "digest": digest_only},
+            partial(self.remote_done, host, digest_only),
+            proxy.read_timeout,
+        )
+
+    def remote_done(self, host: str, digest_only: bool, value: Any, error: Any) -> None:
+        if self.finished:
+            return
+        if error is None:
+            try:
+                self.proxy.observe(value)
+                if digest_only:
+                    reply = _Reply(None, bytes(value["digest"]), False)
+                else:
+                    raw = value.get("row")
+                    row = None if raw is None else Row.from_wire(raw)
+                    reply = _Reply(row, row_digest(row), True)
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                error = exc
+            else:
+                self.replies[host] = reply
+                self.answered(host, True)
+                return
+        log.debug("read from %s failed: %s", host, error)
+        # slow, not failed: asking a spare now would not be sooner
+        self.answered(host, isinstance(error, CallTimeout))
+
+    def answered(self, host: str, ok_or_slow: bool) -> None:
+        if not ok_or_slow and self.spares:
+            self.ask(self.spares.pop(0), False)
+        self.outstanding -= 1
+        if self.outstanding == 0 and not self.finished:
+            self.finish()
+
+    def expire(self) -> None:
+        self.deadline = None
+        if not self.finished:
+            self.finish()
+
+    def finish(self) -> None:
+        self.finished = True
+        proxy = self.proxy
+        if self.deadline is not None:
+            proxy.deadlines.cancel(self.deadline)
+        replies = self.replies
+        data = next((r for r in replies.values() if r.is_data), None)
+        if len(replies) < len(self.plan.contacts) or data is None:
+            proxy.counters["read_timeout"] += 1
+            proxy.read_latency.add(trio.current_time() - self.start)
+            self.done(_read_timeout(len(replies), self.plan.required, self.consistency))
+            return
+        if all(r.digest == data.digest for r in replies.values()):
+            proxy.read_latency.add(trio.current_time() - self.start)
+            self.done(data.row)
+            return
+        proxy.counters["digest_mismatch"] += 1
+        assert proxy._nursery is not None
+        proxy._nursery.start_soon(self._resolve, dict(replies))
+
+    async def _resolve(self, replies: dict[str, _Reply]) -> None:
+        """Digest mismatch: fetch data from every replica that answered with a digest, merge."""
+        proxy = self.proxy
+        full = {h: r for h, r in replies.items() if r.is_data}
+        try:
+            with trio.move_on_after(proxy.read_timeout):
+                async with trio.open_nursery() as nursery:
+                    for host in replies:
+                        if host not in full:
+                            nursery.start_soon(
+                                proxy._read_one, host, self.keyspace.name, self.key, False, full
+                            )
+            proxy.read_latency.add(trio.current_time() - self.start)
+            if len(full) < len(replies):
+                self.done(_read_timeout(len(full), self.plan.required, self.consistency))
+            else:
+                self.done(_merge_rows(r.row for r in full.values()))
+        except Exception as exc:
+            log.exception("read resolution failed")
+            self.done(ProtocolError(f"read failed: {exc}", ErrorCode.SERVER_ERROR))
 
 
 class StorageProxy:
     def __init__(self, node: Node) -> None:
         self.node = node
         self._nursery: trio.Nursery | None = None
+        self.deadlines = Deadlines()  # the timeouts of every read and write in flight
         self.write_latency = Histogram()
         self.read_latency = Histogram()
         self.range_latency = Histogram()
@@ -127,90 +359,87 @@ class StorageProxy:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            await nursery.start(self.deadlines.run)
             task_status.started()
             await trio.sleep_forever()
 
     # ---- coordinator: writes ------------------------------------------------------------
 
-    async def write(
-        self, keyspace: Keyspace, key: bytes, row: Row, consistency: Consistency
-    ) -> int:
-        """Apply ``row`` at the requested consistency; return the acknowledgements received."""
+    @property
+    def local_host_id(self) -> str:
+        return self.node.topology.local_host_id
+
+    @property
+    def read_timeout(self) -> float:
+        return self.node.config.read_timeout_ms / 1000.0
+
+    def observe(self, result: dict[str, Any]) -> None:
+        """Move the clock past the timestamp a replica's answer carries."""
+        self.node.clock.observe(result.get("hlc", 0))
+
+    # ---- coordinator: writes ------------------------------------------------------------
+
+    def start_write(
+        self,
+        keyspace: Keyspace,
+        key: bytes,
+        row: Row,
+        consistency: Consistency,
+        done: Callable[[Any], None],
+    ) -> None:
+        """Apply ``row`` at the requested consistency without waiting: ``done`` gets the
+        acknowledgements received, or ``WRITE_TIMEOUT``. Too few live replicas raise
+        ``UNAVAILABLE`` at once (nothing is written). The mutation goes to every contact
+        through channel callbacks (the local replica in-process); one deadline per write."""
         start = trio.current_time()
         node = self.node
         topology = node.topology
         token = token_for(key)
         plan = self._plan(keyspace, topology.replicas(keyspace, token), consistency, write=True)
-        contacts = plan.contacts
+        write = _Write(self, plan, consistency, start, done)
         local = topology.local_host_id
-        limit = node.config.max_row_bytes
-        if (size := row_bytes(row)) > limit:
-            raise row_too_large(size, limit)
-        if contacts == (local,) and plan.required == 1 and plan.counts(local):
-            await self.apply_local(keyspace.name, key, row, token)
-            self.write_latency.add(trio.current_time() - start)
-            return 1
-        acks = _Acks(plan)
-        wire = {"ks": keyspace.name, "key": key, "row": row.to_wire(), "hlc": node.clock.now()}
-        assert self._nursery is not None
-        for host in contacts:
-            self._nursery.start_soon(
-                self._mutate_one, host, keyspace.name, key, token, row, wire, acks
+        self.check_row_size(keyspace.name, key, row, new_only=True)
+        timeout = node.config.write_timeout_ms / 1000.0
+        wire: dict[str, Any] | None = None
+        for host in plan.contacts:
+            if host == local:
+                try:
+                    self.check_row_size(keyspace.name, key, row)
+                    node.engine.apply_then(
+                        keyspace.name, key, row, token, partial(write.local_done, host)
+                    )
+                except ProtocolError as exc:
+                    write.refused(host, exc)
+                except Exception as exc:
+                    log.warning("local mutation failed: %s", exc)
+                    write.fail()
+                continue
+            if wire is None:
+                wire = {
+                    "ks": keyspace.name,
+                    "key": key,
+                    "row": row.to_wire(),
+                    "hlc": node.clock.now(),
+                }
+            node.messaging.send(
+                topology.address(host), "mutate", wire, partial(write.remote_done, host), timeout
             )
-        with trio.move_on_after(node.config.write_timeout_ms / 1000.0):
-            await acks.done.wait()
-        self.write_latency.add(trio.current_time() - start)
-        received = acks.tracker.received
-        if not acks.tracker.satisfied and acks.invalid is not None:
-            raise acks.invalid
-        if not acks.tracker.satisfied:
-            self.counters["write_timeout"] += 1
-            raise Timeout(
-                f"write timed out: {received} of {plan.required} required replicas acknowledged",
-                ErrorCode.WRITE_TIMEOUT,
-                received=received,
-                required=plan.required,
-                consistency=consistency.describe(),
-            )
-        return received
+        if not write.finished:
+            write.deadline = self.deadlines.after(timeout, write.expire)
 
-    async def _mutate_one(
-        self,
-        host: str,
-        ks: str,
-        key: bytes,
-        token: int,
-        row: Row,
-        wire: dict[str, Any],
-        acks: _Acks,
-    ) -> None:
-        node = self.node
-        try:
-            if host == node.topology.local_host_id:
-                await self.apply_local(ks, key, row, token)
-            else:
-                result = await node.messaging.call(
-                    node.topology.address(host),
-                    "mutate",
-                    wire,
-                    node.config.write_timeout_ms / 1000.0,
-                )
-                node.clock.observe(result.get("hlc", 0))
-        except (ProtocolError, OSError, trio.TooSlowError) as exc:
-            log.debug("mutation to %s failed: %s", host, exc)
-            if isinstance(exc, ProtocolError) and exc.code == ErrorCode.INVALID:
-                acks.invalid = InvalidRequest(exc.message)
-            acks.fail()
-            return
-        except Exception:
-            log.exception("mutation to %s failed", host)
-            acks.fail()
-            return
-        acks.ack(host)
+    async def write(
+        self, keyspace: Keyspace, key: bytes, row: Row, consistency: Consistency
+    ) -> int:
+        """:meth:`start_write`, awaited: the acknowledgements received."""
+        return int(await _wait(partial(self.start_write, keyspace, key, row, consistency)))
 
     # ---- coordinator: reads -------------------------------------------------------------
 
-    async def read(self, keyspace: Keyspace, key: bytes, consistency: Consistency) -> Row | None:
+    def start_read(
+        self, keyspace: Keyspace, key: bytes, consistency: Consistency, done: Callable[[Any], None]
+    ) -> None:
+        """Read ``key`` at ``consistency`` without waiting: ``done`` gets the row (or None),
+        or ``READ_TIMEOUT``; ``UNAVAILABLE`` is raised at once."""
         start = trio.current_time()
         node = self.node
         topology = node.topology
@@ -222,44 +451,25 @@ class StorageProxy:
         if contacts == (local,):
             row = node.engine.read(keyspace.name, key)
             self.read_latency.add(trio.current_time() - start)
-            return row
-        timeout = node.config.read_timeout_ms / 1000.0
+            done(row)
+            return
         # replicas to ask instead of one that fails outright (refused, closed, error answer)
         spares = [
             h for h in plan.natural if h not in contacts and plan.counts(h) and topology.is_alive(h)
         ]
-        replies: dict[str, _Reply] = {}
+        read = _Read(self, keyspace, key, plan, consistency, start, done, spares)
+        for i, host in enumerate(contacts):
+            read.ask(host, i > 0)
+        read.outstanding -= 1
+        if read.outstanding == 0:
+            read.finish()
+        if not read.finished:
+            read.deadline = self.deadlines.after(self.read_timeout, read.expire)
 
-        async def ask(host: str, digest_only: bool) -> None:
-            if not await self._read_one(host, keyspace.name, key, digest_only, replies) and spares:
-                await ask(spares.pop(0), False)
-
-        with trio.move_on_after(timeout):
-            async with trio.open_nursery() as nursery:
-                for i, host in enumerate(contacts):
-                    nursery.start_soon(ask, host, i > 0)
-        data = next((r for r in replies.values() if r.is_data), None)
-        if len(replies) < len(contacts) or data is None:
-            self.counters["read_timeout"] += 1
-            self.read_latency.add(trio.current_time() - start)
-            raise _read_timeout(len(replies), plan.required, consistency)
-        if all(r.digest == data.digest for r in replies.values()):
-            self.read_latency.add(trio.current_time() - start)
-            return data.row
-        # digest mismatch: fetch data from every replica that answered with a digest, and merge
-        self.counters["digest_mismatch"] += 1
-        full = {h: r for h, r in replies.items() if r.is_data}
-        with trio.move_on_after(timeout):
-            async with trio.open_nursery() as nursery:
-                for host in replies:
-                    if host not in full:
-                        nursery.start_soon(self._read_one, host, keyspace.name, key, False, full)
-        if len(full) < len(replies):
-            self.read_latency.add(trio.current_time() - start)
-            raise _read_timeout(len(full), plan.required, consistency)
-        merged = _merge_rows(r.row for r in full.values())
-        self.read_latency.add(trio.current_time() - start)
-        return merged
+    async def read(self, keyspace: Keyspace, key: bytes, consistency: Consistency) -> Row | None:
+        """:meth:`start_read`, awaited."""
+        row: Row | None = await _wait(partial(self.start_read, keyspace, key, consistency))
+        return row
 
     async def _read_one(
         self, host: str, ks: str, key: bytes, digest_only: bool, out: dict[str, _Reply]
@@ -420,27 +630,43 @@ class StorageProxy:
                 return rows, True
         return rows, False
 
-    async def handle_mutate(self, args: dict[str, Any]) -> dict[str, Any]:
+    def start_mutate(self, args: dict[str, Any], reply: Callable[[Any], None]) -> None:
+        """Apply a replica mutation; ``reply`` is called once it is durable as the sync mode
+        promises (at once in periodic mode, after the covering fsync otherwise)."""
         node = self.node
         ks = args["ks"]
         node.clock.observe(args.get("hlc", 0))
         if node.schema.get(ks) is None:
             raise InvalidRequest(f"keyspace {ks!r} does not exist on this replica")
-        await self.apply_local(ks, bytes(args["key"]), Row.from_wire(args["row"]))
-        return {"hlc": node.clock.peek()}
+        key, row = bytes(args["key"]), Row.from_wire(args["row"])
+        self.check_row_size(ks, key, row)
 
-    async def apply_local(self, ks: str, key: bytes, row: Row, token: int | None = None) -> None:
-        """Apply ``row`` to the local replica unless the stored row would then be larger than
-        ``max_row_bytes`` (``INVALID``, nothing written)."""
-        engine = self.node.engine
+        def durable(error: BaseException | None) -> None:
+            if error is None:
+                reply({"hlc": node.clock.peek()})
+            elif isinstance(error, ProtocolError):
+                reply(error)
+            else:
+                reply(ProtocolError(f"mutation failed: {error}", ErrorCode.SERVER_ERROR))
+
+        node.engine.apply_then(ks, key, row, None, durable)
+
+    async def handle_mutate(self, args: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`start_mutate`, awaited."""
+        result: dict[str, Any] = await _wait(partial(self.start_mutate, args))
+        return result
+
+    def check_row_size(self, ks: str, key: bytes, row: Row, *, new_only: bool = False) -> None:
+        """``INVALID`` if the stored row would be larger than ``max_row_bytes`` after ``row``
+        is merged into it (``new_only``: if ``row`` alone is, without reading the stored row)."""
         limit = self.node.config.max_row_bytes
         size = row_bytes(row)
-        existing = engine.read(ks, key) if size <= limit else None
-        if existing is not None:
-            size = row_bytes(existing.merge(row).normalized())
+        if size <= limit and not new_only:
+            existing = self.node.engine.read(ks, key)
+            if existing is not None:
+                size = row_bytes(existing.merge(row).normalized())
         if size > limit:
             raise row_too_large(size, limit)
-        await engine.apply(ks, key, row, token)
 
     def handle_read_local(self, args: dict[str, Any]) -> dict[str, Any]:
         node = self.node
@@ -448,6 +674,22 @@ class StorageProxy:
         if args.get("digest"):
             return {"digest": row_digest(row), "hlc": node.clock.peek()}
         return {"row": None if row is None else row.to_wire(), "hlc": node.clock.peek()}
+
+
+async def _wait(start: Callable[[Callable[[Any], None]], None]) -> Any:
+    """Run a callback-style ``start(done)`` and wait for what ``done`` gets (raise errors)."""
+    event = trio.Event()
+    out: list[Any] = []
+
+    def done(value: Any) -> None:
+        out.append(value)
+        event.set()
+
+    start(done)
+    await event.wait()
+    if isinstance(out[0], ProtocolError):
+        raise out[0]
+    return out[0]
 
 
 def _merge_rows(rows: Iterable[Row | None]) -> Row | None:

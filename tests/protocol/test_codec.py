@@ -55,11 +55,21 @@ def test_mutated_valid_frames_raise_only_protocol_error(message: dict, noise: by
         ("a1616101ff", "after the CBOR item"),
         ("a16161", "malformed"),
         ("f7", "not part of the protocol"),
+        ("a1616181a10102", "map keys must be text"),  # {"a": [{1: 2}]}
+        ("a16161a1416201", "map keys must be text"),  # {"a": {b"b": 1}} (bytes key)
+        ("a1616101f6", "after the CBOR item"),  # a trailing null
+        ("a161610182", "after the CBOR item"),  # a trailing unfinished array
     ],
 )
 def test_rejects(hex_body: str, why: str) -> None:
     with pytest.raises(ProtocolError, match=why):
         codec.decode_map(bytes.fromhex(hex_body))
+
+
+@given(st.dictionaries(st.text(), values, max_size=4), st.binary(min_size=1, max_size=16))
+def test_anything_after_the_item_is_refused(message: dict, extra: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        codec.decode_map(codec.encode(message) + extra)
 
 
 def test_nesting_is_bounded() -> None:

@@ -1,0 +1,78 @@
+"""Channel calls complete through callbacks; one deadline heap per channel expires timeouts.
+
+The far end is an ``Acceptor`` driven by hand over an in-memory stream, on trio's mock clock.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from ringd.net.channel import CallTimeout, Channel, ConnectionClosed
+from ringd.net.deadlines import Deadlines
+from ringd.protocol import messages
+from ringd.protocol.connection import Acceptor
+
+
+async def serve(stream: trio.abc.Stream, answer: Any) -> None:
+    """Greet, then answer each ping with ``answer(args)`` (None: never answer)."""
+    proto = Acceptor()
+    while data := await stream.receive_some(65536):
+        proto.receive(data)
+        while (req := proto.next_request()) is not None:
+            if req.op == "hello":
+                await stream.send_all(proto.accept(req.id, {"host_id": "far"}))
+                continue
+            value = answer(req.args)
+            if value is not None:
+                await stream.send_all(proto.result(req.id, value))
+
+
+async def test_callbacks_timeouts_and_close(autojump_clock: trio.testing.MockClock) -> None:
+    near, far = trio.testing.memory_stream_pair()
+    results: list[tuple[Any, Any]] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(serve, far, lambda args: None if args.get("slow") else args["n"] * 2)
+        channel = Channel(near, "far:1")
+        await nursery.start(channel.run)
+        assert (await channel.call("hello", messages.hello_args(messages.PEER)))["host_id"] == "far"
+        for n in range(5):
+            channel.send("ping", {"n": n}, lambda v, e: results.append((v, e)), 1.0)
+        channel.send("ping", {"slow": True}, lambda v, e: results.append((v, e)), 2.0)
+        await trio.sleep(0.5)
+        assert sorted(v for v, _ in results) == [0, 2, 4, 6, 8]
+        start = trio.current_time()
+        await trio.sleep(5)
+        value, error = results[-1]
+        assert value is None and isinstance(error, CallTimeout)
+        assert trio.current_time() - start >= 1.4  # fired at its own deadline, not the first
+        with pytest.raises(CallTimeout):
+            await channel.call("ping", {"slow": True}, 3.0)
+        # the pending table and the deadline heap are empty again
+        assert channel._proto.pending == {} and len(channel._deadlines) == 0
+        channel.send("ping", {"slow": True}, lambda v, e: results.append((v, e)), 30.0)
+        channel.close()
+    assert isinstance(results[-1][1], ConnectionClosed)
+    channel.send("ping", {"n": 1}, lambda v, e: results.append((v, e)))
+    assert isinstance(results[-1][1], ConnectionClosed)
+
+
+async def test_deadlines_fire_in_order_and_cancelled_ones_never(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fired: list[str] = []
+    deadlines = Deadlines()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(deadlines.run)
+        deadlines.after(3, lambda: fired.append("c"))
+        cancelled = deadlines.after(1, lambda: fired.append("never"))
+        deadlines.after(2, lambda: fired.append("b"))
+        deadlines.cancel(cancelled)
+        deadlines.after(0.5, lambda: fired.append("a"))  # earlier than the one it sleeps for
+        await trio.sleep(10)
+        assert fired == ["a", "b", "c"]
+        assert len(deadlines) == 0
+        nursery.cancel_scope.cancel()
