@@ -263,7 +263,12 @@ def test_unavailable_details_match_the_doc(cluster_factory: Callable[..., list[R
                 db.put("rf2", "k", {"v": 1}, **kwargs)
             err = exc.value
             assert err.code == ErrorCode.UNAVAILABLE
-            assert err.details == {"required": 2, "alive": 1, "consistency": level}
+            assert err.details == {
+                "required": 2,
+                "alive": 1,
+                "consistency": level,
+                "replicas": 2,
+            }
             assert err.message == (
                 f"cannot achieve consistency {level}: 2 replicas required but only 1 alive"
             )
