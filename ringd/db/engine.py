@@ -486,19 +486,23 @@ class StorageEngine:
 
     async def apply(self, keyspace: str, key: bytes, update: Row, token: int | None = None) -> None:
         """Log ``update`` to ``key`` and merge it into the memtable; returns once it is durable
-        as the sync mode promises (:meth:`apply_then`, awaited). ``token`` (if the caller
-        already has it) saves recomputing it at flush time."""
-        done = trio.Event()
-        outcome: list[BaseException | None] = []
-
-        def finished(error: BaseException | None) -> None:
-            outcome.append(error)
-            done.set()
-
-        self.apply_then(keyspace, key, update, token, finished)
-        await done.wait()
-        if outcome[0] is not None:
-            raise outcome[0]
+        as the sync mode promises (in batch and group mode the caller leads or joins an fsync
+        itself, so this works without :meth:`run`). ``token`` (if the caller already has it)
+        saves recomputing it at flush time."""
+        store, seg, encoded, size = self._append(keyspace, key, update)
+        if self._periodic:
+            self._to_memtable(store, key, update, encoded, token)
+            return
+        ticket = next(self._tickets)
+        store.inflight[ticket] = (seg.id, seg.end - REC_HEADER - size)
+        try:
+            await self._log.wait_synced((seg.id, seg.end), self._window)
+        except OSError as exc:
+            self._health.failed("commit log sync", exc)
+            raise self._health.error() from None
+        finally:
+            del store.inflight[ticket]
+            self._to_memtable(store, key, update, encoded, token)
 
     def apply_then(
         self,
@@ -508,12 +512,32 @@ class StorageEngine:
         token: int | None,
         done: Callable[[BaseException | None], None],
     ) -> None:
-        """Log ``update`` and merge it into the memtable without waiting: ``done(None)`` once
-        the write is durable as the sync mode promises (at once in periodic mode: the record is
-        in the page cache of the memory-mapped segment, so a killed process loses nothing; in
-        batch and group mode after the covering fsync, in one pass with every other write that
-        fsync covered), ``done(error)`` if that fsync failed. Raises at once (nothing logged)
-        while writes are stopped by a disk failure or if the record cannot be appended."""
+        """:meth:`apply` without waiting (the request path's way): ``done(None)`` once the write
+        is durable as the sync mode promises (at once in periodic mode; in batch and group mode
+        after the covering fsync of :meth:`run`'s sync task, in one pass with every other write
+        that fsync covered), ``done(error)`` if that fsync failed. Raises at once (nothing
+        logged) while writes are stopped by a disk failure or if the record cannot be
+        appended."""
+        store, seg, encoded, size = self._append(keyspace, key, update)
+        if self._periodic:
+            self._to_memtable(store, key, update, encoded, token)
+            done(None)
+            return
+        ticket = next(self._tickets)
+        store.inflight[ticket] = (seg.id, seg.end - REC_HEADER - size)
+
+        def synced(error: BaseException | None) -> None:
+            del store.inflight[ticket]
+            self._to_memtable(store, key, update, encoded, token)
+            done(error)
+
+        self._sync_waiters.append(synced)
+        self._sync_wake.set()
+
+    def _append(self, keyspace: str, key: bytes, update: Row) -> tuple[_Store, Segment, bytes, int]:
+        """Append the commit-log record of a write: the store, the segment it went to, the
+        encoded row and the record's size. The record is in the page cache of the
+        memory-mapped segment when this returns, so a killed process loses nothing."""
         health = self._health
         if health.reason is not None:
             raise health.error()
@@ -531,20 +555,7 @@ class StorageEngine:
         except OSError as exc:
             health.failed("commit log segment allocation", exc)
             raise health.error() from None
-        if self._periodic:
-            self._to_memtable(store, key, update, encoded, token)
-            done(None)
-            return
-        ticket = next(self._tickets)
-        store.inflight[ticket] = (seg.id, seg.end - REC_HEADER - len(payload))
-
-        def synced(error: BaseException | None) -> None:
-            del store.inflight[ticket]
-            self._to_memtable(store, key, update, encoded, token)
-            done(error)
-
-        self._sync_waiters.append(synced)
-        self._sync_wake.set()
+        return store, seg, encoded, len(payload)
 
     def _to_memtable(
         self, store: _Store, key: bytes, update: Row, encoded: bytes, token: int | None
