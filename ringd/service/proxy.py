@@ -110,7 +110,7 @@ class _Write:
         "done",
         "finished",
         "deadline",
-        "invalid",
+        "refusal",
     )
 
     def __init__(
@@ -130,7 +130,7 @@ class _Write:
         self.done = done
         self.finished = False
         self.deadline: Deadline | None = None
-        self.invalid: ProtocolError | None = None  # a replica refused the write as INVALID
+        self.refusal: ProtocolError | None = None  # a replica's INVALID or OVERLOADED
 
     def ack(self, host: str) -> None:
         self.answered += 1
@@ -145,16 +145,19 @@ class _Write:
             self.finish()
 
     def refused(self, host: str, error: ProtocolError) -> None:
-        """A replica failed the mutation; an ``INVALID`` refusal (a row over max_row_bytes) is
-        what the client hears if too few replicas acknowledge."""
+        """A replica failed the mutation. If too few replicas acknowledge, the client hears a
+        replica's own refusal rather than a timeout when there is one: ``INVALID`` (a row over
+        max_row_bytes) or ``OVERLOADED`` (writes stopped by a disk failure, shutting down)."""
         log.debug("mutation to %s failed: %s", host, error)
-        if error.code == ErrorCode.INVALID:
-            self.invalid = InvalidRequest(error.message)
+        if self.refusal is None and error.code in (ErrorCode.INVALID, ErrorCode.OVERLOADED):
+            self.refusal = ProtocolError(error.message, error.code)
         self.fail()
 
     def local_done(self, host: str, error: BaseException | None) -> None:
         if error is None:
             self.ack(host)
+        elif isinstance(error, ProtocolError):
+            self.refused(host, error)
         else:
             log.warning("local mutation failed: %s", error)
             self.fail()
@@ -175,8 +178,8 @@ class _Write:
             proxy.deadlines.cancel(self.deadline)
         proxy.write_latency.add(trio.current_time() - self.start)
         received = self.tracker.received
-        if not self.tracker.satisfied and self.invalid is not None:
-            self.done(self.invalid)
+        if not self.tracker.satisfied and self.refusal is not None:
+            self.done(self.refusal)
         elif not self.tracker.satisfied:
             proxy.counters["write_timeout"] += 1
             self.done(

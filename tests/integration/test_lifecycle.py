@@ -45,9 +45,12 @@ def test_second_sigterm_during_drain_still_exits_zero(ringd_factory: Callable[..
         db.put("demo", "k", {"v": 1})
     # a client that keeps sending keeps the drain going until drain_timeout_s
     stop = threading.Event()
+    connected = threading.Event()
 
     def chatter() -> None:
         with contextlib.suppress(ProtocolError), n.client(timeout=5) as db:
+            db.ping()  # connected before the first SIGTERM closes the listener
+            connected.set()
             while not stop.is_set():
                 with contextlib.suppress(ProtocolError):
                     db.ping()
@@ -56,6 +59,7 @@ def test_second_sigterm_during_drain_still_exits_zero(ringd_factory: Callable[..
     t = threading.Thread(target=chatter)
     t.start()
     try:
+        assert connected.wait(10), "the chatting client never connected"
         n.proc.send_signal(signal.SIGTERM)
         wait_for(lambda: "draining" in n.log(), 10, "the drain to start")
         n.proc.send_signal(signal.SIGTERM)
