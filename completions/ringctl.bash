@@ -55,7 +55,7 @@ _ringctl_options() {
         'keyspace alter') echo '--default-ttl --gc-grace --help --hinted-handoff --host --json --no-hinted-handoff --no-sloppy-quorum --replication --rf --sloppy-quorum --timeout' ;;
         'keyspace create') echo '--default-ttl --gc-grace --help --hinted-handoff --host --if-not-exists --json --no-hinted-handoff --no-sloppy-quorum --replication --rf --sloppy-quorum --timeout' ;;
         'keyspace drop') echo '--help --host --if-exists --json --timeout' ;;
-        'keyspace list') echo '--help --host --json --timeout' ;;
+        'keyspace list') echo '--help --host --json --names --timeout' ;;
         'load') echo '--concurrency --consistency --help --host --json --timeout -c' ;;
         'ping') echo '--help --host --json --timeout' ;;
         'proxyhistograms') echo '--help --host --json --timeout' ;;
@@ -114,14 +114,6 @@ _ringctl_value_options() {
     esac
 }
 
-# options whose value is a file name
-_ringctl_path_options() {
-    case "$1" in
-        'put') echo '--value-file' ;;
-        *) ;;
-    esac
-}
-
 # positional arguments a group takes before its sub-command
 _ringctl_group_args() {
     case "$1" in
@@ -130,10 +122,24 @@ _ringctl_group_args() {
     esac
 }
 
-# 1 if the command's arguments are file names
-_ringctl_file_args() {
+# how each positional argument completes: file, keyspace, cluster or - (none); + marks a variadic last one
+_ringctl_arg_kinds() {
     case "$1" in
-        'load') echo '1' ;;
+        'cluster remove') echo 'cluster' ;;
+        'cluster switch') echo 'cluster' ;;
+        'compact') echo 'keyspace' ;;
+        'delete') echo 'keyspace - -+' ;;
+        'describering') echo 'keyspace' ;;
+        'dump') echo 'keyspace' ;;
+        'flush') echo 'keyspace' ;;
+        'get') echo 'keyspace -' ;;
+        'getendpoints') echo 'keyspace -' ;;
+        'keyspace alter') echo 'keyspace' ;;
+        'keyspace drop') echo 'keyspace' ;;
+        'load') echo 'keyspace file' ;;
+        'put') echo 'keyspace - -' ;;
+        'status') echo 'keyspace' ;;
+        'tablestats') echo 'keyspace' ;;
         *) ;;
     esac
 }
@@ -141,7 +147,76 @@ _ringctl_file_args() {
 # values of options with a fixed set of choices
 _ringctl_choices() {
     case "$1|$2" in
+        'delete|-c') echo 'ONE TWO THREE QUORUM ALL ANY LOCAL_ONE LOCAL_QUORUM EACH_QUORUM' ;;
+        'delete|--consistency') echo 'ONE TWO THREE QUORUM ALL ANY LOCAL_ONE LOCAL_QUORUM EACH_QUORUM' ;;
+        'dump|-c') echo 'ONE TWO THREE QUORUM ALL LOCAL_ONE LOCAL_QUORUM EACH_QUORUM' ;;
+        'dump|--consistency') echo 'ONE TWO THREE QUORUM ALL LOCAL_ONE LOCAL_QUORUM EACH_QUORUM' ;;
+        'get|-c') echo 'ONE TWO THREE QUORUM ALL LOCAL_ONE LOCAL_QUORUM EACH_QUORUM' ;;
+        'get|--consistency') echo 'ONE TWO THREE QUORUM ALL LOCAL_ONE LOCAL_QUORUM EACH_QUORUM' ;;
+        'load|-c') echo 'ONE TWO THREE QUORUM ALL ANY LOCAL_ONE LOCAL_QUORUM EACH_QUORUM' ;;
+        'load|--consistency') echo 'ONE TWO THREE QUORUM ALL ANY LOCAL_ONE LOCAL_QUORUM EACH_QUORUM' ;;
+        'put|-c') echo 'ONE TWO THREE QUORUM ALL ANY LOCAL_ONE LOCAL_QUORUM EACH_QUORUM' ;;
+        'put|--consistency') echo 'ONE TWO THREE QUORUM ALL ANY LOCAL_ONE LOCAL_QUORUM EACH_QUORUM' ;;
+        'stress|-cl') echo 'ONE TWO THREE QUORUM ALL ANY LOCAL_ONE LOCAL_QUORUM EACH_QUORUM' ;;
+        'stress|--consistency') echo 'ONE TWO THREE QUORUM ALL ANY LOCAL_ONE LOCAL_QUORUM EACH_QUORUM' ;;
         *) ;;
+    esac
+}
+
+# options whose value completes as a file, keyspace or cluster name
+_ringctl_option_kind() {
+    case "$1|$2" in
+        'cluster filters|--name') echo cluster ;;
+        'cluster heal|--name') echo cluster ;;
+        'cluster logs|--name') echo cluster ;;
+        'cluster node|--name') echo cluster ;;
+        'cluster partition|--name') echo cluster ;;
+        'cluster start|--name') echo cluster ;;
+        'cluster status|--name') echo cluster ;;
+        'cluster stop|--name') echo cluster ;;
+        'put|--value-file') echo file ;;
+        'stress|--keyspace') echo keyspace ;;
+        *) ;;
+    esac
+}
+
+# keyspace names from the node ringctl would talk to (--host on the line, else RINGCTL_HOST,
+# else the current local cluster); nothing, within about two seconds and silently, when no node
+# answers
+_ringctl_keyspaces() {
+    local -a cmd=(ringctl keyspace list --names --timeout 1)
+    local i
+    for ((i = 1; i < cword; i++)); do
+        case ${words[i]} in
+            --host) cmd+=(--host "${words[i + 1]}") ;;
+            --host=*) cmd+=("${words[i]}") ;;
+        esac
+    done
+    if type -P timeout >/dev/null 2>&1; then
+        cmd=(timeout 2 "${cmd[@]}")
+    fi
+    "${cmd[@]}" </dev/null 2>/dev/null
+}
+
+# local cluster names: the directories of $RINGCTL_HOME/clusters holding a cluster.json; without
+# RINGCTL_HOME, ringctl's data directory on Linux, ${XDG_DATA_HOME:-~/.local/share}/ringctl
+_ringctl_clusters() {
+    local home=${RINGCTL_HOME:-${XDG_DATA_HOME:-$HOME/.local/share}/ringctl} spec
+    home=${home/#\~/$HOME}
+    for spec in "$home"/clusters/*/cluster.json; do
+        [[ -f $spec ]] || continue
+        spec=${spec%/cluster.json}
+        printf '%s\n' "${spec##*/}"
+    done
+}
+
+# _ringctl_complete_kind KIND: COMPREPLY from the values of KIND (file, keyspace, cluster)
+# that start with $cur
+_ringctl_complete_kind() {
+    case $1 in
+        file) COMPREPLY=($(compgen -f -- "$cur")) ;;
+        keyspace) COMPREPLY=($(compgen -W "$(_ringctl_keyspaces)" -- "$cur")) ;;
+        cluster) COMPREPLY=($(compgen -W "$(_ringctl_clusters)" -- "$cur")) ;;
     esac
 }
 
@@ -196,8 +271,8 @@ _ringctl() {
         choices=$(_ringctl_choices "$path" "$prev")
         if [[ -n $choices ]]; then
             COMPREPLY=($(compgen -W "$choices" -- "$cur"))
-        elif _ringctl_has "$prev" "$(_ringctl_path_options "$path")"; then
-            COMPREPLY=($(compgen -f -- "$cur"))
+        else
+            _ringctl_complete_kind "$(_ringctl_option_kind "$path" "$prev")"
         fi
         return 0
     fi
@@ -213,8 +288,14 @@ _ringctl() {
         fi
         return 0
     fi
-    if [[ -n $(_ringctl_file_args "$path") ]]; then
-        COMPREPLY=($(compgen -f -- "$cur"))
+    local -a kinds
+    kinds=($(_ringctl_arg_kinds "$path"))
+    if ((${#kinds[@]})); then
+        local kind=${kinds[npos]:-} last=${kinds[${#kinds[@]} - 1]}
+        if [[ -z $kind && $last == *+ ]]; then
+            kind=$last
+        fi
+        _ringctl_complete_kind "${kind%+}"
     fi
     return 0
 }

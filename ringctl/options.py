@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from ringctl.completion import CHOICES, KEYSPACES, Complete
+
 Host = Annotated[
     str | None,
     typer.Option(
@@ -38,6 +40,9 @@ WRITE_LEVELS = (
     "EACH_QUORUM",
 )
 READ_LEVELS = tuple(level for level in WRITE_LEVELS if level != "ANY")
+#: what -c completes to (the shell scripts carry these lists; see ringctl.docgen)
+WRITE_LEVEL_VALUES = Complete(CHOICES, WRITE_LEVELS)
+READ_LEVEL_VALUES = Complete(CHOICES, READ_LEVELS)
 
 
 def _levels(levels: tuple[str, ...]) -> str:
@@ -46,12 +51,24 @@ def _levels(levels: tuple[str, ...]) -> str:
 
 Consistency = Annotated[
     str | None,
-    typer.Option("--consistency", "-c", metavar="LEVEL", help=_levels(WRITE_LEVELS)),
+    typer.Option(
+        "--consistency",
+        "-c",
+        metavar="LEVEL",
+        help=_levels(WRITE_LEVELS),
+        autocompletion=WRITE_LEVEL_VALUES,
+    ),
 ]
 #: reads: ANY (a hint counts) only makes sense for writes
 ReadConsistency = Annotated[
     str | None,
-    typer.Option("--consistency", "-c", metavar="LEVEL", help=_levels(READ_LEVELS)),
+    typer.Option(
+        "--consistency",
+        "-c",
+        metavar="LEVEL",
+        help=_levels(READ_LEVELS),
+        autocompletion=READ_LEVEL_VALUES,
+    ),
 ]
 MAX_TIMESTAMP = (1 << 62) - 1  # the node's limit (docs/protocol.md)
 Timestamp = Annotated[
@@ -63,5 +80,7 @@ Timestamp = Annotated[
         max=MAX_TIMESTAMP,
     ),
 ]
-Keyspace = Annotated[str, typer.Argument(help="Keyspace name.", metavar="KEYSPACE")]
+Keyspace = Annotated[
+    str, typer.Argument(help="Keyspace name.", metavar="KEYSPACE", autocompletion=KEYSPACES)
+]
 Key = Annotated[str, typer.Argument(help="Row key.", metavar="KEY")]

@@ -9,10 +9,14 @@ from rich.console import Console
 from rich.text import Text
 
 from ringctl import output, target
+from ringctl.completion import KEYSPACES
 from ringctl.layout import Col, compact_table
 from ringctl.options import Host, Json, Key, Keyspace, Timeout
 
-OptionalKeyspace = Annotated[str | None, typer.Argument(help="Keyspace (default: all).")]
+OptionalKeyspace = Annotated[
+    str | None,
+    typer.Argument(help="Keyspace (default: all).", autocompletion=KEYSPACES),
+]
 
 
 def _call(

@@ -20,6 +20,7 @@ from ringctl.cluster import faults, manager
 from ringctl.cluster.layout import ClusterSpec
 from ringctl.cluster.manager import ClusterError
 from ringctl.commands import admin
+from ringctl.completion import CLUSTERS
 from ringctl.options import Json
 from ringd.words import plural
 
@@ -39,13 +40,15 @@ app.add_typer(node_app, name="node")
 
 Name = Annotated[
     str | None,
-    typer.Option("--name", help="Cluster to act on (default: the current one)."),
-]
-NewName = Annotated[
-    str | None,
     typer.Option(
-        "--name", help="Cluster name (default: the current cluster, else 'local' when creating)."
+        "--name", help="Cluster to act on (default: the current one).", autocompletion=CLUSTERS
     ),
+]
+NEW_NAME_HELP = "Cluster name (default: the current cluster, else 'local' when creating)."
+NewName = Annotated[str | None, typer.Option("--name", help=NEW_NAME_HELP)]
+#: start may create the cluster, but mostly starts one that exists
+StartName = Annotated[
+    str | None, typer.Option("--name", help=NEW_NAME_HELP, autocompletion=CLUSTERS)
 ]
 Nodes = Annotated[
     str | None,
@@ -161,7 +164,7 @@ def _describe(spec: ClusterSpec, verb: str) -> None:
 
 @app.command()
 def start(
-    name: NewName = None,
+    name: StartName = None,
     nodes: Nodes = None,
     port: Port = None,
     single_address: SingleAddress = False,
@@ -310,7 +313,7 @@ def list_(as_json: Json = False) -> None:
 
 @app.command()
 def switch(
-    name: Annotated[str, typer.Argument(help="Cluster to make current.")],
+    name: Annotated[str, typer.Argument(help="Cluster to make current.", autocompletion=CLUSTERS)],
     as_json: Json = False,
 ) -> None:
     """Make another cluster the current one (what ringctl talks to without --host)."""
@@ -321,7 +324,10 @@ def switch(
 
 @app.command()
 def remove(
-    name: Annotated[str | None, typer.Argument(help="Cluster (default: the current one).")] = None,
+    name: Annotated[
+        str | None,
+        typer.Argument(help="Cluster (default: the current one).", autocompletion=CLUSTERS),
+    ] = None,
     as_json: Json = False,
 ) -> None:
     """Kill every node of a cluster and delete all its files."""

@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from ringctl import output, target
+from ringctl.completion import KEYSPACES
 from ringctl.layout import Col, compact_table
 from ringctl.options import Host, Json, Timeout
 
@@ -15,7 +16,9 @@ app = typer.Typer(
     help="Create, change, list and drop keyspaces.", no_args_is_help=True, rich_markup_mode=None
 )
 
-Name = Annotated[str, typer.Argument(help="Keyspace name (letters, digits, underscores).")]
+NAME_HELP = "Keyspace name (letters, digits, underscores)."
+NewName = Annotated[str, typer.Argument(help=NAME_HELP)]
+Name = Annotated[str, typer.Argument(help=NAME_HELP, autocompletion=KEYSPACES)]
 Rf = Annotated[int | None, typer.Option("--rf", help="Replication factor (SimpleStrategy).", min=1)]
 Replication = Annotated[
     str | None,
@@ -87,7 +90,7 @@ def _describe(ks: dict[str, Any]) -> str:
 
 @app.command()
 def create(
-    name: Name,
+    name: NewName,
     rf: Rf = None,
     replication: Replication = None,
     gc_grace: GcGrace = None,
@@ -149,11 +152,24 @@ def alter(
 
 
 @app.command("list")
-def list_(host: Host = None, timeout: Timeout = None, as_json: Json = False) -> None:
+def list_(
+    host: Host = None,
+    timeout: Timeout = None,
+    as_json: Json = False,
+    names: Annotated[
+        bool,
+        typer.Option("--names", help="Print only the names, one a line (for scripts and shells)."),
+    ] = False,
+) -> None:
     """List keyspaces with their replication and options."""
+    if names and as_json:
+        output.fail("give either --json or --names, not both", output.USAGE)
     with output.errors(), target.client(host, timeout) as db:
         result = db.keyspace_list()
-
+    if names:
+        for ks in result["keyspaces"]:
+            print(ks["name"])
+        return
     output.emit(result, as_json, lambda r: render_keyspaces(r, output.console))
 
 

@@ -10,7 +10,8 @@ import typer
 
 from ringctl import output
 from ringctl.client import DEFAULT_ADDRESS
-from ringctl.options import Json
+from ringctl.completion import KEYSPACES
+from ringctl.options import WRITE_LEVEL_VALUES, Json
 from ringctl.stress import cpu, report, runner
 from ringctl.stress.workload import DISTS, MODES, ZIPF_MAX_KEYS, Workload
 
@@ -69,7 +70,13 @@ def stress(
     ] = None,
     consistency: Annotated[
         str | None,
-        typer.Option("--consistency", "-cl", help="Consistency level (default QUORUM)."),
+        typer.Option(
+            "--consistency",
+            "-cl",
+            metavar="LEVEL",
+            help="Consistency level (default QUORUM).",
+            autocompletion=WRITE_LEVEL_VALUES,
+        ),
     ] = None,
     w: Annotated[
         int | None, typer.Option("-w", help="Replicas that must acknowledge a write.", min=1)
@@ -105,7 +112,10 @@ def stress(
         typer.Option("--rate", help="At most this many requests per second (0: no limit).", min=0),
     ] = 0.0,
     keyspace: Annotated[
-        str, typer.Option("--keyspace", help="Keyspace to use; created if missing.")
+        str,
+        typer.Option(
+            "--keyspace", help="Keyspace to use; created if missing.", autocompletion=KEYSPACES
+        ),
     ] = "stress",
     rf: Annotated[
         int | None,

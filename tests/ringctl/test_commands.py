@@ -96,3 +96,13 @@ def test_tablestats_counts_cells_still_in_the_memtable(node: Ringd) -> None:
     demo = stats["keyspaces"]["demo"]
     assert demo["sstable_count"] == 0
     assert (demo["live_cells"], demo["tombstone_cells"]) == (9, 2)
+
+
+def test_keyspace_list_names_prints_one_name_a_line(populated: Ringd) -> None:
+    runner = CliRunner()
+    env = {"RINGCTL_HOST": populated.address}
+    names = runner.invoke(app, ["keyspace", "list", "--names"], env=env)
+    assert (names.exit_code, names.stdout) == (0, "demo\n")
+    both = runner.invoke(app, ["keyspace", "list", "--names", "--json"], env=env)
+    assert both.exit_code == 2
+    assert both.output == "ringctl: error: give either --json or --names, not both\n"
