@@ -1,0 +1,9 @@
+"""Authentication building blocks: who may talk to a node, and over what.
+
+- ``peer``: the cluster secret file (``generate_secret_file``, ``load_secret_file``) and the
+  peer challenge–response (``Initiator``, ``Acceptor``) carried by the hello and one ``auth``
+  message; the module docstring holds the exact message fields.
+
+None of it is wired into the server, the hello or the handlers yet: these parts are sans-IO and
+take plain values, so the connection code calls them and turns their errors into wire errors.
+"""
