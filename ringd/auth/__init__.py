@@ -1,0 +1,14 @@
+"""Authentication building blocks: who may talk to a node, and over what.
+
+- ``peer``: the cluster secret file (``generate_secret_file``, ``load_secret_file``) and the
+  peer challenge–response (``Initiator``, ``Acceptor``) carried by the hello and one ``auth``
+  message; the module docstring holds the exact message fields.
+- ``roles``: client role kinds (``admin``, ``readwrite``, ``readonly``), the class of every verb
+  and ``allowed(kind, verb)``; ``RoleStore`` (scrypt password hashes in ``system/roles.cbor``);
+  ``LoginLimiter`` (failed logins per remote host).
+- ``tls``: ``server_context`` / ``client_context`` from certificate paths, and ``make_local_ca``
+  for local clusters.
+
+None of it is wired into the server, the hello or the handlers yet: these parts are sans-IO and
+take plain values, so the connection code calls them and turns their errors into wire errors.
+"""
