@@ -1,60 +1,34 @@
-"""Handlers behind ringctl's admin commands: status, info, ring, describe*, gossip, storage.
+"""Handlers behind ringctl's admin commands (status, info, ring, describe*, gossip, storage),
+``ping`` and the test hooks.
 
-Each returns plain data (documented in docs/protocol.md); ringctl renders it as tables or JSON.
+``Admin`` is given the collaborators it reads (engine, schema, topology, gossiper, clock,
+messaging, coordinator metrics, configuration); ``verbs`` serves it. Each view returns plain
+data (documented in docs/protocol.md); ringctl renders it as tables or JSON.
 """
 
 from __future__ import annotations
 
-import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import trio
 
 import ringd
+from ringd.config import Config
+from ringd.db.engine import StorageEngine
 from ringd.dht.murmur3 import token_for
-from ringd.net.messaging import FilterRule
+from ringd.gms.gossiper import Gossiper
+from ringd.metrics import CoordinatorMetrics
+from ringd.net.messaging import FilterRule, Messaging
 from ringd.net.server import Handler, Session
-from ringd.protocol.errors import InvalidRequest
+from ringd.protocol.errors import InvalidRequest, Unauthorized
 from ringd.protocol.messages import VERBS, arg
+from ringd.schema import Schema
 from ringd.service import requests
-
-if TYPE_CHECKING:
-    from ringd.node import Node
+from ringd.service.hlc import HybridClock
+from ringd.service.topology import Topology
 
 LOAD_REPORT_INTERVAL = 5.0
-
-
-async def report_load(node: Node) -> None:
-    """Keep this node's LOAD (bytes on disk) current in gossip."""
-    last = None
-    while True:
-        load = storage_load(node)
-        if load != last:
-            node.gossiper.set_application_state("LOAD", load)
-            last = load
-        await trio.sleep(LOAD_REPORT_INTERVAL)
-
-
-def storage_load(node: Node) -> int:
-    stats = node.engine.stats()
-    return sum(
-        int(s.get("bytes_on_disk", 0)) + int(s.get("memtable_bytes", 0)) for s in stats.values()
-    )
-
-
-def _ownership(node: Node, keyspace: str | None) -> tuple[dict[str, float], bool]:
-    """Effective ownership per host (for the keyspace, or the one replication all share)."""
-    from ringd.locator.strategies import effective_ownership
-
-    topology = node.topology
-    if keyspace is not None:
-        ks = node.schema.require(keyspace)
-        return effective_ownership(topology.ring, topology.strategy(ks)), True
-    settings = {repr(sorted(k.replication.items())): k for k in node.schema.live()}
-    if len(settings) == 1:
-        ks = next(iter(settings.values()))
-        return effective_ownership(topology.ring, topology.strategy(ks)), True
-    return _raw_ownership(topology.ring), False
 
 
 def _raw_ownership(ring: Any) -> dict[str, float]:
@@ -74,227 +48,295 @@ def _state_of(status: str | None) -> str:
     )
 
 
-def status(node: Node, keyspace: str | None) -> dict[str, Any]:
-    owns, effective = _ownership(node, keyspace)
-    gossip = node.gossiper.endpoint_states()
-    ring = node.topology.ring
-    rows = []
-    for host_id, info in ring.nodes.items():
-        state = gossip.get(host_id)
-        local = host_id == node.host_id
-        load = storage_load(node) if local else (state.load if state is not None else None)
-        rows.append(
-            {
-                "address": info.address,
-                "dc": info.dc,
-                "rack": info.rack,
-                "host_id": host_id,
-                "status": "UP" if node.topology.is_alive(host_id) else "DOWN",
-                "state": _state_of(state.status if state is not None else "NORMAL"),
-                "load": load or 0,
-                "tokens": len(info.tokens),
-                "owns": round(owns.get(host_id, 0.0), 6),
-            }
+class Admin:
+    """``server_counts`` gives the server's (connections, requests served); ``wall`` is the
+    clock ``started_at`` was read from."""
+
+    def __init__(
+        self,
+        *,
+        host_id: str,
+        generation: int,
+        started_at: float,
+        wall: Callable[[], float],
+        config: Config,
+        engine: StorageEngine,
+        schema: Schema,
+        topology: Topology,
+        gossiper: Gossiper,
+        clock: HybridClock,
+        messaging: Messaging,
+        metrics: CoordinatorMetrics,
+        server_counts: Callable[[], tuple[int, int]],
+    ) -> None:
+        self.host_id = host_id
+        self.generation = generation
+        self.started_at = started_at
+        self.wall = wall
+        self.config = config
+        self.engine = engine
+        self.schema = schema
+        self.topology = topology
+        self.gossiper = gossiper
+        self.clock = clock
+        self.messaging = messaging
+        self.metrics = metrics
+        self.server_counts = server_counts
+
+    async def report_load(self) -> None:
+        """Keep this node's LOAD (bytes on disk) current in gossip."""
+        last = None
+        while True:
+            load = self.storage_load()
+            if load != last:
+                self.gossiper.set_application_state("LOAD", load)
+                last = load
+            await trio.sleep(LOAD_REPORT_INTERVAL)
+
+    def storage_load(self) -> int:
+        stats = self.engine.stats()
+        return sum(
+            int(s.get("bytes_on_disk", 0)) + int(s.get("memtable_bytes", 0)) for s in stats.values()
         )
-    rows.sort(key=lambda r: (r["dc"], r["address"]))
-    return {
-        "cluster": node.config.cluster_name,
-        "keyspace": keyspace,
-        "effective": effective,
-        "nodes": rows,
-    }
+
+    def _ownership(self, keyspace: str | None) -> tuple[dict[str, float], bool]:
+        """Effective ownership per host (for the keyspace, or the one replication all share)."""
+        from ringd.locator.strategies import effective_ownership
+
+        topology = self.topology
+        if keyspace is not None:
+            ks = self.schema.require(keyspace)
+            return effective_ownership(topology.ring, topology.strategy(ks)), True
+        settings = {repr(sorted(k.replication.items())): k for k in self.schema.live()}
+        if len(settings) == 1:
+            ks = next(iter(settings.values()))
+            return effective_ownership(topology.ring, topology.strategy(ks)), True
+        return _raw_ownership(topology.ring), False
+
+    def status(self, keyspace: str | None) -> dict[str, Any]:
+        owns, effective = self._ownership(keyspace)
+        gossip = self.gossiper.endpoint_states()
+        topology = self.topology
+        rows = []
+        for host_id, info in topology.ring.nodes.items():
+            state = gossip.get(host_id)
+            local = host_id == self.host_id
+            load = self.storage_load() if local else (state.load if state is not None else None)
+            rows.append(
+                {
+                    "address": info.address,
+                    "dc": info.dc,
+                    "rack": info.rack,
+                    "host_id": host_id,
+                    "status": "UP" if topology.is_alive(host_id) else "DOWN",
+                    "state": _state_of(state.status if state is not None else "NORMAL"),
+                    "load": load or 0,
+                    "tokens": len(info.tokens),
+                    "owns": round(owns.get(host_id, 0.0), 6),
+                }
+            )
+        rows.sort(key=lambda r: (r["dc"], r["address"]))
+        return {
+            "cluster": self.config.cluster_name,
+            "keyspace": keyspace,
+            "effective": effective,
+            "nodes": rows,
+        }
+
+    def info(self) -> dict[str, Any]:
+        stats = self.engine.stats()
+        config, topology = self.config, self.topology
+        connections, served = self.server_counts()
+        return {
+            "host_id": self.host_id,
+            "address": config.listen,
+            "cluster": config.cluster_name,
+            "dc": config.dc,
+            "rack": config.rack,
+            "version": ringd.__version__,
+            "generation": self.generation,
+            "uptime_seconds": round(self.wall() - self.started_at, 1),
+            "load": self.storage_load(),
+            "tokens": len(topology.tokens),
+            "schema_version": self.schema.version,
+            "keyspaces": len(self.schema.live()),
+            "live_nodes": sum(1 for h in topology.ring.nodes if topology.is_alive(h)),
+            "ring_nodes": len(topology.ring.nodes),
+            "sstables": sum(int(s.get("sstable_count", 0)) for s in stats.values()),
+            "memtable_bytes": sum(int(s.get("memtable_bytes", 0)) for s in stats.values()),
+            "commitlog_sync": config.commitlog_sync,
+            "connections": connections,
+            "requests": served,
+            "clock_offset_ms": self.clock.offset_ms,
+            "hlc_us": self.clock.peek(),
+            "test_hooks": config.enable_test_hooks,
+        }
+
+    def ring(self) -> dict[str, Any]:
+        topology = self.topology
+        entries = []
+        for token, host_id in zip(topology.ring.tokens, topology.ring.token_owners, strict=True):
+            info = topology.ring.node(host_id)
+            entries.append(
+                {
+                    "token": token,
+                    "address": info.address,
+                    "host_id": host_id,
+                    "dc": info.dc,
+                    "rack": info.rack,
+                    "status": "UP" if topology.is_alive(host_id) else "DOWN",
+                }
+            )
+        return {"tokens": entries}
+
+    def describecluster(self) -> dict[str, Any]:
+        versions: dict[str, list[str]] = {}
+        unreachable: list[str] = []
+        gossip = self.gossiper.endpoint_states()
+        topology = self.topology
+        for host_id, info in topology.ring.nodes.items():
+            if not topology.is_alive(host_id):
+                unreachable.append(info.address)
+                continue
+            version = (
+                self.schema.version if host_id == self.host_id else (gossip[host_id].schema or "?")
+            )
+            versions.setdefault(version, []).append(info.address)
+        return {
+            "name": self.config.cluster_name,
+            "partitioner": "Murmur3Partitioner",
+            "schema_versions": {v: sorted(a) for v, a in versions.items()},
+            "unreachable": sorted(unreachable),
+            "datacenters": sorted({i.dc for i in topology.ring.nodes.values()}),
+        }
+
+    def describering(self, keyspace: str) -> dict[str, Any]:
+        ks = self.schema.require(keyspace)
+        topology = self.topology
+        ranges = []
+        for rng, _owner in topology.ring.ranges():
+            replicas = topology.replicas(ks, rng.end)
+            ranges.append(
+                {
+                    "start_token": rng.start,
+                    "end_token": rng.end,
+                    "endpoints": [topology.address(h) for h in replicas],
+                    "endpoint_details": [
+                        {
+                            "host": topology.address(h),
+                            "dc": topology.dc(h),
+                            "rack": topology.ring.rack_of(h),
+                        }
+                        for h in replicas
+                    ],
+                }
+            )
+        return {"keyspace": keyspace, "ranges": ranges}
+
+    def getendpoints(self, keyspace: str, key: bytes) -> dict[str, Any]:
+        ks = self.schema.require(keyspace)
+        token = token_for(key)
+        replicas = self.topology.replicas(ks, token)
+        return {
+            "keyspace": keyspace,
+            "key": requests.key_out(key),
+            "token": token,
+            "endpoints": [self.topology.address(h) for h in replicas],
+            "host_ids": replicas,
+        }
+
+    def set_filter(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Test hook: add drop/delay rules for messages to the given peers, clear them, or list."""
+        flt = self.messaging.filter
+        action = arg(args, "action", str)
+        if action == "clear":
+            targets = set(arg(args, "to", list, []))
+            flt.rules = [r for r in flt.rules if targets and r.to not in targets]
+        elif action in ("drop", "delay"):
+            targets = arg(args, "to", list)
+            verbs = frozenset(arg(args, "verbs", list, []))
+            unknown = sorted(str(v) for v in verbs if v not in VERBS)
+            if unknown:
+                raise InvalidRequest(f"unknown verbs: {', '.join(unknown)}")
+            delay = arg(args, "delay_ms", int, 0)
+            if action == "delay" and not 0 < delay <= 600_000:
+                raise InvalidRequest("delay_ms must be between 1 and 600000")
+            for to in targets:
+                if not isinstance(to, str):
+                    raise InvalidRequest("to must list HOST:PORT addresses")
+                flt.rules.append(FilterRule(to, verbs, action, delay))
+        elif action != "list":
+            raise InvalidRequest("action must be drop, delay, clear or list")
+        return {
+            "rules": [r.to_wire() for r in flt.rules],
+            "dropped": flt.dropped,
+            "delayed": flt.delayed,
+            "sent": self.messaging.sent,
+        }
+
+    def hooks_enabled(self) -> None:
+        if not self.config.enable_test_hooks:
+            raise Unauthorized(
+                "test hooks are disabled on this node; start ringd with --enable-test-hooks"
+            )
 
 
-def info(node: Node) -> dict[str, Any]:
-    stats = node.engine.stats()
-    return {
-        "host_id": node.host_id,
-        "address": node.config.listen,
-        "cluster": node.config.cluster_name,
-        "dc": node.config.dc,
-        "rack": node.config.rack,
-        "version": ringd.__version__,
-        "generation": node.generation,
-        "uptime_seconds": round(time.time() - node.started_at, 1),
-        "load": storage_load(node),
-        "tokens": len(node.tokens),
-        "schema_version": node.schema.version,
-        "keyspaces": len(node.schema.live()),
-        "live_nodes": sum(1 for h in node.topology.ring.nodes if node.topology.is_alive(h)),
-        "ring_nodes": len(node.topology.ring.nodes),
-        "sstables": sum(int(s.get("sstable_count", 0)) for s in stats.values()),
-        "memtable_bytes": sum(int(s.get("memtable_bytes", 0)) for s in stats.values()),
-        "commitlog_sync": node.config.commitlog_sync,
-        "connections": node.server.connections,
-        "requests": node.server.requests,
-        "clock_offset_ms": node.clock.offset_ms,
-        "hlc_us": node.clock.peek(),
-        "test_hooks": node.config.enable_test_hooks,
-    }
+def verbs(admin: Admin) -> dict[str, Handler]:
+    """``ping``, the admin views, flush/compact/verify and the test hooks."""
+    engine, schema, clock = admin.engine, admin.schema, admin.clock
 
+    def ping(s: Session, args: dict[str, Any]) -> dict[str, Any]:
+        return {"version": ringd.__version__, "host_id": admin.host_id, "time_us": clock.peek()}
 
-def ring(node: Node) -> dict[str, Any]:
-    topology = node.topology
-    entries = []
-    for token, host_id in zip(topology.ring.tokens, topology.ring.token_owners, strict=True):
-        info = topology.ring.node(host_id)
-        entries.append(
-            {
-                "token": token,
-                "address": info.address,
-                "host_id": host_id,
-                "dc": info.dc,
-                "rack": info.rack,
-                "status": "UP" if topology.is_alive(host_id) else "DOWN",
-            }
-        )
-    return {"tokens": entries}
-
-
-def describecluster(node: Node) -> dict[str, Any]:
-    versions: dict[str, list[str]] = {}
-    unreachable: list[str] = []
-    gossip = node.gossiper.endpoint_states()
-    for host_id, info in node.topology.ring.nodes.items():
-        if not node.topology.is_alive(host_id):
-            unreachable.append(info.address)
-            continue
-        version = (
-            node.schema.version if host_id == node.host_id else (gossip[host_id].schema or "?")
-        )
-        versions.setdefault(version, []).append(info.address)
-    return {
-        "name": node.config.cluster_name,
-        "partitioner": "Murmur3Partitioner",
-        "schema_versions": {v: sorted(a) for v, a in versions.items()},
-        "unreachable": sorted(unreachable),
-        "datacenters": sorted({i.dc for i in node.topology.ring.nodes.values()}),
-    }
-
-
-def describering(node: Node, keyspace: str) -> dict[str, Any]:
-    ks = node.schema.require(keyspace)
-    topology = node.topology
-    ranges = []
-    for rng, _owner in topology.ring.ranges():
-        replicas = topology.replicas(ks, rng.end)
-        ranges.append(
-            {
-                "start_token": rng.start,
-                "end_token": rng.end,
-                "endpoints": [topology.address(h) for h in replicas],
-                "endpoint_details": [
-                    {
-                        "host": topology.address(h),
-                        "dc": topology.dc(h),
-                        "rack": topology.ring.rack_of(h),
-                    }
-                    for h in replicas
-                ],
-            }
-        )
-    return {"keyspace": keyspace, "ranges": ranges}
-
-
-def getendpoints(node: Node, keyspace: str, key: bytes) -> dict[str, Any]:
-    ks = node.schema.require(keyspace)
-    token = token_for(key)
-    replicas = node.topology.replicas(ks, token)
-    return {
-        "keyspace": keyspace,
-        "key": requests.key_out(key),
-        "token": token,
-        "endpoints": [node.topology.address(h) for h in replicas],
-        "host_ids": replicas,
-    }
-
-
-def set_filter(node: Node, args: dict[str, Any]) -> dict[str, Any]:
-    """Test hook: add drop/delay rules for messages to the given peers, clear them, or list."""
-    flt = node.messaging.filter
-    action = arg(args, "action", str)
-    if action == "clear":
-        targets = set(arg(args, "to", list, []))
-        flt.rules = [r for r in flt.rules if targets and r.to not in targets]
-    elif action in ("drop", "delay"):
-        targets = arg(args, "to", list)
-        verbs = frozenset(arg(args, "verbs", list, []))
-        unknown = sorted(str(v) for v in verbs if v not in VERBS)
-        if unknown:
-            raise InvalidRequest(f"unknown verbs: {', '.join(unknown)}")
-        delay = arg(args, "delay_ms", int, 0)
-        if action == "delay" and not 0 < delay <= 600_000:
-            raise InvalidRequest("delay_ms must be between 1 and 600000")
-        for to in targets:
-            if not isinstance(to, str):
-                raise InvalidRequest("to must list HOST:PORT addresses")
-            flt.rules.append(FilterRule(to, verbs, action, delay))
-    elif action != "list":
-        raise InvalidRequest("action must be drop, delay, clear or list")
-    return {
-        "rules": [r.to_wire() for r in flt.rules],
-        "dropped": flt.dropped,
-        "delayed": flt.delayed,
-        "sent": node.messaging.sent,
-    }
-
-
-def table(node: Node) -> dict[str, Handler]:
     def _status(s: Session, args: dict[str, Any]) -> dict[str, Any]:
-        return status(node, arg(args, "keyspace", str, None))
+        return admin.status(arg(args, "keyspace", str, None))
 
     def _info(s: Session, args: dict[str, Any]) -> dict[str, Any]:
-        return info(node)
+        return admin.info()
 
     def _ring(s: Session, args: dict[str, Any]) -> dict[str, Any]:
-        return ring(node)
+        return admin.ring()
 
     def _describecluster(s: Session, args: dict[str, Any]) -> dict[str, Any]:
-        return describecluster(node)
+        return admin.describecluster()
 
     def _describering(s: Session, args: dict[str, Any]) -> dict[str, Any]:
-        return describering(node, arg(args, "keyspace", str))
+        return admin.describering(arg(args, "keyspace", str))
 
     def _getendpoints(s: Session, args: dict[str, Any]) -> dict[str, Any]:
-        return getendpoints(node, arg(args, "keyspace", str), requests.key_bytes(args))
+        return admin.getendpoints(arg(args, "keyspace", str), requests.key_bytes(args))
 
     def _gossipinfo(s: Session, args: dict[str, Any]) -> dict[str, Any]:
-        return node.gossiper.gossip_info()
+        return admin.gossiper.gossip_info()
 
     def _proxyhistograms(s: Session, args: dict[str, Any]) -> dict[str, Any]:
-        proxy = node.proxy
-        return {
-            "read": proxy.read_latency.summary(),
-            "write": proxy.write_latency.summary(),
-            "range": proxy.range_latency.summary(),
-            "counters": dict(proxy.counters),
-        }
+        return admin.metrics.summary()
 
     def _optional_keyspace(args: dict[str, Any]) -> str | None:
         """The ``keyspace`` argument (which must exist) or ``None`` for all keyspaces."""
         keyspace = arg(args, "keyspace", str, None)
         if keyspace is not None:
-            node.schema.require(keyspace)
+            schema.require(keyspace)
         return keyspace
 
     async def _flush(s: Session, args: dict[str, Any]) -> dict[str, Any]:
         keyspace = _optional_keyspace(args)
-        await node.engine.flush(keyspace)
+        await engine.flush(keyspace)
         return {"flushed": keyspace or "all"}
 
     async def _compact(s: Session, args: dict[str, Any]) -> dict[str, Any]:
         keyspace = _optional_keyspace(args)
-        await node.engine.compact(keyspace)
+        await engine.compact(keyspace)
         return {"compacted": keyspace or "all"}
 
     def _compactionstats(s: Session, args: dict[str, Any]) -> dict[str, Any]:
-        return node.engine.compaction_stats()
+        return engine.compaction_stats()
 
     def _tablestats(s: Session, args: dict[str, Any]) -> dict[str, Any]:
         keyspace = _optional_keyspace(args)
-        stats = node.engine.stats()
-        in_memory = node.engine.memtable_cells()
-        names = [keyspace] if keyspace is not None else [k.name for k in node.schema.live()]
+        stats = engine.stats()
+        in_memory = engine.memtable_cells()
+        names = [keyspace] if keyspace is not None else [k.name for k in schema.live()]
         out = {}
         for n in names:
             counts = dict(stats.get(n, _empty_stats()))
@@ -305,10 +347,23 @@ def table(node: Node) -> dict[str, Handler]:
         return {"keyspaces": out}
 
     async def _verify(s: Session, args: dict[str, Any]) -> dict[str, Any]:
-        problems = await trio.to_thread.run_sync(node.engine.verify)
+        problems = await trio.to_thread.run_sync(engine.verify)
         return {"ok": not problems, "problems": problems}
 
+    def test_filter(s: Session, args: dict[str, Any]) -> dict[str, Any]:
+        admin.hooks_enabled()
+        return admin.set_filter(args)
+
+    def test_clock(s: Session, args: dict[str, Any]) -> dict[str, Any]:
+        admin.hooks_enabled()
+        offset = arg(args, "offset_ms", int)
+        if abs(offset) > 10 * 365 * 86400 * 1000:
+            raise InvalidRequest("offset_ms is out of range")
+        clock.offset_ms = offset
+        return {"offset_ms": offset, "wall_us": int(clock.wall_seconds() * 1e6)}
+
     return {
+        "ping": ping,
         "status": _status,
         "info": _info,
         "ring": _ring,
@@ -322,6 +377,8 @@ def table(node: Node) -> dict[str, Handler]:
         "compactionstats": _compactionstats,
         "tablestats": _tablestats,
         "verify": _verify,
+        "test_filter": test_filter,
+        "test_clock": test_clock,
     }
 
 

@@ -1,5 +1,13 @@
-"""One ringd node: opens its data directory and wires storage, gossip, the coordinator and the
-server together; runs until SIGTERM/SIGINT, then drains and exits cleanly.
+"""One ringd node: opens its data directory, constructs every service and gives each the
+collaborators it uses (the only module that knows them all), merges their verb handlers
+(``ringd.verbs``) and serves them; runs until SIGTERM/SIGINT, then drains and exits cleanly.
+
+A seam for in-process clusters (tests): ``Node(config, messaging=..., wall=...)`` takes a
+messaging object with ``Messaging``'s ``call``/``send`` (the node then does not run it) and a
+wall clock function (the hybrid clock, gossip and the generation read it);
+``run(listen=False)`` runs the services without a listener or signal handling until cancelled;
+``handlers`` is the merged ``{verb: handler}`` table, to run with each verb's mode
+(``ringd.protocol.messages.VERBS``).
 
 Signals: the first SIGTERM or SIGINT starts the drain; more of them while draining are logged
 and ignored (the drain is bounded by ``drain_timeout_s``). SIGHUP re-reads the configuration
@@ -24,19 +32,26 @@ import cbor2
 import trio
 
 import ringd
-from ringd import admin, handlers
+from ringd import admin, verbs
+from ringd.admin import Admin
 from ringd.config import Config, ConfigError
 from ringd.db.engine import EngineOptions, StorageEngine
 from ringd.fdlimit import fit_max_connections
 from ringd.fsutil import atomic_write
+from ringd.gms import verbs as gossip_verbs
 from ringd.gms.gossiper import Gossiper
+from ringd.metrics import CoordinatorMetrics
 from ringd.net.messaging import Messaging
 from ringd.net.server import Server, Session
 from ringd.protocol.errors import ProtocolError, Unauthorized
 from ringd.protocol.messages import PEER, hello_args
 from ringd.schema import Schema
+from ringd.service import client_verbs, replica, schema_sync
 from ringd.service.hlc import HybridClock
 from ringd.service.proxy import StorageProxy
+from ringd.service.replica import Replica
+from ringd.service.schema_sync import SchemaSync
+from ringd.service.timeouts import Timeouts
 from ringd.service.topology import Topology
 
 log = logging.getLogger(__name__)
@@ -70,10 +85,18 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class Node:
-    def __init__(self, config: Config, reload: Callable[[], Config] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        reload: Callable[[], Config] | None = None,
+        *,
+        messaging: Messaging | None = None,
+        wall: Callable[[], float] | None = None,
+    ) -> None:
         self.config = config
         self._reload_config = reload
-        self.started_at = time.time()
+        self._wall = wall or time.time
+        self.started_at = self._wall()
         self.data_dir = Path(config.data_dir).expanduser().resolve()
         try:
             self._lock_fd = _lock_data_dir(self.data_dir)
@@ -83,7 +106,8 @@ class Node:
             ) from None
         system = self.data_dir / "system"
         system.mkdir(exist_ok=True)
-        self.clock = HybridClock(offset_ms=config.clock_offset_ms)
+        self.clock = HybridClock(self._wall, offset_ms=config.clock_offset_ms)
+        self.timeouts = Timeouts.from_config(config)
         self.host_id, self.tokens, self.generation = self._local_state(system / "local.cbor")
         self.schema = _load_schema(system / "schema.cbor")
         options = EngineOptions(
@@ -101,27 +125,92 @@ class Node:
                 log.warning(
                     "data for unknown keyspace %s is kept until the schema says otherwise", ks
                 )
-        self.messaging = Messaging(
+        self._runs_messaging = messaging is None
+        self.messaging = messaging or Messaging(
             hello_args(PEER, cluster=config.cluster_name, host_id=self.host_id),
+            connect_timeout=self.timeouts.connect,
             max_frame=config.max_frame_bytes,
         )
+        gossip_interval = config.gossip_interval_ms / 1000.0
         self.gossiper = Gossiper(
             local_host_id=self.host_id,
             local_address=config.listen,
             seeds=[s for s in config.seeds if s != config.listen],
             send=self.messaging.call,
             cluster_name=config.cluster_name,
-            interval=config.gossip_interval_ms / 1000.0,
+            interval=gossip_interval,
             phi_threshold=config.phi_threshold,
             generation=self.generation,
             initial_states=self._initial_app_states(),
             rng=random.Random(),
             wall=self.clock.wall_seconds,
         )
-        self.topology = Topology(self)
-        self.proxy = StorageProxy(self)
+        self.topology = Topology(
+            host_id=self.host_id,
+            address=config.listen,
+            dc=config.dc,
+            rack=config.rack,
+            tokens=self.tokens,
+            gossiper=self.gossiper,
+            interval=gossip_interval,
+        )
+        self.metrics = CoordinatorMetrics()
+        self.replica = Replica(
+            self.engine,
+            self.schema,
+            self.clock,
+            max_row_bytes=config.max_row_bytes,
+            page_bytes=config.max_frame_bytes // 4,
+        )
+        self.proxy = StorageProxy(
+            topology=self.topology,
+            engine=self.engine,
+            replica=self.replica,
+            messaging=self.messaging,
+            clock=self.clock,
+            metrics=self.metrics,
+            timeouts=self.timeouts,
+        )
+        self.schema_sync = SchemaSync(
+            schema=self.schema,
+            engine=self.engine,
+            clock=self.clock,
+            gossiper=self.gossiper,
+            topology=self.topology,
+            messaging=self.messaging,
+            timeout=self.timeouts.schema,
+            interval=gossip_interval,
+        )
+        self.admin = Admin(
+            host_id=self.host_id,
+            generation=self.generation,
+            started_at=self.started_at,
+            wall=self._wall,
+            config=config,
+            engine=self.engine,
+            schema=self.schema,
+            topology=self.topology,
+            gossiper=self.gossiper,
+            clock=self.clock,
+            messaging=self.messaging,
+            metrics=self.metrics,
+            server_counts=lambda: (self.server.connections, self.server.requests),
+        )
+        self.handlers = verbs.merge(
+            client_verbs.verbs(
+                proxy=self.proxy,
+                schema=self.schema,
+                clock=self.clock,
+                topology=self.topology,
+                schema_sync=self.schema_sync,
+            ),
+            replica.verbs(self.replica),
+            schema_sync.verbs(self.schema_sync),
+            gossip_verbs.verbs(self.gossiper),
+            admin.verbs(self.admin),
+        )
         self.server = Server(
-            handlers.table(self),
+            self.handlers,
             node_info=self.node_info,
             max_frame=config.max_frame_bytes,
             authorize=self._authorize,
@@ -155,7 +244,7 @@ class Node:
         tokens = state.get("tokens")
         # first start: placeholder tokens until run() has asked a seed for the ring
         self._fresh_tokens = not tokens
-        generation = max(int(time.time()), int(state.get("generation", 0)) + 1)
+        generation = max(int(self._wall()), int(state.get("generation", 0)) + 1)
         state.update(host_id=host_id, generation=generation, cluster_name=self.config.cluster_name)
         try:
             atomic_write(path, cbor2.dumps(state))
@@ -176,7 +265,9 @@ class Node:
             while ring is None:
                 for seed in seeds:
                     try:
-                        result = await self.messaging.call(seed, "ring", {}, 2.0)
+                        result = await self.messaging.call(
+                            seed, "ring", {}, self.timeouts.seed_ring
+                        )
                         ring = {
                             int(t["token"]): str(t["host_id"])
                             for t in result["tokens"]
@@ -201,6 +292,7 @@ class Node:
         atomic_write(self._local_path, cbor2.dumps(state))
         self._fresh_tokens = False
         self.gossiper.set_application_state("TOKENS", self.tokens)
+        self.topology.tokens = list(self.tokens)
         self.topology.rebuild()
 
     def _initial_app_states(self) -> dict[str, Any]:
@@ -227,7 +319,38 @@ class Node:
             "rack": self.config.rack,
         }
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def _start_services(self, nursery: trio.Nursery) -> None:
+        """Everything but the listener, in dependency order."""
+        if self._runs_messaging:
+            await nursery.start(self.messaging.run)
+        if self._fresh_tokens:
+            await self._allocate_tokens()
+        await nursery.start(self.engine.run)
+        await nursery.start(self.proxy.run)
+        await nursery.start(self.topology.run)
+        await nursery.start(self.schema_sync.run)
+        await nursery.start(self.gossiper.run)
+        nursery.start_soon(self.admin.report_load)
+
+    async def run(
+        self,
+        *,
+        listen: bool = True,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve until SIGTERM/SIGINT, then drain. ``listen=False``: run the services only (no
+        listener, no signal handling) until cancelled, then close the storage engine."""
+        if not listen:
+            try:
+                async with trio.open_nursery() as nursery:
+                    await self._start_services(nursery)
+                    task_status.started()
+                    await trio.sleep_forever()
+            finally:
+                with trio.CancelScope(shield=True):
+                    await self.engine.close()
+                os.close(self._lock_fd)
+            return
         config = self.config
         # ignored once the receiver below is gone, so that a signal still queued when it closes
         # (one sent during the final flush) cannot kill the process after a clean drain
@@ -238,14 +361,7 @@ class Node:
                 async with trio.open_nursery() as nursery:
                     stop = trio.Event()
                     nursery.start_soon(self._watch_signals, signals, stop)
-                    await nursery.start(self.messaging.run)
-                    if self._fresh_tokens:
-                        await self._allocate_tokens()
-                    await nursery.start(self.engine.run)
-                    await nursery.start(self.proxy.run)
-                    await nursery.start(self.topology.run)
-                    await nursery.start(self.gossiper.run)
-                    nursery.start_soon(admin.report_load, self)
+                    await self._start_services(nursery)
                     try:
                         self.listeners = await nursery.start(
                             self.server.serve, config.host, config.port

@@ -52,13 +52,13 @@ from ringd.gms.failure_detector import FailureDetector
 from ringd.gms.messages import (
     GOSSIP_ACK2,
     GOSSIP_SYN,
+    GossipAck2,
+    GossipSyn,
     ack2_to_wire,
     ack_time,
     ack_to_wire,
     check_cluster_name,
     parse_ack,
-    parse_ack2,
-    parse_syn,
     syn_to_wire,
 )
 from ringd.gms.state import (
@@ -424,7 +424,8 @@ class Gossiper:
 
         Raises ValueError on malformed arguments or a different cluster name.
         """
-        cluster, digests = parse_syn(args)
+        syn = GossipSyn.from_wire(args)
+        cluster, digests = syn.cluster, syn.digests
         if cluster != self.cluster_name:
             raise ValueError(
                 f"cluster name mismatch: this node is in cluster {self.cluster_name!r}, "
@@ -462,7 +463,7 @@ class Gossiper:
 
     def handle_ack2(self, args: dict[str, Any]) -> dict[str, Any]:
         """Apply the states of a ``gossip_ack2``; raises ValueError on malformed arguments."""
-        self._apply(parse_ack2(args))
+        self._apply(GossipAck2.from_wire(args).states)
         return {}
 
     def _deltas_for(self, requests: Sequence[GossipDigest]) -> dict[str, EndpointState]:

@@ -15,12 +15,14 @@ request/response calls:
    B answers ``{}``. A sends no ack2 when B asked for nothing newer than B has.
 
 Endpoint states are in the wire form of ``EndpointState.to_wire``. The parse functions validate
-and raise ``ValueError`` (only) on malformed input.
+and raise ``ValueError`` (only) on malformed input; ``GossipSyn``, ``GossipAck`` and
+``GossipAck2`` are the same as typed messages (the verb table names them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ringd.gms.state import (
@@ -95,3 +97,43 @@ def parse_ack2(args: object) -> dict[str, EndpointState]:
     """The states of a ``gossip_ack2``."""
     m = _check_map(args, {"states"}, GOSSIP_ACK2)
     return states_from_wire(m["states"])
+
+
+@dataclass(frozen=True, slots=True)
+class GossipSyn:
+    cluster: str
+    digests: list[GossipDigest]
+
+    @classmethod
+    def from_wire(cls, args: object) -> GossipSyn:
+        return cls(*parse_syn(args))
+
+    def to_wire(self) -> dict[str, Any]:
+        return syn_to_wire(self.cluster, self.digests)
+
+
+@dataclass(frozen=True, slots=True)
+class GossipAck:
+    digests: list[GossipDigest]  # what the answering node wants
+    states: dict[str, EndpointState]  # what it knows better
+    now_us: int | None = None  # its wall clock
+
+    @classmethod
+    def from_wire(cls, args: object) -> GossipAck:
+        digests, states = parse_ack(args)
+        return cls(digests, states, ack_time(args))  # type: ignore[arg-type]
+
+    def to_wire(self) -> dict[str, Any]:
+        return ack_to_wire(self.digests, self.states, self.now_us)
+
+
+@dataclass(frozen=True, slots=True)
+class GossipAck2:
+    states: dict[str, EndpointState]
+
+    @classmethod
+    def from_wire(cls, args: object) -> GossipAck2:
+        return cls(parse_ack2(args))
+
+    def to_wire(self) -> dict[str, Any]:
+        return ack2_to_wire(self.states)

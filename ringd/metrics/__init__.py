@@ -62,3 +62,29 @@ class Histogram:
             "max_us": round(self.max, 1),
             "mean_us": round(self.total / self.count, 1) if self.count else 0.0,
         }
+
+
+class CoordinatorMetrics:
+    """What the coordinator counts: latency per path and the failures ``proxyhistograms`` shows."""
+
+    __slots__ = ("write_latency", "read_latency", "range_latency", "counters")
+
+    def __init__(self) -> None:
+        self.write_latency = Histogram()
+        self.read_latency = Histogram()
+        self.range_latency = Histogram()
+        self.counters = {
+            "write_unavailable": 0,
+            "write_timeout": 0,
+            "read_unavailable": 0,
+            "read_timeout": 0,
+            "digest_mismatch": 0,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "read": self.read_latency.summary(),
+            "write": self.write_latency.summary(),
+            "range": self.range_latency.summary(),
+            "counters": dict(self.counters),
+        }

@@ -43,19 +43,24 @@ class Verb:
     timeout: float  # seconds a caller waits for the response by default
     doc: str
     mode: str = INLINE  # how the handler runs: inline, deferred or task
+    request: str = ""  # the typed request class ("module:Class"), "" for named arguments
+    response: str = ""  # the typed response class, "" for a plain map
 
 
-def _verbs(*rows: tuple[str, tuple[str, ...], float, str, str]) -> dict[str, Verb]:
-    return {
-        name: Verb(name, frozenset(roles), timeout, doc, mode)
-        for name, roles, timeout, doc, mode in rows
-    }
+# the typed peer messages (validated ``from_wire``, ``to_wire``); named here, not imported, so
+# that this layer stays below the services that define them (``ringd.verbs`` resolves them)
+_DATA = "ringd.service.messages:"
+_GOSSIP = "ringd.gms.messages:"
+
+
+def _verbs(*rows: tuple[Any, ...]) -> dict[str, Verb]:
+    return {row[0]: Verb(row[0], frozenset(row[1]), *row[2:]) for row in rows}
 
 
 _BOTH = (CLIENT, PEER)
 _PEER = (PEER,)
 VERBS: dict[str, Verb] = _verbs(
-    # name, who may send, timeout, what it does, how it runs
+    # name, who may send, timeout, what it does, how it runs[, request type, response type]
     ("hello", _BOTH, 5.0, "open the connection: version, role, credentials", INLINE),
     ("ping", _BOTH, 5.0, "liveness and version of the node", INLINE),
     ("put", _BOTH, 12.0, "write columns of a row, coordinated at a consistency level", DEFERRED),
@@ -82,13 +87,63 @@ VERBS: dict[str, Verb] = _verbs(
     ("test_filter", _BOTH, 5.0, "test hook: drop or delay internode messages", INLINE),
     ("test_clock", _BOTH, 5.0, "test hook: shift this node's wall clock", INLINE),
     # between nodes only
-    ("mutate", _PEER, 10.0, "apply a mutation to the local replica", DEFERRED),
-    ("read_local", _PEER, 10.0, "read a row from the local replica: data or digest", INLINE),
-    ("scan_local", _PEER, 60.0, "a page of the local replica's rows in a token range", INLINE),
-    ("gossip_syn", _PEER, 2.0, "gossip: digests", INLINE),
-    ("gossip_ack2", _PEER, 2.0, "gossip: the states asked for", INLINE),
-    ("schema_pull", _PEER, 5.0, "the sender's keyspace definitions", INLINE),
-    ("schema_push", _PEER, 5.0, "keyspace definitions to merge", INLINE),
+    # fmt: off
+    (
+        "mutate",
+        _PEER,
+        10.0,
+        "apply a mutation to the local replica",
+        DEFERRED,
+        _DATA + "MutateRequest",
+        _DATA + "MutateResponse",
+    ),
+    (
+        "read_local",
+        _PEER,
+        10.0,
+        "read a row from the local replica: data or digest",
+        INLINE,
+        _DATA + "ReadLocalRequest",
+        _DATA + "ReadLocalResponse",
+    ),
+    (
+        "scan_local",
+        _PEER,
+        60.0,
+        "a page of the local replica's rows in a token range",
+        INLINE,
+        _DATA + "ScanLocalRequest",
+        _DATA + "ScanLocalResponse",
+    ),
+    (
+        "gossip_syn",
+        _PEER,
+        2.0,
+        "gossip: digests",
+        INLINE,
+        _GOSSIP + "GossipSyn",
+        _GOSSIP + "GossipAck",
+    ),
+    ("gossip_ack2", _PEER, 2.0, "gossip: the states asked for", INLINE, _GOSSIP + "GossipAck2", ""),
+    (
+        "schema_pull",
+        _PEER,
+        5.0,
+        "the sender's keyspace definitions",
+        INLINE,
+        _DATA + "SchemaPullRequest",
+        _DATA + "SchemaPullResponse",
+    ),
+    (
+        "schema_push",
+        _PEER,
+        5.0,
+        "keyspace definitions to merge",
+        INLINE,
+        _DATA + "SchemaPushRequest",
+        _DATA + "SchemaPushResponse",
+    ),
+    # fmt: on
 )
 
 

@@ -1,29 +1,29 @@
-"""The cluster as this node sees it: the ring built from gossip, liveness, and the schema's spread.
+"""The cluster as this node sees it: the ring built from gossip, liveness, replicas and plans.
 
 The ring is an immutable snapshot rebuilt whenever gossip reports a change in membership or
-tokens, so a replica lookup is a bisect and a cached list. Keyspace changes are stamped by the
-hybrid clock, merged locally, announced in gossip as a schema version, and pushed to live peers;
-a node that sees a peer with another schema version pulls and merges its definitions.
+tokens, so a replica lookup is a bisect and a cached list. (The schema's spread is
+``schema_sync``.)
 """
 
 from __future__ import annotations
 
 import logging
 from bisect import bisect_left
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ringd.dht.ring import NodeInfo, Ring
 from ringd.dht.tokens import MAX_TOKEN
+from ringd.gms.gossiper import Gossiper
 from ringd.locator import consistency as cl
 from ringd.locator.strategies import strategy_from_config
-from ringd.protocol.errors import InvalidRequest, ProtocolError
+from ringd.protocol.errors import InvalidRequest
 from ringd.schema import Keyspace
 
 if TYPE_CHECKING:
-    from ringd.node import Node
-    from ringd.service.proxy import Consistency
+    from ringd.service.coordination import Consistency
 
 log = logging.getLogger(__name__)
 
@@ -32,39 +32,58 @@ RING_STATUSES = ("NORMAL", "LEAVING", "SHUTDOWN")
 
 
 class Topology:
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self.local_host_id = node.host_id
-        self.local_dc = node.config.dc
+    """This node (``host_id`` at ``address`` in ``dc``/``rack`` with ``tokens``) and the peers
+    ``gossiper`` reports; ``interval``: rebuild at least this often (seconds)."""
+
+    def __init__(
+        self,
+        *,
+        host_id: str,
+        address: str,
+        dc: str,
+        rack: str,
+        tokens: Sequence[int],
+        gossiper: Gossiper,
+        interval: float,
+    ) -> None:
+        self.local_host_id = host_id
+        self.local_address = address
+        self.local_dc = dc
+        self.local_rack = rack
+        self.tokens = list(tokens)  # this node's; node.py replaces them once chosen
+        self.gossiper = gossiper
+        self.interval = interval
         self.ring = Ring([self._local_info()])
         self._strategies: dict[tuple[Any, ...], Any] = {}
         self._changed = trio.Event()
 
     def _local_info(self) -> NodeInfo:
-        c = self.node.config
-        return NodeInfo(self.local_host_id, c.listen, c.dc, c.rack, tuple(self.node.tokens))
+        return NodeInfo(
+            self.local_host_id,
+            self.local_address,
+            self.local_dc,
+            self.local_rack,
+            tuple(self.tokens),
+        )
 
     # ---- membership --------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Rebuild the ring on gossip changes; pull schema from peers that disagree."""
-        gossiper = self.node.gossiper
-        gossiper.subscribe(self._on_gossip)
+        """Rebuild the ring on gossip changes (and every four gossip intervals)."""
+        self.gossiper.subscribe(self._on_gossip)
         task_status.started()
-        interval = self.node.config.gossip_interval_ms / 1000.0
         while True:
-            with trio.move_on_after(interval * 4):
+            with trio.move_on_after(self.interval * 4):
                 await self._changed.wait()
             self._changed = trio.Event()
             self.rebuild()
-            await self._sync_schema()
 
     def _on_gossip(self, event: str, host_id: str, state: Any) -> None:
         self._changed.set()
 
     def rebuild(self) -> None:
         infos = [self._local_info()]
-        for host_id, state in self.node.gossiper.endpoint_states().items():
+        for host_id, state in self.gossiper.endpoint_states().items():
             if host_id == self.local_host_id:
                 continue
             if state.status not in RING_STATUSES or not state.tokens or not state.address:
@@ -87,7 +106,7 @@ class Topology:
             log.info("ring now has %d nodes", len(ring.nodes))
 
     def is_alive(self, host_id: str) -> bool:
-        return host_id == self.local_host_id or self.node.gossiper.is_alive(host_id)
+        return host_id == self.local_host_id or self.gossiper.is_alive(host_id)
 
     def address(self, host_id: str) -> str:
         return self.ring.node(host_id).address
@@ -143,53 +162,3 @@ class Topology:
         i = bisect_left(tokens, token)
         end = tokens[i] if i < len(tokens) else MAX_TOKEN
         return end, self.replicas(keyspace, end)
-
-    # ---- schema ------------------------------------------------------------------------
-
-    async def change_schema(self, ks: Keyspace) -> dict[str, Any]:
-        """Apply a keyspace change made through this node and spread it to the live peers."""
-        node = self.node
-        stamped = node.schema.with_change(ks, node.clock.now())
-        stamped.validate()
-        self._apply_schema([stamped])
-        peers = [h for h in self.ring.nodes if h != self.local_host_id and self.is_alive(h)]
-        args = {"keyspaces": [stamped.to_wire()]}
-        async with trio.open_nursery() as nursery:
-            for host in peers:
-                nursery.start_soon(self._push_schema, self.address(host), args)
-        return stamped.to_wire()
-
-    async def _push_schema(self, address: str, args: dict[str, Any]) -> None:
-        try:
-            await self.node.messaging.call(address, "schema_push", args, 2.0)
-        except (ProtocolError, OSError) as exc:
-            log.debug("schema push to %s failed: %s (gossip will catch up)", address, exc)
-
-    def merge_schema(self, raw: Any) -> None:
-        if not isinstance(raw, list):
-            raise InvalidRequest("keyspaces must be a list")
-        self._apply_schema([Keyspace.from_wire(d) for d in raw])
-
-    def _apply_schema(self, definitions: list[Keyspace]) -> None:
-        node = self.node
-        for ks in node.schema.merge(definitions):
-            if ks.dropped:
-                node.engine.drop_keyspace(ks.name)
-                log.info("dropped keyspace %s", ks.name)
-            else:
-                log.info("keyspace %s defined: %s", ks.name, ks.replication)
-        node.gossiper.set_application_state("SCHEMA", node.schema.version)
-
-    async def _sync_schema(self) -> None:
-        node = self.node
-        mine = node.schema.version
-        for host_id, state in node.gossiper.endpoint_states().items():
-            if host_id == self.local_host_id or not self.is_alive(host_id):
-                continue
-            if state.schema and state.schema != mine and state.address:
-                try:
-                    result = await node.messaging.call(state.address, "schema_pull", {}, 2.0)
-                    self.merge_schema(result.get("keyspaces", []))
-                except (ProtocolError, OSError) as exc:
-                    log.debug("schema pull from %s failed: %s", state.address, exc)
-                mine = node.schema.version

@@ -1,0 +1,290 @@
+"""Read coordination: one replica is asked for the row, the others for digests; matching
+digests answer at once, a mismatch fetches the row from every replica and returns the merge.
+
+No task per read: ``start_read`` sends ``read_local`` with callbacks, a ``_Read`` gathers the
+answers and calls ``done`` once, and one ``Deadlines`` heap expires the reads that time out.
+Only the digest-mismatch resolution runs in a task (in :meth:`Reads.run`'s nursery).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from functools import partial
+from typing import Any, NamedTuple
+
+import trio
+
+from ringd.db.cells import Row, row_digest
+from ringd.db.engine import StorageEngine
+from ringd.dht.murmur3 import token_for
+from ringd.locator.consistency import ReplicaPlan
+from ringd.metrics import CoordinatorMetrics
+from ringd.net.channel import CallTimeout
+from ringd.net.deadlines import Deadline, Deadlines
+from ringd.net.messaging import Messaging
+from ringd.protocol.errors import ErrorCode, ProtocolError
+from ringd.schema import Keyspace
+from ringd.service import coordination
+from ringd.service.coordination import Consistency, read_timeout
+from ringd.service.hlc import HybridClock
+from ringd.service.messages import ReadLocalRequest, ReadLocalResponse
+from ringd.service.topology import Topology
+
+log = logging.getLogger(__name__)
+
+
+class _Reply(NamedTuple):
+    """One replica's answer to a read: the row (if data was asked for) and its digest."""
+
+    row: Row | None
+    digest: bytes
+    is_data: bool
+
+
+def _reply_of(response: ReadLocalResponse) -> _Reply:
+    if response.digest is not None:
+        return _Reply(None, response.digest, False)
+    return _Reply(response.row, row_digest(response.row), True)
+
+
+class _Read:
+    """One coordinated read in flight: one replica asked for data, the others for digests, each
+    answer arriving through a callback. A replica that fails outright is replaced by a spare
+    (asked for data); a slow one is not. Answers once every asked replica answered or at the
+    read timeout; on a digest mismatch the full-data resolution runs in a task."""
+
+    __slots__ = (
+        "reads",
+        "keyspace",
+        "key",
+        "plan",
+        "consistency",
+        "start",
+        "done",
+        "spares",
+        "replies",
+        "outstanding",
+        "finished",
+        "deadline",
+    )
+
+    def __init__(
+        self,
+        reads: Reads,
+        keyspace: Keyspace,
+        key: bytes,
+        plan: ReplicaPlan,
+        consistency: Consistency,
+        start: float,
+        done: Callable[[Any], None],
+        spares: list[str],
+    ) -> None:
+        self.reads = reads
+        self.keyspace = keyspace
+        self.key = key
+        self.plan = plan
+        self.consistency = consistency
+        self.start = start
+        self.done = done
+        self.spares = spares
+        self.replies: dict[str, _Reply] = {}
+        self.outstanding = 1  # held by the caller until every first request is out
+        self.finished = False
+        self.deadline: Deadline | None = None
+
+    def ask(self, host: str, digest_only: bool) -> None:
+        reads = self.reads
+        self.outstanding += 1
+        if host == reads.topology.local_host_id:
+            try:
+                row = reads.engine.read(self.keyspace.name, self.key)
+            except Exception as exc:
+                log.warning("local read failed: %s", exc)
+                self.answered(host, False)
+                return
+            self.replies[host] = _Reply(row, row_digest(row), True)
+            self.answered(host, True)
+            return
+        reads.messaging.send(
+            reads.topology.address(host),
+            "read_local",
+            ReadLocalRequest(self.keyspace.name, self.key, digest_only).to_wire(),
+            partial(self.remote_done, host, digest_only),
+            reads.timeout,
+        )
+
+    def remote_done(self, host: str, digest_only: bool, value: Any, error: Any) -> None:
+        if self.finished:
+            return
+        if error is None:
+            try:
+                response = ReadLocalResponse.from_wire(value, digest_only)
+            except ProtocolError as exc:
+                error = exc
+            else:
+                self.reads.clock.observe(response.hlc)
+                self.replies[host] = _reply_of(response)
+                self.answered(host, True)
+                return
+        log.debug("read from %s failed: %s", host, error)
+        # slow, not failed: asking a spare now would not be sooner
+        self.answered(host, isinstance(error, CallTimeout))
+
+    def answered(self, host: str, ok_or_slow: bool) -> None:
+        if not ok_or_slow and self.spares:
+            self.ask(self.spares.pop(0), False)
+        self.outstanding -= 1
+        if self.outstanding == 0 and not self.finished:
+            self.finish()
+
+    def expire(self) -> None:
+        self.deadline = None
+        if not self.finished:
+            self.finish()
+
+    def finish(self) -> None:
+        self.finished = True
+        reads = self.reads
+        metrics = reads.metrics
+        if self.deadline is not None:
+            reads.deadlines.cancel(self.deadline)
+        replies = self.replies
+        data = next((r for r in replies.values() if r.is_data), None)
+        if len(replies) < len(self.plan.contacts) or data is None:
+            metrics.counters["read_timeout"] += 1
+            metrics.read_latency.add(trio.current_time() - self.start)
+            self.done(read_timeout(len(replies), self.plan.required, self.consistency))
+            return
+        if all(r.digest == data.digest for r in replies.values()):
+            metrics.read_latency.add(trio.current_time() - self.start)
+            self.done(data.row)
+            return
+        metrics.counters["digest_mismatch"] += 1
+        assert reads.nursery is not None
+        reads.nursery.start_soon(self._resolve, dict(replies))
+
+    async def _resolve(self, replies: dict[str, _Reply]) -> None:
+        """Digest mismatch: fetch data from every replica that answered with a digest, merge."""
+        reads = self.reads
+        full = {h: r for h, r in replies.items() if r.is_data}
+        try:
+            with trio.move_on_after(reads.timeout):
+                async with trio.open_nursery() as nursery:
+                    for host in replies:
+                        if host not in full:
+                            nursery.start_soon(
+                                reads.read_one, host, self.keyspace.name, self.key, full
+                            )
+            reads.metrics.read_latency.add(trio.current_time() - self.start)
+            if len(full) < len(replies):
+                self.done(read_timeout(len(full), self.plan.required, self.consistency))
+            else:
+                self.done(_merge_rows(r.row for r in full.values()))
+        except Exception as exc:
+            log.exception("read resolution failed")
+            self.done(ProtocolError(f"read failed: {exc}", ErrorCode.SERVER_ERROR))
+
+
+class Reads:
+    """The read path of the coordinator. Start :meth:`run` before reading."""
+
+    def __init__(
+        self,
+        *,
+        topology: Topology,
+        engine: StorageEngine,
+        messaging: Messaging,
+        clock: HybridClock,
+        deadlines: Deadlines,
+        metrics: CoordinatorMetrics,
+        timeout: float,
+    ) -> None:
+        self.topology = topology
+        self.engine = engine
+        self.messaging = messaging
+        self.clock = clock
+        self.deadlines = deadlines
+        self.metrics = metrics
+        self.timeout = timeout
+        self.nursery: trio.Nursery | None = None  # digest-mismatch resolutions run here
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self.nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
+
+    def start_read(
+        self, keyspace: Keyspace, key: bytes, consistency: Consistency, done: Callable[[Any], None]
+    ) -> None:
+        """Read ``key`` at ``consistency`` without waiting: ``done`` gets the row (or None),
+        or ``READ_TIMEOUT``; ``UNAVAILABLE`` is raised at once."""
+        start = trio.current_time()
+        topology = self.topology
+        plan = coordination.plan(
+            topology,
+            self.metrics,
+            keyspace,
+            topology.replicas(keyspace, token_for(key)),
+            consistency,
+            write=False,
+        )
+        contacts = plan.contacts
+        local = topology.local_host_id
+        if contacts == (local,):
+            row = self.engine.read(keyspace.name, key)
+            self.metrics.read_latency.add(trio.current_time() - start)
+            done(row)
+            return
+        # replicas to ask instead of one that fails outright (refused, closed, error answer)
+        spares = [
+            h for h in plan.natural if h not in contacts and plan.counts(h) and topology.is_alive(h)
+        ]
+        read = _Read(self, keyspace, key, plan, consistency, start, done, spares)
+        for i, host in enumerate(contacts):
+            read.ask(host, i > 0)
+        read.outstanding -= 1
+        if read.outstanding == 0:
+            read.finish()
+        if not read.finished:
+            read.deadline = self.deadlines.after(self.timeout, read.expire)
+
+    async def read(self, keyspace: Keyspace, key: bytes, consistency: Consistency) -> Row | None:
+        """:meth:`start_read`, awaited."""
+        row: Row | None = await coordination.wait(
+            partial(self.start_read, keyspace, key, consistency)
+        )
+        return row
+
+    async def read_one(self, host: str, ks: str, key: bytes, out: dict[str, _Reply]) -> bool:
+        """Ask one replica for the row into ``out``; False if it failed."""
+        try:
+            if host == self.topology.local_host_id:
+                row = self.engine.read(ks, key)
+                out[host] = _Reply(row, row_digest(row), True)
+                return True
+            value = await self.messaging.call(
+                self.topology.address(host),
+                "read_local",
+                ReadLocalRequest(ks, key, False).to_wire(),
+                self.timeout,
+            )
+            response = ReadLocalResponse.from_wire(value, False)
+            self.clock.observe(response.hlc)
+            out[host] = _reply_of(response)
+            return True
+        except CallTimeout:
+            return False  # slow, not failed: asking a spare now would not be sooner
+        except (ProtocolError, OSError) as exc:
+            log.debug("read from %s failed: %s", host, exc)
+            return False
+
+
+def _merge_rows(rows: Iterable[Row | None]) -> Row | None:
+    merged: Row | None = None
+    for row in rows:
+        if row is None:
+            continue
+        merged = row if merged is None else merged.merge(row)
+    return merged

@@ -1,0 +1,131 @@
+"""The local replica's side of the data verbs: ``mutate``, ``read_local``, ``scan_local``.
+
+``Replica`` applies and reads rows of this node's storage engine; the coordinator calls it
+in-process for the local replica, and ``verbs`` serves it to peers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import cbor2
+
+from ringd.db.cells import Row, row_digest
+from ringd.db.engine import StorageEngine
+from ringd.net.server import Handler, Reply, Session
+from ringd.protocol.errors import ErrorCode, InvalidRequest, ProtocolError
+from ringd.schema import Schema
+from ringd.service.hlc import HybridClock
+from ringd.service.messages import (
+    Cursor,
+    MutateRequest,
+    MutateResponse,
+    ReadLocalRequest,
+    ReadLocalResponse,
+    ScanLocalRequest,
+    ScanLocalResponse,
+)
+from ringd.service.requests import MAX_KEY_BYTES
+
+# sorts after every key of a token (keys are at most MAX_KEY_BYTES long)
+AFTER_ALL_KEYS = b"\xff" * (MAX_KEY_BYTES + 1)
+
+
+def row_bytes(row: Row) -> int:
+    """The size of a row as ``max_row_bytes`` and scan page budgets measure it: its encoding."""
+    return len(cbor2.dumps(row.to_wire()))
+
+
+def row_too_large(size: int, limit: int) -> InvalidRequest:
+    return InvalidRequest(
+        f"the row would be {size} bytes after this write; the limit (max_row_bytes) is {limit}"
+    )
+
+
+class Replica:
+    def __init__(
+        self,
+        engine: StorageEngine,
+        schema: Schema,
+        clock: HybridClock,
+        *,
+        max_row_bytes: int,
+        page_bytes: int,
+    ) -> None:
+        self.engine = engine
+        self.schema = schema
+        self.clock = clock
+        self.max_row_bytes = max_row_bytes
+        self.page_bytes = page_bytes  # a scan page stops once its rows reach this many bytes
+
+    def check_row_size(self, ks: str, key: bytes, row: Row, *, new_only: bool = False) -> None:
+        """``INVALID`` if the stored row would be larger than ``max_row_bytes`` after ``row``
+        is merged into it (``new_only``: if ``row`` alone is, without reading the stored row)."""
+        limit = self.max_row_bytes
+        size = row_bytes(row)
+        if size <= limit and not new_only:
+            existing = self.engine.read(ks, key)
+            if existing is not None:
+                size = row_bytes(existing.merge(row).normalized())
+        if size > limit:
+            raise row_too_large(size, limit)
+
+    def start_mutate(self, req: MutateRequest, reply: Callable[[Any], None]) -> None:
+        """Apply a replica mutation; ``reply`` gets the response once it is durable as the sync
+        mode promises (at once in periodic mode, after the covering fsync otherwise)."""
+        clock = self.clock
+        clock.observe(req.hlc)
+        if self.schema.get(req.ks) is None:
+            raise InvalidRequest(f"keyspace {req.ks!r} does not exist on this replica")
+        self.check_row_size(req.ks, req.key, req.row)
+
+        def durable(error: BaseException | None) -> None:
+            if error is None:
+                reply(MutateResponse(clock.peek()).to_wire())
+            elif isinstance(error, ProtocolError):
+                reply(error)
+            else:
+                reply(ProtocolError(f"mutation failed: {error}", ErrorCode.SERVER_ERROR))
+
+        self.engine.apply_then(req.ks, req.key, req.row, None, durable)
+
+    def read_local(self, req: ReadLocalRequest) -> ReadLocalResponse:
+        row = self.engine.read(req.ks, req.key)
+        if req.digest:
+            return ReadLocalResponse(None, row_digest(row), self.clock.peek())
+        return ReadLocalResponse(row, None, self.clock.peek())
+
+    def scan_local(
+        self, ks: str, after: Cursor, end: int, limit: int
+    ) -> tuple[list[tuple[int, bytes, Row]], bool]:
+        """Rows after ``after`` up to token ``end``: at most ``limit`` rows, stopping once they
+        reach the page byte budget; and whether the page is full (more rows may follow)."""
+        token, key = after
+        start = (token, AFTER_ALL_KEYS if key is None else key)
+        rows = []
+        budget = self.page_bytes
+        size = 0
+        for item in self.engine.scan(ks, start, end):
+            rows.append(item)
+            size += len(item[1]) + row_bytes(item[2])
+            if len(rows) >= limit or size >= budget:
+                return rows, True
+        return rows, False
+
+
+def verbs(replica: Replica) -> dict[str, Handler]:
+    """The replica verbs: ``mutate`` (deferred until durable), ``read_local``, ``scan_local``."""
+
+    def mutate(s: Session, args: dict[str, Any], reply: Reply) -> None:
+        replica.start_mutate(MutateRequest.from_wire(args), reply)
+
+    def read_local(s: Session, args: dict[str, Any]) -> dict[str, Any]:
+        return replica.read_local(ReadLocalRequest.from_wire(args)).to_wire()
+
+    def scan_local(s: Session, args: dict[str, Any]) -> dict[str, Any]:
+        req = ScanLocalRequest.from_wire(args)
+        rows, full = replica.scan_local(req.ks, req.after, req.end, req.limit)
+        return ScanLocalResponse(rows, full).to_wire()
+
+    return {"mutate": mutate, "read_local": read_local, "scan_local": scan_local}

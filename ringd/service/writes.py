@@ -1,0 +1,229 @@
+"""Write coordination: a row goes to every live natural replica and the client hears back once
+the consistency level's acknowledgements are in.
+
+Too few live replicas fail at once with ``UNAVAILABLE`` and nothing is written; missing
+acknowledgements give ``WRITE_TIMEOUT`` with counts (or a replica's own ``INVALID`` /
+``OVERLOADED`` refusal). No task per write: ``start_write`` sends ``mutate`` to the replicas with
+callbacks (``Messaging.send``), the local replica applies in-process, a ``_Write`` counts the
+answers and calls ``done`` once, and one ``Deadlines`` heap expires the writes that time out.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import trio
+
+from ringd.db.cells import Row
+from ringd.db.engine import StorageEngine
+from ringd.dht.murmur3 import token_for
+from ringd.locator.consistency import ReplicaPlan
+from ringd.metrics import CoordinatorMetrics
+from ringd.net.deadlines import Deadline, Deadlines
+from ringd.net.messaging import Messaging
+from ringd.protocol.errors import ErrorCode, InvalidRequest, ProtocolError, Timeout
+from ringd.schema import Keyspace
+from ringd.service import coordination
+from ringd.service.coordination import Consistency
+from ringd.service.hlc import HybridClock
+from ringd.service.messages import MutateRequest, MutateResponse
+from ringd.service.replica import Replica
+from ringd.service.topology import Topology
+
+log = logging.getLogger(__name__)
+
+
+class _Write:
+    """One coordinated write in flight: counts acknowledgements and failures as the replicas'
+    callbacks arrive, and answers once w acks are in (the acks so far), once every contacted
+    replica answered without enough acks, or at the write timeout (``WRITE_TIMEOUT``)."""
+
+    __slots__ = (
+        "writes",
+        "plan",
+        "consistency",
+        "tracker",
+        "answered",
+        "start",
+        "done",
+        "finished",
+        "deadline",
+        "refusal",
+    )
+
+    def __init__(
+        self,
+        writes: Writes,
+        plan: ReplicaPlan,
+        consistency: Consistency,
+        start: float,
+        done: Callable[[Any], None],
+    ) -> None:
+        self.writes = writes
+        self.plan = plan
+        self.consistency = consistency
+        self.tracker = plan.tracker()
+        self.answered = 0
+        self.start = start
+        self.done = done
+        self.finished = False
+        self.deadline: Deadline | None = None
+        self.refusal: ProtocolError | None = None  # a replica's INVALID or OVERLOADED
+
+    def ack(self, host: str) -> None:
+        self.answered += 1
+        if not self.finished and (
+            self.tracker.ack(host) or self.answered >= len(self.plan.contacts)
+        ):
+            self.finish()
+
+    def fail(self) -> None:
+        self.answered += 1
+        if not self.finished and self.answered >= len(self.plan.contacts):
+            self.finish()
+
+    def refused(self, host: str, error: ProtocolError) -> None:
+        """A replica failed the mutation. If too few replicas acknowledge, the client hears a
+        replica's own refusal rather than a timeout when there is one: ``INVALID`` (a row over
+        max_row_bytes) or ``OVERLOADED`` (writes stopped by a disk failure, shutting down)."""
+        log.debug("mutation to %s failed: %s", host, error)
+        if self.refusal is None and error.code in (ErrorCode.INVALID, ErrorCode.OVERLOADED):
+            self.refusal = ProtocolError(error.message, error.code)
+        self.fail()
+
+    def local_done(self, host: str, error: BaseException | None) -> None:
+        if error is None:
+            self.ack(host)
+        elif isinstance(error, ProtocolError):
+            self.refused(host, error)
+        else:
+            log.warning("local mutation failed: %s", error)
+            self.fail()
+
+    def remote_done(self, host: str, value: Any, error: ProtocolError | None) -> None:
+        if error is not None:
+            self.refused(host, error)
+            return
+        try:
+            response = MutateResponse.from_wire(value)
+        except InvalidRequest as exc:
+            log.debug("mutation to %s: %s", host, exc)
+            self.fail()
+            return
+        self.writes.clock.observe(response.hlc)
+        self.ack(host)
+
+    def finish(self) -> None:
+        self.finished = True
+        writes = self.writes
+        if self.deadline is not None:
+            writes.deadlines.cancel(self.deadline)
+        writes.metrics.write_latency.add(trio.current_time() - self.start)
+        received = self.tracker.received
+        if not self.tracker.satisfied and self.refusal is not None:
+            self.done(self.refusal)
+        elif not self.tracker.satisfied:
+            writes.metrics.counters["write_timeout"] += 1
+            self.done(
+                Timeout(
+                    f"write timed out: {received} of {self.plan.required} required replicas "
+                    "acknowledged",
+                    ErrorCode.WRITE_TIMEOUT,
+                    received=received,
+                    required=self.plan.required,
+                    consistency=self.consistency.describe(),
+                )
+            )
+        else:
+            self.done(received)
+
+    def expire(self) -> None:
+        self.deadline = None
+        if not self.finished:
+            self.finish()
+
+
+class Writes:
+    """The write path of the coordinator."""
+
+    def __init__(
+        self,
+        *,
+        topology: Topology,
+        engine: StorageEngine,
+        replica: Replica,
+        messaging: Messaging,
+        clock: HybridClock,
+        deadlines: Deadlines,
+        metrics: CoordinatorMetrics,
+        timeout: float,
+    ) -> None:
+        self.topology = topology
+        self.engine = engine
+        self.replica = replica
+        self.messaging = messaging
+        self.clock = clock
+        self.deadlines = deadlines
+        self.metrics = metrics
+        self.timeout = timeout
+
+    def start_write(
+        self,
+        keyspace: Keyspace,
+        key: bytes,
+        row: Row,
+        consistency: Consistency,
+        done: Callable[[Any], None],
+    ) -> None:
+        """Apply ``row`` at the requested consistency without waiting: ``done`` gets the
+        acknowledgements received, or ``WRITE_TIMEOUT``. Too few live replicas raise
+        ``UNAVAILABLE`` at once (nothing is written). The mutation goes to every contact
+        through channel callbacks (the local replica in-process); one deadline per write."""
+        start = trio.current_time()
+        topology = self.topology
+        token = token_for(key)
+        plan = coordination.plan(
+            topology,
+            self.metrics,
+            keyspace,
+            topology.replicas(keyspace, token),
+            consistency,
+            write=True,
+        )
+        write = _Write(self, plan, consistency, start, done)
+        local = topology.local_host_id
+        replica = self.replica
+        replica.check_row_size(keyspace.name, key, row, new_only=True)
+        timeout = self.timeout
+        wire: dict[str, Any] | None = None
+        for host in plan.contacts:
+            if host == local:
+                try:
+                    replica.check_row_size(keyspace.name, key, row)
+                    self.engine.apply_then(
+                        keyspace.name, key, row, token, partial(write.local_done, host)
+                    )
+                except ProtocolError as exc:
+                    write.refused(host, exc)
+                except Exception as exc:
+                    log.warning("local mutation failed: %s", exc)
+                    write.fail()
+                continue
+            if wire is None:
+                wire = MutateRequest(keyspace.name, key, row, self.clock.now()).to_wire()
+            self.messaging.send(
+                topology.address(host), "mutate", wire, partial(write.remote_done, host), timeout
+            )
+        if not write.finished:
+            write.deadline = self.deadlines.after(timeout, write.expire)
+
+    async def write(
+        self, keyspace: Keyspace, key: bytes, row: Row, consistency: Consistency
+    ) -> int:
+        """:meth:`start_write`, awaited: the acknowledgements received."""
+        return int(
+            await coordination.wait(partial(self.start_write, keyspace, key, row, consistency))
+        )
