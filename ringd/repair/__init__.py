@@ -12,5 +12,8 @@
 - ``history``: ``RepairHistory``, when each range was last repaired and with whom (on disk).
 - ``service``: ``RepairService``, sessions this node coordinates: planning (``-pr``,
   ``-st``/``-et``, ``--dc``, ``--hosts``), running ranges ``jobs`` at a time, cancelling, and
-  ``status`` (the oldest repair per keyspace, ranges past gc_grace).
+  ``status`` (the oldest repair per keyspace, ranges past gc_grace). Every participant records
+  the ranges a session completed in its own history.
+- ``antientropy``: ``AntiEntropy``, the background task that repairs this node's primary ranges
+  piece by piece, least recently repaired first, paced by an interval and an I/O budget.
 """

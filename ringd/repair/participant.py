@@ -7,7 +7,8 @@ Verbs (peer only), each checked before it touches anything:
   repair_leaves    {session, ks, ranges: [[start, end], ...]} -> {leaves: [[[key, digest], ...]]}
   repair_rows      {session, ks, keys: [key, ...]} -> {rows: [[key, row wire form], ...]}
   repair_apply     {session, ks, rows: [[key, row wire form], ...]} -> {}
-  repair_release   {session} -> {}    (the session ended: forget its leases)
+  repair_release   {session, completed: [[ks, start, end], ...], participants: [address, ...]}
+                   -> {}   (the session ended: forget its leases, record the completed ranges)
 
 Rows travel with their timestamps and tombstones and are merged by the cell rules, so applying
 a repaired row twice, or alongside newer writes, is harmless. A participant holds the ranges of
@@ -25,6 +26,7 @@ from typing import Any
 from ringd.db.cells import Row
 from ringd.dht.tokens import Range, check_token
 from ringd.protocol.errors import InvalidRequest
+from ringd.repair.history import RepairHistory
 from ringd.repair.merkle import MAX_DEPTH, MerkleTree
 from ringd.repair.validation import Engine, build_tree, leaf_digests
 
@@ -77,9 +79,17 @@ class ReplicaRepair:
     """The participant's verbs on this node's engine (also used in-process by the coordinator
     for the local replica, through ``LocalParticipant``)."""
 
-    def __init__(self, engine: Engine, keyspace_exists: Callable[[str], bool]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        keyspace_exists: Callable[[str], bool],
+        history: RepairHistory | None = None,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self.engine = engine
         self.keyspace_exists = keyspace_exists
+        self.history = history
+        self.wall = wall
         self.leases: dict[str, _Lease] = {}
         self.validations = 0
         self.rows_received = 0
@@ -111,8 +121,28 @@ class ReplicaRepair:
         self.leases.pop(session, None)
 
     def release_verb(self, args: dict[str, Any]) -> dict[str, Any]:
-        self.release(_text(args, "session"))
+        session = _text(args, "session")
+        completed = args.get("completed", [])
+        participants = args.get("participants", [])
+        if not isinstance(completed, list) or not isinstance(participants, list):
+            raise InvalidRequest("completed and participants must be lists")
+        done = []
+        for item in completed:
+            if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str)):
+                raise InvalidRequest("each completed range must be [keyspace, start, end]")
+            done.append((item[0], _range(item[1:])))
+        self.release(session)
+        self.record(done, [str(p) for p in participants])
         return {}
+
+    def record(self, completed: list[tuple[str, Range]], participants: list[str]) -> None:
+        """Note ranges repaired with ``participants`` in this node's repair history."""
+        if self.history is None or not completed:
+            return
+        now = self.wall()
+        for ks, rng in completed:
+            self.history.record(ks, rng, now, participants)
+        self.history.save()
 
     def validate(self, args: dict[str, Any]) -> dict[str, Any]:
         session, ks, rng = _text(args, "session"), self._keyspace(args), _range(args.get("range"))
@@ -241,5 +271,6 @@ class RemoteParticipant:
             chunk = [[k, r.to_wire()] for k, r in rows[i : i + MAX_KEYS]]
             await self._ask("repair_apply", {"ks": keyspace, "rows": chunk})
 
-    async def release(self) -> None:
-        await self._ask("repair_release", {})
+    async def release(self, completed: list[tuple[str, Range]], participants: list[str]) -> None:
+        done = [[ks, r.start, r.end] for ks, r in completed]
+        await self._ask("repair_release", {"completed": done, "participants": participants})

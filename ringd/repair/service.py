@@ -126,6 +126,7 @@ class Session:
     bytes_streamed: int = 0
     error: str | None = None
     per_keyspace: dict[str, dict[str, Any]] = field(default_factory=dict)
+    completed: list[tuple[str, Range]] = field(default_factory=list)
     cancel_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
 
     def to_wire(self) -> dict[str, Any]:
@@ -161,7 +162,6 @@ class RepairService:
         cluster: Cluster,
         keyspaces: Keyspaces,
         call: Call,
-        history: RepairHistory,
         *,
         local_address: str,
         wall: Callable[[], float] = time.time,
@@ -171,7 +171,9 @@ class RepairService:
         self.cluster = cluster
         self.keyspaces = keyspaces
         self.call = call
-        self.history = history
+        if replica.history is None:
+            raise ValueError("a repair coordinator needs its replica's repair history")
+        self.history: RepairHistory = replica.history
         self.local_address = local_address
         self.wall = wall
         self.timeout = timeout
@@ -286,9 +288,7 @@ class RepairService:
         if session.cancel_scope.cancelled_caught:
             session.state = "CANCELLED"
         session.last_activity = time.time()
-        await self._release(session)
-        if not session.options.preview:
-            self.history.save()
+        await self._release(session, [] if session.options.preview else session.completed)
         log.info(
             "repair session %s %s: %d ranges, %d rows streamed in %.1f s",
             session.id,
@@ -298,39 +298,70 @@ class RepairService:
             session.last_activity - session.started,
         )
 
-    async def _release(self, session: Session) -> None:
-        """Tell every participant the session ended (best effort: a dead one's leases lapse)."""
+    async def _release(self, session: Session, completed: list[tuple[str, Range]]) -> None:
+        """End the session everywhere: every participant forgets its leases and records the
+        completed ranges in its history (best effort: a dead one's leases lapse)."""
+        participants = sorted(session.participants)
         self.replica.release(session.id)
+        self.replica.record(completed, participants)
         with trio.move_on_after(5), trio.CancelScope(shield=True):
             for address in sorted(session.participants - {self.local_address}):
                 try:
-                    await RemoteParticipant(self.call, address, session.id, 2.0).release()
+                    remote = RemoteParticipant(self.call, address, session.id, 2.0)
+                    await remote.release(completed, participants)
                 except (ProtocolError, OSError, trio.TooSlowError) as exc:
                     log.debug("repair session %s: release on %s: %s", session.id, address, exc)
 
     async def _run_job(self, session: Session, job: _Job, limiter: trio.CapacityLimiter) -> None:
         async with limiter:
-            participants: dict[str, Participant] = {}
-            for host in job.hosts:
-                if host == self.cluster.local_host_id:
-                    participants[self.cluster.address(host)] = LocalParticipant(
-                        self.replica, session.id
-                    )
-                else:
-                    address = self.cluster.address(host)
-                    participants[address] = RemoteParticipant(
-                        self.call, address, session.id, self.timeout
-                    )
+            participants = self._participants(session.id, job.hosts)
             depth = self._depth(job.keyspace, job.range)
             result = await repair_range(
                 job.keyspace, job.range, participants, depth, preview=session.options.preview
             )
             self._account(session, job, result)
 
-    def _depth(self, keyspace: str, rng: Range) -> int:
-        stats = self.replica.engine.stats().get(keyspace, {})  # type: ignore[attr-defined]
+    def _participants(self, session_id: str, hosts: list[str]) -> dict[str, Participant]:
+        out: dict[str, Participant] = {}
+        for host in hosts:
+            address = self.cluster.address(host)
+            if host == self.cluster.local_host_id:
+                out[address] = LocalParticipant(self.replica, session_id)
+            else:
+                out[address] = RemoteParticipant(self.call, address, session_id, self.timeout)
+        return out
+
+    async def repair_piece(self, keyspace: str, rng: Range, hosts: list[str]) -> RangeResult:
+        """Repair ``rng`` among ``hosts`` now, outside any session (background anti-entropy),
+        and record it in the history."""
+        session = Session(f"ae-{uuid.uuid4().hex[:8]}", self.local_address, RepairOptions())
+        session.participants = {self.cluster.address(h) for h in hosts}
+        completed: list[tuple[str, Range]] = []
+        try:
+            result = await repair_range(
+                keyspace, rng, self._participants(session.id, hosts), self._depth(keyspace, rng)
+            )
+            completed.append((keyspace, rng))
+        finally:
+            await self._release(session, completed)
+        return result
+
+    def _rows(self, keyspace: str) -> tuple[int, int]:
+        """Rows and bytes of ``keyspace`` stored here (estimates from the engine's stats)."""
+        stats = self.replica.engine.stats().get(keyspace, {})
         rows = int(stats.get("rows_on_disk", 0)) + int(stats.get("memtable_rows", 0))
+        size = int(stats.get("bytes_on_disk", 0)) + int(stats.get("memtable_bytes", 0))
+        return rows, size
+
+    def _depth(self, keyspace: str, rng: Range) -> int:
+        """The tree depth for ``rng``: about ROWS_PER_LEAF of this node's rows a leaf."""
+        rows, _ = self._rows(keyspace)
         return depth_for(int(rows * rng.fraction))
+
+    def row_size(self, keyspace: str) -> int:
+        """The keyspace's average stored row size here, in bytes (at least 64)."""
+        rows, size = self._rows(keyspace)
+        return max(64, size // rows) if rows else 64
 
     def _account(self, session: Session, job: _Job, result: RangeResult) -> None:
         session.ranges_done += 1
@@ -347,9 +378,7 @@ class RepairService:
             entry["out_of_sync"][pair] = entry["out_of_sync"].get(pair, 0) + 1
         entry["rows_streamed"] += streamed
         entry["bytes_streamed"] += result.bytes_streamed
-        if not session.options.preview:
-            addresses = [self.cluster.address(h) for h in job.hosts]
-            self.history.record(job.keyspace, job.range, self.wall(), addresses)
+        session.completed.append((job.keyspace, job.range))
 
     def cancel(self, session_id: str) -> Session:
         session = self.sessions.get(session_id)

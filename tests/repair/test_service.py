@@ -13,6 +13,7 @@ import cbor2
 import pytest
 import trio
 import trio.lowlevel
+import trio.testing
 
 from ringd.db.cells import Cell, Row
 from ringd.db.engine import EngineOptions, StorageEngine
@@ -21,6 +22,7 @@ from ringd.dht.ring import NodeInfo, Ring
 from ringd.dht.tokens import Range, random_tokens
 from ringd.locator.strategies import strategy_from_config
 from ringd.protocol.errors import InvalidRequest, ProtocolError
+from ringd.repair.antientropy import AntiEntropy, AntiEntropySettings
 from ringd.repair.history import RepairHistory
 from ringd.repair.participant import ReplicaRepair
 from ringd.repair.service import RepairOptions, RepairService
@@ -102,7 +104,8 @@ async def three(tmp_path: Path) -> Any:
             engine = StorageEngine.open(tmp_path / h, EngineOptions(clock=lambda: 1e6))
             await nursery.start(engine.run)
             engines[h] = engine
-            replica = ReplicaRepair(engine, lambda ks: ks == "ks")
+            history = RepairHistory(tmp_path / f"{h}-history.cbor")
+            replica = ReplicaRepair(engine, lambda ks: ks == "ks", history)
             address = f"127.0.0.{i + 1}:7000"
             net.replicas[address] = replica
             service = RepairService(
@@ -110,7 +113,6 @@ async def three(tmp_path: Path) -> Any:
                 Cluster(ring, h),
                 Keyspaces(),
                 net.call,
-                RepairHistory(tmp_path / f"{h}-history.cbor"),
                 local_address=address,
             )
             await nursery.start(service.run)
@@ -251,3 +253,21 @@ def test_history_covers_ranges_from_pieces(tmp_path: Path) -> None:
     history.record("ks", Range((1 << 63) - 1, -(1 << 62)), 50.0, [])  # [MIN, -2**62]
     assert history.last_repaired("ks", wrapping) == 40.0
     assert token_for(b"x") is not None
+
+
+async def test_background_anti_entropy_converges_within_the_interval(
+    three: Any, autojump_clock: trio.testing.MockClock
+) -> None:
+    engines, services, _ = three
+    await write_all(engines, 200, skip="h3")  # writes h3 never got, and nobody reads
+    settings = AntiEntropySettings(interval_s=600.0, mb_per_s=1.0, first_delay_s=1.0)
+    async with trio.open_nursery() as nursery:
+        for h in HOSTS:
+            await nursery.start(AntiEntropy(services[h], settings).run)
+        start = trio.current_time()
+        with trio.fail_after(700):
+            while any(not s.status()["keyspaces"][0]["oldest_repair"] for s in services.values()):  # noqa: ASYNC110
+                await trio.sleep(5)
+        assert trio.current_time() - start <= settings.interval_s + settings.first_delay_s + 60
+        nursery.cancel_scope.cancel()
+    assert all(engines["h3"].read("ks", b"k%d" % i) is not None for i in range(200))
