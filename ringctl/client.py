@@ -101,10 +101,39 @@ def _consistency(
 
 
 class _Api:
-    """Every request, built once; ``_call`` does the I/O (blocking or awaitable)."""
+    """Every request, built once; ``_call`` does the I/O (blocking or awaitable).
+
+    A client is a *session*: ``session_us`` is the highest write timestamp it has seen (from
+    its writes' results and its reads' writetimes). Every put, get and delete sends it, and the
+    coordinator's clock moves past it before stamping, so a session's own writes are ordered
+    whatever coordinators and clocks they go through.
+    """
+
+    session_us: int = 0
 
     def _call(self, op: str, args: dict[str, Any], timeout: float | None = None) -> Any:
         raise NotImplementedError
+
+    def _then(self, value: Any, after: Any) -> Any:
+        """``after(result)`` of a call (the async client chains it on the awaitable)."""
+        return after(value)
+
+    def _data(self, op: str, args: dict[str, Any]) -> Any:
+        """A put, get or delete, carrying the session's high-water mark and raising it."""
+        if self.session_us:
+            args["session_us"] = self.session_us
+        return self._then(self._call(op, args), self._saw)
+
+    def _saw(self, result: Any) -> Any:
+        if isinstance(result, dict):
+            stamps = [result.get("timestamp")]
+            writetime = result.get("writetime")
+            if isinstance(writetime, dict):
+                stamps.extend(writetime.values())
+            for ts in stamps:
+                if type(ts) is int and ts > self.session_us:
+                    self.session_us = ts
+        return result
 
     def ping(self) -> Any:
         return self._call("ping", {})
@@ -127,7 +156,7 @@ class _Api:
         if timestamp is not None:
             args["timestamp"] = timestamp
         _consistency(args, consistency, "w", w)
-        return self._call("put", args)
+        return self._data("put", args)
 
     def get(
         self,
@@ -140,7 +169,7 @@ class _Api:
         """The row's live columns ``{"key", "columns", "writetime"}``, or ``None`` if absent."""
         args: dict[str, Any] = {"keyspace": keyspace, "key": key}
         _consistency(args, consistency, "r", r)
-        return self._call("get", args)
+        return self._data("get", args)
 
     def delete(
         self,
@@ -159,7 +188,7 @@ class _Api:
         if timestamp is not None:
             args["timestamp"] = timestamp
         _consistency(args, consistency, "w", w)
-        return self._call("delete", args)
+        return self._data("delete", args)
 
     def scan(
         self,
@@ -388,3 +417,9 @@ class AsyncClient(_Api):
 
     def _call(self, op: str, args: dict[str, Any], timeout: float | None = None) -> Any:
         return self._acall(op, args, timeout)
+
+    def _then(self, value: Any, after: Any) -> Any:
+        async def chained() -> Any:
+            return after(await value)
+
+        return chained()

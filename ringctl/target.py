@@ -4,17 +4,24 @@ the default port when there is no current cluster."""
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from ringctl import output
 from ringctl.client import DEFAULT_ADDRESS, AsyncClient, Client
+from ringctl.cluster.layout import cluster_dir
 from ringctl.cluster.manager import current_cluster
 from ringd.config import DEFAULT_PORT
 from ringd.net.address import split_address
 
 DEFAULT_TIMEOUT = 30.0
 verbose = False  # set by ``ringctl -v``: say which node and cluster a command talks to
+
+
+SESSION_FILE = "session.json"  # in the cluster's directory: the session high-water mark
 
 
 @dataclass(frozen=True)
@@ -49,10 +56,56 @@ def resolve(host: str | None) -> Target:
     return Target(address, name)
 
 
+class _SessionClient(Client):
+    """A client whose session high-water mark (see ``ringctl.client``) outlives the process:
+    kept in the current cluster's directory, so that successive ringctl commands against a local
+    cluster are ordered like one session's requests."""
+
+    def __init__(self, *args: Any, session_file: Path, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._session_file = session_file
+        self.session_us = self._loaded = _read_session(session_file)
+
+    def close(self) -> None:
+        super().close()
+        if self.session_us > self._loaded:
+            _save_session(self._session_file, self.session_us)
+            self._loaded = self.session_us
+
+
+def _read_session(path: Path) -> int:
+    try:
+        value = json.loads(path.read_text()).get("session_us", 0)
+    except (OSError, ValueError, AttributeError):
+        return 0
+    return value if type(value) is int and value > 0 else 0
+
+
+def _save_session(path: Path, session_us: int) -> None:
+    """Keep the larger of ``session_us`` and what another ringctl saved meanwhile."""
+    value = max(session_us, _read_session(path))
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps({"session_us": value}) + "\n")
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # ordering across commands is lost, nothing else
+
+
 def client(host: str | None, timeout: float | None = None) -> Client:
-    """A connected blocking client for the command's target (errors are ringctl's one line)."""
+    """A connected blocking client for the command's target (errors are ringctl's one line).
+    Against the current local cluster, the session's high-water mark is kept between
+    commands."""
     to = resolve(host)
-    db = Client(to.address, timeout=timeout or DEFAULT_TIMEOUT, cluster=to.cluster)
+    if to.cluster is not None:
+        db: Client = _SessionClient(
+            to.address,
+            timeout=timeout or DEFAULT_TIMEOUT,
+            cluster=to.cluster,
+            session_file=cluster_dir(to.cluster) / SESSION_FILE,
+        )
+    else:
+        db = Client(to.address, timeout=timeout or DEFAULT_TIMEOUT)
     with output.errors():
         db.connect()
     _say_connected(db.address, db.server_info)

@@ -46,35 +46,8 @@ def leaf_digests(engine: Scannable, keyspace: str, rng: Range) -> list[tuple[byt
 class Engine(Scannable, Protocol):
     def read(self, keyspace: str, key: bytes) -> Row | None: ...
 
+    def stats(self) -> dict[str, dict[str, int]]: ...
+
     async def apply(
         self, keyspace: str, key: bytes, update: Row, token: int | None = None
     ) -> None: ...
-
-
-class LocalParticipant:
-    """This node's replica in a repair: answers straight from the local storage engine."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.validations = 0
-
-    async def tree(self, keyspace: str, rng: Range, depth: int) -> MerkleTree:
-        self.validations += 1
-        return build_tree(self.engine, keyspace, rng, depth)
-
-    async def leaf_digests(
-        self, keyspace: str, ranges: list[Range]
-    ) -> list[list[tuple[bytes, bytes]]]:
-        return [leaf_digests(self.engine, keyspace, r) for r in ranges]
-
-    async def rows(self, keyspace: str, keys: list[bytes]) -> dict[bytes, Row]:
-        out = {}
-        for key in keys:
-            row = self.engine.read(keyspace, key)
-            if row is not None:
-                out[key] = row
-        return out
-
-    async def apply(self, keyspace: str, rows: list[tuple[bytes, Row]]) -> None:
-        for key, row in rows:
-            await self.engine.apply(keyspace, key, row)

@@ -10,8 +10,8 @@ import trio
 from ringd.db.cells import Cell, Row, RowTombstone
 from ringd.db.engine import EngineOptions, StorageEngine
 from ringd.dht.tokens import Range
+from ringd.repair.participant import LocalParticipant, ReplicaRepair
 from ringd.repair.session import repair_range
-from ringd.repair.validation import LocalParticipant
 
 NOW = 1_000_000.0
 
@@ -34,7 +34,9 @@ async def test_the_repair_dtest_in_miniature(tmp_path: Path) -> None:
         await engines["a"].apply("ks", b"k5", Row({}, RowTombstone(30, int(NOW))))
         await engines["c"].flush()
 
-        parts = {n: LocalParticipant(e) for n, e in engines.items()}
+        parts = {
+            n: LocalParticipant(ReplicaRepair(e, lambda ks: True), "s1") for n, e in engines.items()
+        }
         preview = await repair_range("ks", Range.full(), parts, 5, preview=True)
         assert set(preview.out_of_sync) == {("a", "c"), ("b", "c")}
         assert preview.in_sync == [("a", "b")]
@@ -63,7 +65,9 @@ async def test_concurrent_versions_are_merged_both_ways(tmp_path: Path) -> None:
             await nursery.start(e.run)
         await engines["a"].apply("ks", b"k", Row({"x": Cell(10, b"1", None)}))
         await engines["b"].apply("ks", b"k", Row({"y": Cell(11, b"2", None)}))
-        parts = {n: LocalParticipant(e) for n, e in engines.items()}
+        parts = {
+            n: LocalParticipant(ReplicaRepair(e, lambda ks: True), "s1") for n, e in engines.items()
+        }
         result = await repair_range("ks", Range.full(), parts, 2)
         assert dict(result.rows_streamed) == {"a": 1, "b": 1}
         for e in engines.values():
