@@ -87,3 +87,14 @@ def test_checks_catch_an_unavailable_write_that_was_stored(
     result = run(Options(seed=5, steps=600))
     assert any("UNAVAILABLE after sending or applying" in f for f in result.failures)
     assert any("failed UNAVAILABLE but n" in f for f in result.failures)
+
+
+def test_checks_catch_an_error_logged_by_a_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A gossip listener that raises: the gossiper logs it (ERROR) and carries on."""
+
+    def on_gossip(self: Topology, event: str, host_id: str, state: Any) -> None:
+        raise RuntimeError("listener bug")
+
+    monkeypatch.setattr(Topology, "_on_gossip", on_gossip)
+    result = run(Options(seed=5, steps=100))
+    assert any("unexpected error logged" in f and "listener bug" in f for f in result.failures)
