@@ -1,0 +1,64 @@
+"""A deterministic in-process ringd cluster: real nodes, simulated network, clock and faults.
+
+What runs: N real ``ringd.node.Node`` objects (coordinator ``StorageProxy``, gossip, topology and
+schema, the storage engine on a temporary directory) in one ``trio.run`` on a
+``trio.testing.MockClock`` with autojump, so that seconds of timeouts and gossip cost no wall
+time. Nothing binds a socket: every node's messaging is an endpoint of ``network.Network``,
+which carries CBOR-encoded messages to the receiver's verb handlers (``ringd.handlers.table``)
+honouring each verb's mode. The client is a host of the same network; its requests run the
+coordinator's ``start_write``/``start_read`` on the node it picks.
+
+Every choice (latencies, drops, operations, keys, faults, tokens, host ids, gossip peers, trio's
+own run-queue order) comes from ``random.Random(seed)``; worker threads run inline and ties
+between timers are broken by the order they were set (``runner.deterministic_io``), so a seed
+replays exactly, in any process and under any ``PYTHONHASHSEED``.
+
+Run and replay::
+
+    python -m tests.sim --seed 7 --steps 3000          # one seed: summary and failures
+    python -m tests.sim --seed 7 --steps 3000 --log    # ...and the operation log
+    python -m tests.sim --seed 1 --seeds 32 --steps 3200   # the CI set (tests/sim/test_sim.py)
+    python -m tests.sim --seed 7 -v                    # with ringd's INFO logs
+
+A step is one client operation (put, delete or get of one of 40 keys at ONE, QUORUM or ALL, to
+a random coordinator) or one fault: a partition, a paused node, a crash (a killed process; in
+batch and group commit log modes half of them also lose what the commit log had not fsynced,
+keeping a random prefix of it), a clean restart, extra latency on a node, a drop rate on every
+internode link, a clock skew (within ``max_skew_ms``) or a memtable flush. At most two nodes are
+down or paused at once. Then the heal: every fault removed, every node started, gossip converged,
+every client operation answered (client timeout 15 s).
+
+Checks (``history.History`` and ``runner.Simulation._check``): only what the system guarantees
+today, without hinted handoff, read repair or anti-entropy (a replica that missed a write
+stays stale):
+
+1. Quorum intersection, during the run and after the heal: a read answered by r replicas
+   (ONE 1, QUORUM 2, ALL 3 of RF 3) returns a newest version (largest timestamp of its cells
+   and row tombstone) at least as new as every write of that key acknowledged to the client by
+   w replicas with w + r > 3 *before the read was sent*. A newer version is fine: it may be a
+   write that timed out. After the heal every key is read at QUORUM and at ALL.
+2. Every version a read returns is a write the client issued to that key, with that content
+   (a timestamp is used once per key, so it names one write), never one that failed.
+3. UNAVAILABLE writes are stored nowhere: the coordinator sent nothing and applied nothing while
+   refusing, and no node's engine (over all its incarnations) was ever asked to apply it.
+4. LWW merges agree: after the heal, ALL reads of a key through every node return the same row,
+   equal to the merge this harness computes itself from every replica's engine, in reverse order.
+5. No unexpected exception: no handler raises, no service dies, no ringd logger logs ERROR
+   (``Options.expected_errors`` lists the ones a scenario expects).
+
+Hints, read repair and repair will make a stronger check true: after the heal (and handoff or
+repair), every replica holds every acknowledged write. ``Simulation._check`` is where it goes;
+``SimNode.applied`` and ``History.acked`` have what it needs.
+
+Known bug, avoided by default (``Options(early_clients=True)`` shows it, see
+``test_sim.py::test_a_restarted_node_answers_from_a_partial_ring``): a restarted node serves
+requests before gossip told it about the other nodes. Its ring holds only the nodes it has heard
+of, so it computes replicas from a partial ring: a read at ONE (or QUORUM) can return nothing
+for a key written at ALL, and a write at ONE can be acknowledged by a node that is no replica.
+By default the client does not pick such a node as coordinator until its ring holds every node.
+
+Simplifications: a paused node's timers still run (a real SIGSTOPped process fires them at
+resume); messages it sends or receives meanwhile are held and released in order at resume.
+Crashes lose only commit log data; fsyncs are instant (durability is modelled by the commit
+log's synced positions). The admin verbs, range scans and the TCP server are not exercised.
+"""
