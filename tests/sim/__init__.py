@@ -4,9 +4,9 @@ What runs: N real ``ringd.node.Node`` objects (coordinator ``StorageProxy``, gos
 schema, the storage engine on a temporary directory) in one ``trio.run`` on a
 ``trio.testing.MockClock`` with autojump, so that seconds of timeouts and gossip cost no wall
 time. Nothing binds a socket: every node's messaging is an endpoint of ``network.Network``,
-which carries CBOR-encoded messages to the receiver's verb handlers (``ringd.handlers.table``)
+which carries CBOR-encoded messages to the receiver's verb handlers (``Node.handlers``)
 honouring each verb's mode. The client is a host of the same network; its requests run the
-coordinator's ``start_write``/``start_read`` on the node it picks.
+coordinator's ``writes.start_write``/``reads.start_read`` on the node it picks.
 
 Every choice (latencies, drops, operations, keys, faults, tokens, host ids, gossip peers, trio's
 own run-queue order) comes from ``random.Random(seed)``; worker threads run inline and ties

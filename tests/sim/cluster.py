@@ -17,7 +17,6 @@ from typing import Any
 import cbor2
 import trio
 
-from ringd import handlers
 from ringd.config import Config
 from ringd.db.cells import Row
 from ringd.dht.tokens import random_tokens
@@ -42,17 +41,10 @@ def make_node(
     rng: random.Random,
 ) -> Node:
     """Build a node on ``config.data_dir`` talking through ``endpoint``, on the wall clock
-    ``wall``, gossiping with ``rng``. Nothing binds a socket.
-
-    Until ``Node`` takes its collaborators (``Node(config, messaging=, wall=)``), this replaces
-    them after construction: services look ``node.messaging`` up at call time, the gossiper
-    holds the send function and RNG it was given, and the engine and gossiper read the wall
-    clock through the node's ``HybridClock``."""
-    node = Node(config)
-    node.messaging = endpoint  # type: ignore[assignment]
-    node.clock._wall = wall  # noqa: SLF001
-    node.gossiper._send = endpoint.call  # noqa: SLF001
-    node.gossiper._rng = rng  # noqa: SLF001
+    ``wall``, gossiping with ``rng``, through the node's seam for in-process use. Nothing binds
+    a socket."""
+    node = Node(config, messaging=endpoint, wall=wall)  # type: ignore[arg-type]
+    node.gossiper._rng = rng  # noqa: SLF001 - the one collaborator the seam does not take
     return node
 
 
@@ -141,15 +133,15 @@ class SimNode:
             with trio.CancelScope() as scope:
                 self._scope = scope
                 async with trio.open_nursery() as nursery:
-                    # Node.run without the TCP server, the signal handling and the load report
+                    # the node's services without the TCP server, signal handling and load report
                     await nursery.start(node.engine.run)
                     await nursery.start(node.proxy.run)
                     await nursery.start(node.topology.run)
+                    await nursery.start(node.schema_sync.run)
                     await nursery.start(node.gossiper.run)
                     self.nursery = nursery
                     self.handlers = {
-                        verb: (messages.VERBS[verb].mode, fn)
-                        for verb, fn in handlers.table(node).items()
+                        verb: (messages.VERBS[verb].mode, fn) for verb, fn in node.handlers.items()
                     }
                     self.handlers.update(self.extra_handlers(self))
                     self.up = True

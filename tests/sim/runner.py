@@ -28,7 +28,7 @@ from ringd.protocol import messages
 from ringd.protocol.errors import ProtocolError, Unavailable
 from ringd.schema import Keyspace
 from ringd.service import requests
-from ringd.service.proxy import Consistency
+from ringd.service.coordination import Consistency
 
 from .cluster import ClientHost, SimNode
 from .history import History, Read, Write, describe_row
@@ -252,7 +252,7 @@ class Simulation:
         node = self.nodes[0].node
         assert node is not None
         ks = Keyspace(KEYSPACE, {"class": "SimpleStrategy", "replication_factor": 3})
-        await node.topology.change_schema(ks)
+        await node.schema_sync.change(ks)
         await self._until(
             "schema agreement",
             lambda: all(n.node is not None and n.node.schema.get(KEYSPACE) for n in self.nodes),
@@ -316,7 +316,7 @@ class Simulation:
                 reply(result if isinstance(result, ProtocolError) else {"acks": result})
 
             try:
-                node.proxy.start_write(ks, key, row, Consistency(write.level), done)
+                node.proxy.writes.start_write(ks, key, row, Consistency(write.level), done)
             except Unavailable:
                 if network.sent.get(sim_node.address, 0) != sent or sim_node.applies != applies:
                     history.fail(f"op {write.op}: UNAVAILABLE after sending or applying")
@@ -333,7 +333,7 @@ class Simulation:
                 else:
                     reply({"row": None if result is None else result.to_wire()})
 
-            node.proxy.start_read(
+            node.proxy.reads.start_read(
                 ks, bytes(args["key"]), Consistency(args["level"], None, "r"), done
             )
 

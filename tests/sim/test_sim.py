@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from ringd.protocol.errors import Unavailable
-from ringd.service.proxy import Consistency, StorageProxy
+from ringd.service.coordination import Consistency
 from ringd.service.topology import Topology
+from ringd.service.writes import Writes
 from sim.runner import Options, Result, run
 
 #: the CI set: 32 seeds of 3200 steps, over 100,000 client operations
@@ -73,17 +74,17 @@ def test_checks_catch_an_unavailable_write_that_was_stored(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A broken coordinator: every tenth write is sent to the replicas, then refused."""
-    real_start_write = StorageProxy.start_write
+    real_start_write = Writes.start_write
     count = 0
 
-    def start_write(self: StorageProxy, *args: Any) -> None:
+    def start_write(self: Writes, *args: Any) -> None:
         nonlocal count
         real_start_write(self, *args)
         count += 1
         if count % 10 == 0:
             raise Unavailable("refused after all")
 
-    monkeypatch.setattr(StorageProxy, "start_write", start_write)
+    monkeypatch.setattr(Writes, "start_write", start_write)
     result = run(Options(seed=5, steps=600))
     assert any("UNAVAILABLE after sending or applying" in f for f in result.failures)
     assert any("failed UNAVAILABLE but n" in f for f in result.failures)
