@@ -49,6 +49,8 @@ class Membership(Protocol):
 
     def replicas_for(self, keyspace: str, key: bytes) -> list[str]: ...
 
+    def node_count(self) -> int: ...
+
 
 class Schema(Protocol):
     def gc_grace_of(self, keyspace: str) -> int | None:
@@ -64,7 +66,7 @@ class HintSettings:
     disabled_dcs: set[str] = field(default_factory=set)
     max_hint_window_ms: int = 3 * 3600 * 1000
     max_hints_size_per_host: int = 128 * 1024 * 1024
-    throttle_kb: int = 1024  # per destination; 0 means unthrottled
+    throttle_kb: int = 1024  # shared among the other nodes (as Cassandra); 0: unthrottled
     paused: bool = False
     page_bytes: int = 256 * 1024
     delivery_interval_s: float = 1.0
@@ -143,6 +145,13 @@ class HintsService:
         counters["created"] += 1
         return True
 
+    def throttle_bytes(self) -> float:
+        """The delivery rate to one destination, bytes/s (0: unthrottled): the node's throttle
+        divided among the other nodes, as Cassandra does."""
+        if self.settings.throttle_kb <= 0:
+            return 0.0
+        return self.settings.throttle_kb * 1024.0 / max(1, self.membership.node_count() - 1)
+
     def pending_hosts(self) -> list[str]:
         return [h for h, host in self.store.hosts.items() if host.files]
 
@@ -207,9 +216,10 @@ class HintsService:
             sent_bytes = page[-1][0] - hint_file.delivered
             self.store.delivered(hint_file, page[-1][0])
             counters["delivered_bytes"] += sent_bytes
-            if s.throttle_kb > 0:
-                # hold delivery to throttle_kb KiB/s: this page may not finish sooner than that
-                await trio.sleep_until(start + sent_bytes / (s.throttle_kb * 1024.0))
+            rate = self.throttle_bytes()
+            if rate > 0:
+                # hold delivery to the throttle: this page may not finish sooner than that
+                await trio.sleep_until(start + sent_bytes / rate)
         return hint_file.corrupted is None
 
     async def _deliver(self, host_id: str, hint: Hint) -> str:
@@ -247,13 +257,33 @@ class HintsService:
 
     # -- views --------------------------------------------------------------------------------
 
+    def totals(self) -> dict[str, int]:
+        """Every counter summed over the target hosts."""
+        out = dict.fromkeys(COUNTERS, 0)
+        for counters in self.counters.values():
+            for name, value in counters.items():
+                out[name] += value
+        return out
+
+    def by_host(self) -> dict[str, dict[str, Any]]:
+        """Per target host ever hinted: its counters and delivery latency percentiles (µs)."""
+        out: dict[str, dict[str, Any]] = {}
+        for host_id, counters in self.counters.items():
+            latency = self.latency.get(host_id)
+            out[host_id] = {
+                **counters,
+                "delivery_p50_us": latency.percentile(50) if latency else 0.0,
+                "delivery_p99_us": latency.percentile(99) if latency else 0.0,
+            }
+        return out
+
     def pending(self) -> list[dict[str, Any]]:
         """Per host with hints: what the store says, the counters, and the estimated replay
         time at the current throttle."""
         out = []
         for desc in self.store.describe():
             host_id = desc["host_id"]
-            throttle = self.settings.throttle_kb * 1024
+            throttle = self.throttle_bytes()
             out.append(
                 {
                     **desc,

@@ -84,6 +84,10 @@ VERBS: dict[str, Verb] = _verbs(
     ("compactionstats", _BOTH, 5.0, "pending and active compactions", INLINE),
     ("tablestats", _BOTH, 5.0, "per keyspace storage statistics", INLINE),
     ("verify", _BOTH, 600.0, "check every sstable's checksums", TASK),
+    ("hints_status", _BOTH, 5.0, "hinted handoff: running, paused, window, throttle", INLINE),
+    ("hints_set", _BOTH, 5.0, "hinted handoff: change this node's settings", INLINE),
+    ("hints_truncate", _BOTH, 10.0, "hinted handoff: delete stored hints", INLINE),
+    ("hints_pending", _BOTH, 5.0, "hinted handoff: hints waiting per target node", INLINE),
     ("test_filter", _BOTH, 5.0, "test hook: drop or delay internode messages", INLINE),
     ("test_clock", _BOTH, 5.0, "test hook: shift this node's wall clock", INLINE),
     # between nodes only

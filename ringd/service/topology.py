@@ -143,8 +143,7 @@ class Topology:
             )
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from None
-        if not plan.contacts:
-            # ANY with no live replica would need a hint, which this node does not keep yet
+        if not plan.contacts and not plan.hint_counts:
             raise cl.Unavailable(plan.required, 0, replicas=len(natural))
         return plan
 
