@@ -39,12 +39,6 @@ Hints = Annotated[
         "--hinted-handoff/--no-hinted-handoff", help="Keep hints for replicas that miss writes."
     ),
 ]
-Sloppy = Annotated[
-    bool | None,
-    typer.Option(
-        "--sloppy-quorum/--no-sloppy-quorum", help="Let substitute nodes count towards w."
-    ),
-]
 
 
 def replication_setting(rf: int | None, replication: str | None) -> dict[str, Any] | None:
@@ -65,14 +59,11 @@ def replication_setting(rf: int | None, replication: str | None) -> dict[str, An
     return setting
 
 
-def _options(
-    gc_grace: int | None, default_ttl: int | None, hints: bool | None, sloppy: bool | None
-) -> dict[str, Any]:
+def _options(gc_grace: int | None, default_ttl: int | None, hints: bool | None) -> dict[str, Any]:
     values = {
         "gc_grace_seconds": gc_grace,
         "default_ttl": default_ttl,
         "hinted_handoff": hints,
-        "sloppy_quorum": sloppy,
     }
     return {k: v for k, v in values.items() if v is not None}
 
@@ -96,7 +87,6 @@ def create(
     gc_grace: GcGrace = None,
     default_ttl: DefaultTtl = None,
     hinted_handoff: Hints = None,
-    sloppy_quorum: Sloppy = None,
     if_not_exists: Annotated[
         bool,
         typer.Option("--if-not-exists", help="Succeed, changing nothing, if it already exists."),
@@ -107,7 +97,7 @@ def create(
 ) -> None:
     """Define a keyspace (default: SimpleStrategy, replication factor 1)."""
     setting = replication_setting(rf, replication)
-    options = _options(gc_grace, default_ttl, hinted_handoff, sloppy_quorum)
+    options = _options(gc_grace, default_ttl, hinted_handoff)
     with output.errors(), target.client(host, timeout) as db:
         ks = db.keyspace_create(name, replication=setting, if_not_exists=if_not_exists, **options)
     _warn(ks)
@@ -131,13 +121,12 @@ def alter(
     gc_grace: GcGrace = None,
     default_ttl: DefaultTtl = None,
     hinted_handoff: Hints = None,
-    sloppy_quorum: Sloppy = None,
     host: Host = None,
     timeout: Timeout = None,
     as_json: Json = False,
 ) -> None:
     """Change a keyspace's replication or options."""
-    changes = _options(gc_grace, default_ttl, hinted_handoff, sloppy_quorum)
+    changes = _options(gc_grace, default_ttl, hinted_handoff)
     setting = replication_setting(rf, replication)
     if setting is not None:
         changes["replication"] = setting
@@ -179,7 +168,6 @@ KEYSPACE_COLUMNS = (
     Col("gc_grace", whole=True, justify="right"),
     Col("TTL", whole=True, justify="right"),
     Col("Hints"),
-    Col("Sloppy"),
 )
 
 
@@ -200,7 +188,6 @@ def render_keyspaces(r: dict[str, Any], console: Console) -> None:
             k["gc_grace_seconds"],
             k["default_ttl"],
             "on" if k["hinted_handoff"] else "off",
-            "on" if k["sloppy_quorum"] else "off",
         ]
         for k in r["keyspaces"]
     ]
