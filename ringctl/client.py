@@ -213,7 +213,7 @@ class _Api:
         **options: Any,
     ) -> Any:
         """Define a keyspace. ``replication`` defaults to SimpleStrategy with factor 1; options are
-        gc_grace_seconds, default_ttl, hinted_handoff, read_repair."""
+        gc_grace_seconds, default_ttl, hinted_handoff, sloppy_quorum, read_repair."""
         args = {"name": name, "if_not_exists": if_not_exists, **options}
         if replication is not None:
             args["replication"] = replication

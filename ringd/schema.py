@@ -33,6 +33,7 @@ class Keyspace:
     gc_grace_seconds: int = 864000
     default_ttl: int = 0
     hinted_handoff: bool = True
+    sloppy_quorum: bool = False
     read_repair: str = "blocking"
     timestamp: int = 0  # of the change that made this definition
     dropped: bool = False
@@ -57,6 +58,7 @@ class Keyspace:
             "gc_grace_seconds": self.gc_grace_seconds,
             "default_ttl": self.default_ttl,
             "hinted_handoff": self.hinted_handoff,
+            "sloppy_quorum": self.sloppy_quorum,
             "read_repair": self.read_repair,
         }
 
@@ -71,7 +73,7 @@ class Keyspace:
                 raise InvalidRequest(f"{name} must be a non-negative integer")
         if self.default_ttl > MAX_TTL:
             raise InvalidRequest(f"default_ttl must be between 0 and {MAX_TTL} seconds")
-        for name in ("hinted_handoff", "dropped"):
+        for name in ("hinted_handoff", "sloppy_quorum", "dropped"):
             if type(getattr(self, name)) is not bool:
                 raise InvalidRequest(f"{name} must be true or false")
         if self.read_repair not in READ_REPAIR_MODES:

@@ -39,6 +39,13 @@ Hints = Annotated[
         "--hinted-handoff/--no-hinted-handoff", help="Keep hints for replicas that miss writes."
     ),
 ]
+Sloppy = Annotated[
+    bool | None,
+    typer.Option(
+        "--sloppy-quorum/--no-sloppy-quorum",
+        help="Let live nodes past down replicas hold their writes (as hints) and count towards w.",
+    ),
+]
 
 
 def replication_setting(rf: int | None, replication: str | None) -> dict[str, Any] | None:
@@ -59,11 +66,14 @@ def replication_setting(rf: int | None, replication: str | None) -> dict[str, An
     return setting
 
 
-def _options(gc_grace: int | None, default_ttl: int | None, hints: bool | None) -> dict[str, Any]:
+def _options(
+    gc_grace: int | None, default_ttl: int | None, hints: bool | None, sloppy: bool | None
+) -> dict[str, Any]:
     values = {
         "gc_grace_seconds": gc_grace,
         "default_ttl": default_ttl,
         "hinted_handoff": hints,
+        "sloppy_quorum": sloppy,
     }
     return {k: v for k, v in values.items() if v is not None}
 
@@ -87,6 +97,7 @@ def create(
     gc_grace: GcGrace = None,
     default_ttl: DefaultTtl = None,
     hinted_handoff: Hints = None,
+    sloppy_quorum: Sloppy = None,
     if_not_exists: Annotated[
         bool,
         typer.Option("--if-not-exists", help="Succeed, changing nothing, if it already exists."),
@@ -97,7 +108,7 @@ def create(
 ) -> None:
     """Define a keyspace (default: SimpleStrategy, replication factor 1)."""
     setting = replication_setting(rf, replication)
-    options = _options(gc_grace, default_ttl, hinted_handoff)
+    options = _options(gc_grace, default_ttl, hinted_handoff, sloppy_quorum)
     with output.errors(), target.client(host, timeout) as db:
         ks = db.keyspace_create(name, replication=setting, if_not_exists=if_not_exists, **options)
     _warn(ks)
@@ -121,12 +132,13 @@ def alter(
     gc_grace: GcGrace = None,
     default_ttl: DefaultTtl = None,
     hinted_handoff: Hints = None,
+    sloppy_quorum: Sloppy = None,
     host: Host = None,
     timeout: Timeout = None,
     as_json: Json = False,
 ) -> None:
     """Change a keyspace's replication or options."""
-    changes = _options(gc_grace, default_ttl, hinted_handoff)
+    changes = _options(gc_grace, default_ttl, hinted_handoff, sloppy_quorum)
     setting = replication_setting(rf, replication)
     if setting is not None:
         changes["replication"] = setting
@@ -168,6 +180,7 @@ KEYSPACE_COLUMNS = (
     Col("gc_grace", whole=True, justify="right"),
     Col("TTL", whole=True, justify="right"),
     Col("Hints"),
+    Col("Sloppy"),
 )
 
 
@@ -188,6 +201,7 @@ def render_keyspaces(r: dict[str, Any], console: Console) -> None:
             k["gc_grace_seconds"],
             k["default_ttl"],
             "on" if k["hinted_handoff"] else "off",
+            "on" if k["sloppy_quorum"] else "off",
         ]
         for k in r["keyspaces"]
     ]

@@ -9,8 +9,9 @@ from typing import Any
 from ringd.hints.cluster import ClusterView
 from ringd.hints.service import HintsService
 from ringd.net.server import Handler, Session
-from ringd.protocol.errors import InvalidRequest
+from ringd.protocol.errors import InvalidRequest, Unavailable
 from ringd.protocol.messages import arg
+from ringd.service.messages import MutateHintedRequest
 
 
 def status(service: HintsService) -> dict[str, Any]:
@@ -65,11 +66,9 @@ def verbs(service: HintsService, cluster: ClusterView) -> dict[str, Handler]:
     def hints_truncate(s: Session, args: dict[str, Any]) -> dict[str, Any]:
         address = arg(args, "address", str, None)
         if address is None:
-            return {"files": service.store.truncate()}
+            return {"files": service.truncate()}
         hosts = [h for h in service.store.hosts if cluster.address_of(h) == address]
-        if not hosts:
-            return {"files": 0}
-        return {"files": sum(service.store.truncate(h) for h in hosts)}
+        return {"files": sum(service.truncate(h) for h in hosts)}
 
     def hints_pending(s: Session, args: dict[str, Any]) -> dict[str, Any]:
         hosts = []
@@ -91,7 +90,20 @@ def verbs(service: HintsService, cluster: ClusterView) -> dict[str, Handler]:
             "by_host": service.by_host(),
         }
 
+    def mutate_hinted(s: Session, args: dict[str, Any]) -> dict[str, Any]:
+        """Sloppy quorum: hold a write for a down replica (as a hint) and acknowledge it."""
+        request = MutateHintedRequest.from_wire(args)
+        if not service.hold(request.for_host, request.ks, request.key, request.row):
+            raise Unavailable(
+                f"cannot hold a write for {request.for_host}: hints for it are not kept "
+                "(handoff off, past the hint window, or its hints are full)",
+                required=1,
+                alive=0,
+            )
+        return {}
+
     return {
+        "mutate_hinted": mutate_hinted,
         "hints_status": hints_status,
         "hints_set": hints_set,
         "hints_truncate": hints_truncate,

@@ -102,6 +102,15 @@ VERBS: dict[str, Verb] = _verbs(
         _DATA + "MutateResponse",
     ),
     (
+        "mutate_hinted",
+        _PEER,
+        10.0,
+        "sloppy quorum: hold a write for a down replica as a hint",
+        INLINE,
+        _DATA + "MutateHintedRequest",
+        "",
+    ),
+    (
         "read_local",
         _PEER,
         10.0,

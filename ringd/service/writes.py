@@ -34,7 +34,7 @@ from ringd.schema import Keyspace
 from ringd.service import coordination
 from ringd.service.coordination import Consistency
 from ringd.service.hlc import HybridClock
-from ringd.service.messages import MutateRequest, MutateResponse
+from ringd.service.messages import MutateHintedRequest, MutateRequest, MutateResponse
 from ringd.service.replica import Replica
 from ringd.service.topology import Topology
 
@@ -58,6 +58,7 @@ class _Write:
         "deadline",
         "refusal",
         "mutation",
+        "stand_ins",
     )
 
     def __init__(
@@ -68,8 +69,10 @@ class _Write:
         start: float,
         done: Callable[[Any], None],
         mutation: tuple[str, bytes, Row] | None = None,
+        stand_ins: dict[str, str] | None = None,
     ) -> None:
         self.writes = writes
+        self.stand_ins = stand_ins or {}  # sloppy quorum: fallback -> the replica it stands for
         self.mutation = mutation  # (keyspace, key, row) to keep a hint of; None: no hints
         self.plan = plan
         self.consistency = consistency
@@ -107,11 +110,20 @@ class _Write:
         self.fail()
 
     def hint(self, host: str) -> bool:
-        """Keep a hint of the mutation for ``host`` (a remote replica); True if kept."""
+        """Keep a hint of the mutation for ``host`` (a remote replica, or the replica a failed
+        fallback stood for); True if kept."""
         hints = self.writes.hints
+        host = self.stand_ins.get(host, host)
         if self.mutation is None or hints is None or host == self.writes.topology.local_host_id:
             return False
         return hints.submit(host, *self.mutation)
+
+    def held_done(self, host: str, value: Any, error: ProtocolError | None) -> None:
+        """A fallback's answer to ``mutate_hinted``."""
+        if error is None:
+            self.ack(host)
+        else:
+            self.refused(host, error)
 
     def local_done(self, host: str, error: BaseException | None) -> None:
         if error is None:
@@ -207,19 +219,19 @@ class Writes:
         start = trio.current_time()
         topology = self.topology
         token = token_for(key)
-        plan = coordination.plan(
-            topology,
-            self.metrics,
-            keyspace,
-            topology.replicas(keyspace, token),
-            consistency,
-            write=True,
-        )
+        natural = topology.replicas(keyspace, token)
+        # sloppy quorum: down replicas are stood in for by the next live nodes, which hold the
+        # write as a hint for them and count towards w (fallback -> the replica it stands for)
+        stand_ins: dict[str, str] = {}
+        if keyspace.sloppy_quorum and self.hints is not None:
+            stand_ins = {f: h for h, f in topology.fallbacks(natural, token).items()}
+            natural = [next((f for f, h in stand_ins.items() if h == n), n) for n in natural]
+        plan = coordination.plan(topology, self.metrics, keyspace, natural, consistency, write=True)
         replica = self.replica
         replica.check_row_size(keyspace.name, key, row, new_only=True)
         hinting = self.hints is not None and keyspace.hinted_handoff
         mutation = (keyspace.name, key, row) if hinting else None
-        write = _Write(self, plan, consistency, start, done, mutation)
+        write = _Write(self, plan, consistency, start, done, mutation, stand_ins)
         for host in plan.natural:
             if host not in plan.contacts and write.hint(host):  # down at the start
                 write.tracker.ack_hint()  # counts for ANY only
@@ -235,6 +247,9 @@ class Writes:
         timeout = self.timeout
         wire: dict[str, Any] | None = None
         for host in plan.contacts:
+            if host in stand_ins:
+                self._hold(write, host, stand_ins[host], keyspace.name, key, row)
+                continue
             if host == local:
                 try:
                     replica.check_row_size(keyspace.name, key, row)
@@ -254,6 +269,26 @@ class Writes:
             )
         if not write.finished:
             write.deadline = self.deadlines.after(timeout, write.expire)
+
+    def _hold(
+        self, write: _Write, fallback: str, target: str, ks: str, key: bytes, row: Row
+    ) -> None:
+        """Send a sloppy-quorum write to ``fallback``, which holds it for ``target``."""
+        if fallback == self.topology.local_host_id:
+            assert self.hints is not None
+            if self.hints.hold(target, ks, key, row):
+                write.ack(fallback)
+            else:
+                write.fail()
+            return
+        wire = MutateHintedRequest(ks, key, row, target).to_wire()
+        self.messaging.send(
+            self.topology.address(fallback),
+            "mutate_hinted",
+            wire,
+            partial(write.held_done, fallback),
+            self.timeout,
+        )
 
     async def write(
         self, keyspace: Keyspace, key: bytes, row: Row, consistency: Consistency

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from nodes import Ringd, wait_for, wait_status
 
-from ringd.protocol.errors import ProtocolError
+from ringd.protocol.errors import ProtocolError, Unavailable
 
 RF3 = {"class": "SimpleStrategy", "replication_factor": 3}
 FAST = {"gossip_interval_ms": 100}
@@ -311,3 +311,42 @@ def test_hint_files_are_fsynced_and_survive_a_kill(
     a.stop()
     with c.client() as db:
         assert all(db.get("demo", f"k{i}", consistency="ONE") for i in range(20))
+
+
+def test_sloppy_quorum_fallback_holds_the_write_and_hands_it_off(
+    cluster_factory: Callable[..., list[Ringd]],
+) -> None:
+    nodes = cluster_factory(4, **FAST)
+    with nodes[0].client() as db:
+        db.keyspace_create("cart", replication=RF3, sloppy_quorum=True)
+        placement = db.admin("getendpoints", keyspace="cart", key="user:123")["endpoints"]
+    by_address = {n.address: n for n in nodes}
+    natural = [by_address[a] for a in placement]
+    fallback = next(n for n in nodes if n.address not in placement)
+    keep, down = natural[0], natural[1:]
+    for node in down:
+        node.stop()
+    for node in down:
+        wait_status(keep, node.address, "DOWN")
+        wait_status(fallback, node.address, "DOWN")
+    with keep.client() as db:
+        shown = db.admin("getendpoints", keyspace="cart", key="user:123")["fallbacks"]
+        # one live node is past them: it stands in for the first of the two
+        assert list(shown.values()) == [fallback.address]
+        assert set(shown) < {n.address for n in down}
+        # two natural replicas down: w=2 is met by the live replica and the fallback
+        assert db.put("cart", "user:123", {"items": ["book"]}, w=2)["acks"] == 2
+        db.keyspace_create("strict", replication=RF3)
+        with pytest.raises(Unavailable):  # without sloppy quorum: 2 required, 1 alive
+            db.put("strict", "user:123", {"items": []}, w=2)
+    held = pending(fallback)["hosts"]
+    assert {h["address"] for h in held} & {n.address for n in down}
+    for node in down:
+        node.start()
+    wait_for(lambda: not pending(fallback)["hosts"], 30, "the fallback to hand the write off")
+    # the fallback kept no copy of its own; the returned replicas have it
+    keep.stop()
+    fallback.stop()
+    with down[0].client() as db:
+        got = db.get("cart", "user:123", consistency="TWO")
+        assert got is not None and got["columns"] == {"items": ["book"]}

@@ -69,6 +69,7 @@ def test_keyspace_list_keeps_names_whole_and_folds_the_replication() -> None:
             "gc_grace_seconds": 864000,
             "default_ttl": 630720000,
             "hinted_handoff": True,
+            "sloppy_quorum": False,
         },
         {
             "name": "demo",
@@ -76,6 +77,7 @@ def test_keyspace_list_keeps_names_whole_and_folds_the_replication() -> None:
             "gc_grace_seconds": 0,
             "default_ttl": 0,
             "hinted_handoff": False,
+            "sloppy_quorum": True,
         },
     ]
     lines = _render(render_keyspaces, {"keyspaces": keyspaces})
