@@ -57,8 +57,8 @@ _ringctl_options() {
         'gossipinfo') echo '--help --host --json --timeout' ;;
         'info') echo '--help --host --json --timeout' ;;
         'keyspace') echo '--help' ;;
-        'keyspace alter') echo '--default-ttl --gc-grace --help --hinted-handoff --host --json --no-hinted-handoff --replication --rf --timeout' ;;
-        'keyspace create') echo '--default-ttl --gc-grace --help --hinted-handoff --host --if-not-exists --json --no-hinted-handoff --replication --rf --timeout' ;;
+        'keyspace alter') echo '--default-ttl --gc-grace --help --hinted-handoff --host --json --no-hinted-handoff --no-sloppy-quorum --replication --rf --sloppy-quorum --timeout' ;;
+        'keyspace create') echo '--default-ttl --gc-grace --help --hinted-handoff --host --if-not-exists --json --no-hinted-handoff --no-sloppy-quorum --replication --rf --sloppy-quorum --timeout' ;;
         'keyspace drop') echo '--help --host --if-exists --json --timeout' ;;
         'keyspace list') echo '--help --host --json --names --timeout' ;;
         'listpendinghints') echo '--help --host --json --timeout' ;;

@@ -80,6 +80,7 @@ VERB_CLASSES: dict[str, VerbClass] = {
     "test_clock": _C.TEST_HOOK,
     "mutate": _C.INTERNODE,
     "mutate_hinted": _C.INTERNODE,
+    "read_hinted": _C.INTERNODE,
     "read_local": _C.INTERNODE,
     "scan_local": _C.INTERNODE,
     "gossip_syn": _C.INTERNODE,

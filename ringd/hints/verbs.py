@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from ringd.db.cells import row_digest
 from ringd.hints.cluster import ClusterView
 from ringd.hints.service import HintsService
 from ringd.net.server import Handler, Session
 from ringd.protocol.errors import InvalidRequest, Unavailable
 from ringd.protocol.messages import arg
-from ringd.service.messages import MutateHintedRequest
+from ringd.service.messages import MutateHintedRequest, ReadLocalRequest, ReadLocalResponse
 
 
 def status(service: HintsService) -> dict[str, Any]:
@@ -102,8 +103,17 @@ def verbs(service: HintsService, cluster: ClusterView) -> dict[str, Handler]:
             )
         return {}
 
+    def read_hinted(s: Session, args: dict[str, Any]) -> dict[str, Any]:
+        """Sloppy quorum: the row this node holds for down replicas (as ``read_local``)."""
+        req = ReadLocalRequest.from_wire(args)
+        row = service.held_row(req.ks, req.key)
+        if req.digest:
+            return ReadLocalResponse(None, row_digest(row), 0).to_wire()
+        return ReadLocalResponse(row, None, 0).to_wire()
+
     return {
         "mutate_hinted": mutate_hinted,
+        "read_hinted": read_hinted,
         "hints_status": hints_status,
         "hints_set": hints_set,
         "hints_truncate": hints_truncate,

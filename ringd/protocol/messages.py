@@ -111,6 +111,15 @@ VERBS: dict[str, Verb] = _verbs(
         "",
     ),
     (
+        "read_hinted",
+        _PEER,
+        10.0,
+        "sloppy quorum: the row this node holds for down replicas: data or digest",
+        INLINE,
+        _DATA + "ReadLocalRequest",
+        _DATA + "ReadLocalResponse",
+    ),
+    (
         "read_local",
         _PEER,
         10.0,

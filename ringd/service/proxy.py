@@ -57,6 +57,7 @@ class StorageProxy:
             deadlines=self.deadlines,
             metrics=metrics,
             timeout=timeouts.read,
+            hints=hints,
         )
         self.scans = Scans(
             topology=topology,

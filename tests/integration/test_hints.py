@@ -339,6 +339,12 @@ def test_sloppy_quorum_fallback_holds_the_write_and_hands_it_off(
         db.keyspace_create("strict", replication=RF3)
         with pytest.raises(Unavailable):  # without sloppy quorum: 2 required, 1 alive
             db.put("strict", "user:123", {"items": []}, w=2)
+        # r=2 is met by the live replica and the fallback, which answers from what it holds
+        got = db.get("cart", "user:123", r=2)
+        assert got is not None and got["columns"] == {"items": ["book"]}
+    with fallback.client() as db:  # the fallback coordinates too: its held copy is its answer
+        got = db.get("cart", "user:123", r=2)
+        assert got is not None and got["columns"] == {"items": ["book"]}
     held = pending(fallback)["hosts"]
     assert {h["address"] for h in held} & {n.address for n in down}
     for node in down:
