@@ -7,7 +7,7 @@
 # sub-commands of a command path
 _ringctl_commands() {
     case "$1" in
-        '') echo 'cluster compact compactionstats delete describecluster describering dump flush get getendpoints gossipinfo info keyspace load ping proxyhistograms put ring status stress tablestats verify version' ;;
+        '') echo 'cluster compact compactionstats delete describecluster describering disablehandoff disablehintsfordc dump enablehandoff enablehintsfordc flush get getendpoints getmaxhintwindow gossipinfo info keyspace listpendinghints load pausehandoff ping proxyhistograms put resumehandoff ring sethintedhandoffthrottlekb setmaxhintwindow status statushandoff stress tablestats truncatehints verify version' ;;
         'cluster') echo 'create filters heal list logs node partition remove start status stop switch' ;;
         'cluster node') echo 'clock-offset kill logs pause resume show start stop' ;;
         'keyspace') echo 'alter create drop list' ;;
@@ -45,10 +45,15 @@ _ringctl_options() {
         'delete') echo '--consistency --help --host --json --key-hex --timeout --timestamp -c -w' ;;
         'describecluster') echo '--help --host --json --timeout' ;;
         'describering') echo '--help --host --json --timeout' ;;
+        'disablehandoff') echo '--help --host --json --timeout' ;;
+        'disablehintsfordc') echo '--help --host --json --timeout' ;;
         'dump') echo '--consistency --help --host --page-size --timeout -c' ;;
+        'enablehandoff') echo '--help --host --json --timeout' ;;
+        'enablehintsfordc') echo '--help --host --json --timeout' ;;
         'flush') echo '--help --host --json --timeout' ;;
         'get') echo '--consistency --help --host --json --key-hex --timeout -c -r' ;;
         'getendpoints') echo '--help --host --json --timeout' ;;
+        'getmaxhintwindow') echo '--help --host --json --timeout' ;;
         'gossipinfo') echo '--help --host --json --timeout' ;;
         'info') echo '--help --host --json --timeout' ;;
         'keyspace') echo '--help' ;;
@@ -56,14 +61,21 @@ _ringctl_options() {
         'keyspace create') echo '--default-ttl --gc-grace --help --hinted-handoff --host --if-not-exists --json --no-hinted-handoff --no-sloppy-quorum --replication --rf --sloppy-quorum --timeout' ;;
         'keyspace drop') echo '--help --host --if-exists --json --timeout' ;;
         'keyspace list') echo '--help --host --json --names --timeout' ;;
+        'listpendinghints') echo '--help --host --json --timeout' ;;
         'load') echo '--concurrency --consistency --help --host --json --timeout -c' ;;
+        'pausehandoff') echo '--help --host --json --timeout' ;;
         'ping') echo '--help --host --json --timeout' ;;
         'proxyhistograms') echo '--help --host --json --timeout' ;;
         'put') echo '--consistency --help --host --json --key-hex --raw --text --timeout --timestamp --ttl --value-file -c -w' ;;
+        'resumehandoff') echo '--help --host --json --timeout' ;;
         'ring') echo '--help --host --json --timeout' ;;
+        'sethintedhandoffthrottlekb') echo '--help --host --json --timeout' ;;
+        'setmaxhintwindow') echo '--help --host --json --timeout' ;;
         'status') echo '--help --host --json --timeout' ;;
+        'statushandoff') echo '--help --host --json --timeout' ;;
         'stress') echo '--concurrency --connections --consistency --dist --duration --help --host --interval --json --keys --keyspace --ops --rate --read-ratio --rf --seed --timeout --value-size --zipf-exponent -c -cl -n -r -w' ;;
         'tablestats') echo '--help --host --json --timeout' ;;
+        'truncatehints') echo '--help --host --json --timeout' ;;
         'verify') echo '--help --host --json --timeout' ;;
         'version') echo '--help --json' ;;
         *) ;;
@@ -91,24 +103,36 @@ _ringctl_value_options() {
         'delete') echo '--consistency --host --timeout --timestamp -c -w' ;;
         'describecluster') echo '--host --timeout' ;;
         'describering') echo '--host --timeout' ;;
+        'disablehandoff') echo '--host --timeout' ;;
+        'disablehintsfordc') echo '--host --timeout' ;;
         'dump') echo '--consistency --host --page-size --timeout -c' ;;
+        'enablehandoff') echo '--host --timeout' ;;
+        'enablehintsfordc') echo '--host --timeout' ;;
         'flush') echo '--host --timeout' ;;
         'get') echo '--consistency --host --timeout -c -r' ;;
         'getendpoints') echo '--host --timeout' ;;
+        'getmaxhintwindow') echo '--host --timeout' ;;
         'gossipinfo') echo '--host --timeout' ;;
         'info') echo '--host --timeout' ;;
         'keyspace alter') echo '--default-ttl --gc-grace --host --replication --rf --timeout' ;;
         'keyspace create') echo '--default-ttl --gc-grace --host --replication --rf --timeout' ;;
         'keyspace drop') echo '--host --timeout' ;;
         'keyspace list') echo '--host --timeout' ;;
+        'listpendinghints') echo '--host --timeout' ;;
         'load') echo '--concurrency --consistency --host --timeout -c' ;;
+        'pausehandoff') echo '--host --timeout' ;;
         'ping') echo '--host --timeout' ;;
         'proxyhistograms') echo '--host --timeout' ;;
         'put') echo '--consistency --host --timeout --timestamp --ttl --value-file -c -w' ;;
+        'resumehandoff') echo '--host --timeout' ;;
         'ring') echo '--host --timeout' ;;
+        'sethintedhandoffthrottlekb') echo '--host --timeout' ;;
+        'setmaxhintwindow') echo '--host --timeout' ;;
         'status') echo '--host --timeout' ;;
+        'statushandoff') echo '--host --timeout' ;;
         'stress') echo '--concurrency --connections --consistency --dist --duration --host --interval --keys --keyspace --ops --rate --read-ratio --rf --seed --timeout --value-size --zipf-exponent -c -cl -n -r -w' ;;
         'tablestats') echo '--host --timeout' ;;
+        'truncatehints') echo '--host --timeout' ;;
         'verify') echo '--host --timeout' ;;
         *) ;;
     esac

@@ -8,7 +8,7 @@ import typer
 import typer.main
 
 from ringctl import target
-from ringctl.commands import admin, cluster, data, keyspace, stress
+from ringctl.commands import admin, cluster, data, hints, keyspace, stress
 
 app = typer.Typer(
     name="ringctl",
@@ -37,6 +37,7 @@ def _root(
 data.register(app)
 app.add_typer(keyspace.app, name="keyspace")
 admin.register(app)
+hints.register(app)
 app.add_typer(cluster.app, name="cluster")
 stress.register(app)
 

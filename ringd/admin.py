@@ -237,12 +237,17 @@ class Admin:
         ks = self.schema.require(keyspace)
         token = token_for(key)
         replicas = self.topology.replicas(ks, token)
+        fallbacks = self.topology.fallbacks(replicas, token) if ks.sloppy_quorum else {}
         return {
             "keyspace": keyspace,
             "key": requests.key_out(key),
             "token": token,
             "endpoints": [self.topology.address(h) for h in replicas],
             "host_ids": replicas,
+            # sloppy quorum: the live nodes that stand in for down replicas now
+            "fallbacks": {
+                self.topology.address(h): self.topology.address(f) for h, f in fallbacks.items()
+            },
         }
 
     def set_filter(self, args: dict[str, Any]) -> dict[str, Any]:

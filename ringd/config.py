@@ -85,6 +85,23 @@ class Config:
         default=0, metadata={"help": "shift this node's wall clock (tests only)"}
     )
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
+    hinted_handoff_enabled: bool = field(
+        default=True, metadata={"help": "keep hints for replicas that miss writes"}
+    )
+    hinted_handoff_disabled_datacenters: list[str] = field(
+        default_factory=list, metadata={"help": "DC,... whose replicas get no hints"}
+    )
+    max_hint_window_ms: int = field(
+        default=3 * 3600 * 1000,
+        metadata={"help": "no new hints for a node that has been down longer than this"},
+    )
+    max_hints_size_per_host_mb: int = field(
+        default=128, metadata={"help": "hints kept for one node at most; more are dropped"}
+    )
+    hinted_handoff_throttle_kb: int = field(
+        default=1024,
+        metadata={"help": "hint delivery KiB/s, shared among the other nodes; 0 = unthrottled"},
+    )
 
     @property
     def host(self) -> str:
@@ -124,6 +141,9 @@ class Config:
             ("max_connections", 1, 1_000_000),
             ("max_frame_bytes", 64 * 1024, 1 << 30),
             ("clock_offset_ms", -MAX_CLOCK_OFFSET_MS, MAX_CLOCK_OFFSET_MS),
+            ("max_hint_window_ms", 0, 30 * 86400 * 1000),
+            ("max_hints_size_per_host_mb", 1, 1024 * 1024),
+            ("hinted_handoff_throttle_kb", 0, 1024 * 1024),
         ):
             if not low <= getattr(self, name) <= high:
                 raise bad(name, f"must be between {low} and {high}")
@@ -173,7 +193,11 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     for f in fields(Config):
         help_text = f.metadata.get("help", "")
-        if f.type in ("bool", bool):
+        if f.type in ("bool", bool) and f.default is True:
+            parser.add_argument(
+                _flag(f.name), action=argparse.BooleanOptionalAction, help=help_text
+            )
+        elif f.type in ("bool", bool):
             parser.add_argument(_flag(f.name), action="store_true", help=help_text)
         else:
             parser.add_argument(_flag(f.name), metavar=f.name.upper(), help=help_text)

@@ -39,7 +39,11 @@ from ringd.db.engine import EngineOptions, StorageEngine
 from ringd.fdlimit import fit_max_connections
 from ringd.fsutil import atomic_write
 from ringd.gms import verbs as gossip_verbs
-from ringd.gms.gossiper import Gossiper
+from ringd.gms.gossiper import EVENT_ALIVE, Gossiper
+from ringd.hints import verbs as hints_verbs
+from ringd.hints.cluster import ClusterView
+from ringd.hints.service import HintSettings, HintsService
+from ringd.hints.store import HintStore
 from ringd.metrics import CoordinatorMetrics
 from ringd.net.messaging import Messaging
 from ringd.net.server import Server, Session
@@ -155,6 +159,23 @@ class Node:
             interval=gossip_interval,
         )
         self.metrics = CoordinatorMetrics()
+        self.hints_view = ClusterView(self.topology, self.gossiper, self.schema)
+        self.hints = HintsService(
+            HintStore(self.data_dir / "hints"),
+            membership=self.hints_view,
+            schema=self.hints_view,
+            send=self.messaging.call,
+            settings=HintSettings(
+                enabled=config.hinted_handoff_enabled,
+                disabled_dcs=set(config.hinted_handoff_disabled_datacenters),
+                max_hint_window_ms=config.max_hint_window_ms,
+                max_hints_size_per_host=config.max_hints_size_per_host_mb * 1024 * 1024,
+                throttle_kb=config.hinted_handoff_throttle_kb,
+                write_timeout_s=self.timeouts.write,
+            ),
+            wall=self.clock.wall_seconds,
+        )
+        self.gossiper.subscribe(self._wake_hints)
         self.replica = Replica(
             self.engine,
             self.schema,
@@ -170,6 +191,7 @@ class Node:
             clock=self.clock,
             metrics=self.metrics,
             timeouts=self.timeouts,
+            hints=self.hints,
         )
         self.schema_sync = SchemaSync(
             schema=self.schema,
@@ -208,6 +230,7 @@ class Node:
             schema_sync.verbs(self.schema_sync),
             gossip_verbs.verbs(self.gossiper),
             admin.verbs(self.admin),
+            hints_verbs.verbs(self.hints, self.hints_view),
         )
         self.server = Server(
             self.handlers,
@@ -225,6 +248,11 @@ class Node:
                 f"peer belongs to cluster {session.hello.get('cluster')!r}, "
                 f"this node to {self.config.cluster_name!r}"
             )
+
+    def _wake_hints(self, event: str, host_id: str, state: Any) -> None:
+        """A node came up (or changed): look for hints to deliver to it now."""
+        if event == EVENT_ALIVE:
+            self.hints.wake()
 
     def _gc_grace_for(self, keyspace: str) -> int:
         ks = self.schema.get(keyspace)
@@ -330,6 +358,7 @@ class Node:
         await nursery.start(self.topology.run)
         await nursery.start(self.schema_sync.run)
         await nursery.start(self.gossiper.run)
+        await nursery.start(self.hints.run)
         nursery.start_soon(self.admin.report_load)
 
     async def run(
@@ -349,6 +378,7 @@ class Node:
             finally:
                 with trio.CancelScope(shield=True):
                     await self.engine.close()
+                self.hints.store.close()
                 os.close(self._lock_fd)
             return
         config = self.config
@@ -386,6 +416,7 @@ class Node:
             finally:
                 with trio.CancelScope(shield=True):
                     await self.engine.close()
+                self.hints.store.close()
                 os.close(self._lock_fd)
         log.info("ringd stopped")
 

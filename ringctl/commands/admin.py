@@ -156,9 +156,17 @@ def describering(
 def getendpoints(
     keyspace: Keyspace, key: Key, host: Host = None, timeout: Timeout = None, as_json: Json = False
 ) -> None:
-    """The replicas of a key, in ring order, and its token."""
+    """The replicas of a key, in ring order, and its token (with sloppy quorum, a down replica's
+    current stand-in follows it: ``ADDRESS (down, held by ADDRESS)``)."""
     result = _call(host, timeout, "getendpoints", keyspace=keyspace, key=key)
-    output.emit(result, as_json, lambda r: print("\n".join(r["endpoints"])))
+
+    def render(r: dict[str, Any]) -> None:
+        fallbacks = r.get("fallbacks") or {}
+        for address in r["endpoints"]:
+            held = fallbacks.get(address)
+            output.say(address if held is None else f"{address} (down, held by {held})")
+
+    output.emit(result, as_json, render)
 
 
 def gossipinfo(host: Host = None, timeout: Timeout = None, as_json: Json = False) -> None:

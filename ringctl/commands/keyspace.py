@@ -42,7 +42,8 @@ Hints = Annotated[
 Sloppy = Annotated[
     bool | None,
     typer.Option(
-        "--sloppy-quorum/--no-sloppy-quorum", help="Let substitute nodes count towards w."
+        "--sloppy-quorum/--no-sloppy-quorum",
+        help="Let live nodes past down replicas hold their writes (as hints) and count towards w.",
     ),
 ]
 

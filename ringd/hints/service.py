@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import trio
 
+from ringd.db.cells import Row
 from ringd.hints.store import Hint, HintFile, HintStore
 from ringd.metrics import Histogram
 from ringd.net.channel import CallTimeout
@@ -49,6 +50,8 @@ class Membership(Protocol):
 
     def replicas_for(self, keyspace: str, key: bytes) -> list[str]: ...
 
+    def node_count(self) -> int: ...
+
 
 class Schema(Protocol):
     def gc_grace_of(self, keyspace: str) -> int | None:
@@ -64,7 +67,7 @@ class HintSettings:
     disabled_dcs: set[str] = field(default_factory=set)
     max_hint_window_ms: int = 3 * 3600 * 1000
     max_hints_size_per_host: int = 128 * 1024 * 1024
-    throttle_kb: int = 1024  # per destination; 0 means unthrottled
+    throttle_kb: int = 1024  # shared among the other nodes (as Cassandra); 0: unthrottled
     paused: bool = False
     page_bytes: int = 256 * 1024
     delivery_interval_s: float = 1.0
@@ -105,6 +108,9 @@ class HintsService:
         self.counters: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNTERS, 0))
         self.latency: dict[str, Histogram] = defaultdict(Histogram)
         self.dispatching: set[str] = set()
+        # sloppy quorum: rows this node holds for down replicas, by (keyspace, key), then by
+        # target, with how many of its hints are still undelivered (for reads and handoff)
+        self.held: dict[tuple[str, bytes], dict[str, tuple[Row, int]]] = {}
         self._wake = trio.Event()
 
     # -- keeping hints ------------------------------------------------------------------------
@@ -122,7 +128,7 @@ class HintsService:
             candidates.append(min(f.created_ms for f in host.files))
         return min(candidates) if candidates else None
 
-    def submit(self, host_id: str, keyspace: str, key: bytes, row: Any) -> bool:
+    def submit(self, host_id: str, keyspace: str, key: bytes, row: Row) -> bool:
         """Keep a hint of ``row`` for ``host_id`` if the rules allow; True if kept."""
         s = self.settings
         counters = self.counters[host_id]
@@ -142,6 +148,51 @@ class HintsService:
         self.store.add(host_id, Hint(keyspace, key, row, int(now_ms * 1000)))
         counters["created"] += 1
         return True
+
+    def throttle_bytes(self) -> float:
+        """The delivery rate to one destination, bytes/s (0: unthrottled): the node's throttle
+        divided among the other nodes, as Cassandra does."""
+        if self.settings.throttle_kb <= 0:
+            return 0.0
+        return self.settings.throttle_kb * 1024.0 / max(1, self.membership.node_count() - 1)
+
+    def hold(self, host_id: str, keyspace: str, key: bytes, row: Row) -> bool:
+        """Sloppy quorum: keep a write meant for ``host_id`` (down) as a hint, and serve it to
+        reads until it is handed off. The same rules as :meth:`submit`; True if kept."""
+        if not self.submit(host_id, keyspace, key, row):
+            return False
+        by_target = self.held.setdefault((keyspace, key), {})
+        have = by_target.get(host_id)
+        by_target[host_id] = (row, 1) if have is None else (have[0].merge(row), have[1] + 1)
+        return True
+
+    def truncate(self, host_id: str | None = None) -> int:
+        """Delete stored hints (for one target or all), and what this node held for it; the
+        files deleted."""
+        for by_target in self.held.values():
+            for target in [t for t in by_target if host_id is None or t == host_id]:
+                del by_target[target]
+        self.held = {k: v for k, v in self.held.items() if v}
+        return self.store.truncate(host_id)
+
+    def held_row(self, keyspace: str, key: bytes) -> Row | None:
+        """The merge of the rows this node holds for others under ``key`` (sloppy quorum)."""
+        merged: Row | None = None
+        for row, _ in self.held.get((keyspace, key), {}).values():
+            merged = row if merged is None else merged.merge(row)
+        return merged
+
+    def _handed_off(self, host_id: str, hint: Hint) -> None:
+        by_target = self.held.get((hint.keyspace, hint.key))
+        if not by_target or host_id not in by_target:
+            return
+        row, count = by_target[host_id]
+        if count <= 1:
+            del by_target[host_id]
+            if not by_target:
+                del self.held[(hint.keyspace, hint.key)]
+        else:
+            by_target[host_id] = (row, count - 1)
 
     def pending_hosts(self) -> list[str]:
         return [h for h, host in self.store.hosts.items() if host.files]
@@ -204,12 +255,14 @@ class HintsService:
                     return False  # resume from the recorded position next time
                 if outcome == "delivered":
                     counters["delivered"] += 1
+                self._handed_off(host_id, hint)
             sent_bytes = page[-1][0] - hint_file.delivered
             self.store.delivered(hint_file, page[-1][0])
             counters["delivered_bytes"] += sent_bytes
-            if s.throttle_kb > 0:
-                # hold delivery to throttle_kb KiB/s: this page may not finish sooner than that
-                await trio.sleep_until(start + sent_bytes / (s.throttle_kb * 1024.0))
+            rate = self.throttle_bytes()
+            if rate > 0:
+                # hold delivery to the throttle: this page may not finish sooner than that
+                await trio.sleep_until(start + sent_bytes / rate)
         return hint_file.corrupted is None
 
     async def _deliver(self, host_id: str, hint: Hint) -> str:
@@ -247,13 +300,33 @@ class HintsService:
 
     # -- views --------------------------------------------------------------------------------
 
+    def totals(self) -> dict[str, int]:
+        """Every counter summed over the target hosts."""
+        out = dict.fromkeys(COUNTERS, 0)
+        for counters in self.counters.values():
+            for name, value in counters.items():
+                out[name] += value
+        return out
+
+    def by_host(self) -> dict[str, dict[str, Any]]:
+        """Per target host ever hinted: its counters and delivery latency percentiles (µs)."""
+        out: dict[str, dict[str, Any]] = {}
+        for host_id, counters in self.counters.items():
+            latency = self.latency.get(host_id)
+            out[host_id] = {
+                **counters,
+                "delivery_p50_us": latency.percentile(50) if latency else 0.0,
+                "delivery_p99_us": latency.percentile(99) if latency else 0.0,
+            }
+        return out
+
     def pending(self) -> list[dict[str, Any]]:
         """Per host with hints: what the store says, the counters, and the estimated replay
         time at the current throttle."""
         out = []
         for desc in self.store.describe():
             host_id = desc["host_id"]
-            throttle = self.settings.throttle_kb * 1024
+            throttle = self.throttle_bytes()
             out.append(
                 {
                     **desc,

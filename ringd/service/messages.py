@@ -90,6 +90,38 @@ class MutateRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class MutateHintedRequest:
+    """Sloppy quorum: a write for ``for_host`` (a down replica) that a live node past it holds
+    as a hint, to hand off when it is back. The answer is ``{}``."""
+
+    ks: str
+    key: bytes
+    row: Row
+    for_host: str
+
+    @classmethod
+    def from_wire(cls, args: object) -> MutateHintedRequest:
+        m = _map(args, "hinted mutation")
+        host = _text(m, "for_host", "hinted mutation")
+        if not 0 < len(host) <= 64:
+            raise _malformed("hinted mutation", "for_host must be a host id")
+        return cls(
+            _text(m, "ks", "hinted mutation"),
+            _key(m.get("key"), "hinted mutation"),
+            _row(m.get("row"), "hinted mutation"),
+            host,
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "ks": self.ks,
+            "key": self.key,
+            "row": self.row.to_wire(),
+            "for_host": self.for_host,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class MutateResponse:
     hlc: int
 

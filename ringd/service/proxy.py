@@ -10,6 +10,7 @@ from __future__ import annotations
 import trio
 
 from ringd.db.engine import StorageEngine
+from ringd.hints.service import HintsService
 from ringd.metrics import CoordinatorMetrics
 from ringd.net.deadlines import Deadlines
 from ringd.net.messaging import Messaging
@@ -33,6 +34,7 @@ class StorageProxy:
         clock: HybridClock,
         metrics: CoordinatorMetrics,
         timeouts: Timeouts,
+        hints: HintsService | None = None,
     ) -> None:
         self.metrics = metrics
         self.deadlines = Deadlines()  # the timeouts of every read and write in flight
@@ -45,6 +47,7 @@ class StorageProxy:
             deadlines=self.deadlines,
             metrics=metrics,
             timeout=timeouts.write,
+            hints=hints,
         )
         self.reads = Reads(
             topology=topology,
@@ -54,6 +57,7 @@ class StorageProxy:
             deadlines=self.deadlines,
             metrics=metrics,
             timeout=timeouts.read,
+            hints=hints,
         )
         self.scans = Scans(
             topology=topology,

@@ -18,6 +18,7 @@ import trio
 from ringd.db.cells import Row, row_digest
 from ringd.db.engine import StorageEngine
 from ringd.dht.murmur3 import token_for
+from ringd.hints.service import HintsService
 from ringd.locator.consistency import ReplicaPlan
 from ringd.metrics import CoordinatorMetrics
 from ringd.net.channel import CallTimeout
@@ -67,6 +68,7 @@ class _Read:
         "outstanding",
         "finished",
         "deadline",
+        "stand_ins",
     )
 
     def __init__(
@@ -79,8 +81,10 @@ class _Read:
         start: float,
         done: Callable[[Any], None],
         spares: list[str],
+        stand_ins: dict[str, str] | None = None,
     ) -> None:
         self.reads = reads
+        self.stand_ins = stand_ins or {}  # sloppy quorum: fallback -> the replica it stands for
         self.keyspace = keyspace
         self.key = key
         self.plan = plan
@@ -96,9 +100,10 @@ class _Read:
     def ask(self, host: str, digest_only: bool) -> None:
         reads = self.reads
         self.outstanding += 1
+        held = host in self.stand_ins
         if host == reads.topology.local_host_id:
             try:
-                row = reads.engine.read(self.keyspace.name, self.key)
+                row = reads.local_row(self.keyspace.name, self.key, held)
             except Exception as exc:
                 log.warning("local read failed: %s", exc)
                 self.answered(host, False)
@@ -108,7 +113,7 @@ class _Read:
             return
         reads.messaging.send(
             reads.topology.address(host),
-            "read_local",
+            "read_hinted" if held else "read_local",
             ReadLocalRequest(self.keyspace.name, self.key, digest_only).to_wire(),
             partial(self.remote_done, host, digest_only),
             reads.timeout,
@@ -174,7 +179,12 @@ class _Read:
                     for host in replies:
                         if host not in full:
                             nursery.start_soon(
-                                reads.read_one, host, self.keyspace.name, self.key, full
+                                reads.read_one,
+                                host,
+                                self.keyspace.name,
+                                self.key,
+                                full,
+                                host in self.stand_ins,
                             )
             reads.metrics.read_latency.add(trio.current_time() - self.start)
             if len(full) < len(replies):
@@ -199,7 +209,9 @@ class Reads:
         deadlines: Deadlines,
         metrics: CoordinatorMetrics,
         timeout: float,
+        hints: HintsService | None = None,
     ) -> None:
+        self.hints = hints  # sloppy quorum: what this node holds for down replicas
         self.topology = topology
         self.engine = engine
         self.messaging = messaging
@@ -222,18 +234,20 @@ class Reads:
         or ``READ_TIMEOUT``; ``UNAVAILABLE`` is raised at once."""
         start = trio.current_time()
         topology = self.topology
+        token = token_for(key)
+        natural = topology.replicas(keyspace, token)
+        # sloppy quorum: the nodes standing in for down replicas answer from what they hold
+        stand_ins: dict[str, str] = {}
+        if keyspace.sloppy_quorum and self.hints is not None:
+            stand_ins = {f: h for h, f in topology.fallbacks(natural, token).items()}
+            natural = [next((f for f, h in stand_ins.items() if h == n), n) for n in natural]
         plan = coordination.plan(
-            topology,
-            self.metrics,
-            keyspace,
-            topology.replicas(keyspace, token_for(key)),
-            consistency,
-            write=False,
+            topology, self.metrics, keyspace, natural, consistency, write=False
         )
         contacts = plan.contacts
         local = topology.local_host_id
         if contacts == (local,):
-            row = self.engine.read(keyspace.name, key)
+            row = self.local_row(keyspace.name, key, local in stand_ins)
             self.metrics.read_latency.add(trio.current_time() - start)
             done(row)
             return
@@ -241,7 +255,7 @@ class Reads:
         spares = [
             h for h in plan.natural if h not in contacts and plan.counts(h) and topology.is_alive(h)
         ]
-        read = _Read(self, keyspace, key, plan, consistency, start, done, spares)
+        read = _Read(self, keyspace, key, plan, consistency, start, done, spares, stand_ins)
         for i, host in enumerate(contacts):
             read.ask(host, i > 0)
         read.outstanding -= 1
@@ -257,16 +271,25 @@ class Reads:
         )
         return row
 
-    async def read_one(self, host: str, ks: str, key: bytes, out: dict[str, _Reply]) -> bool:
-        """Ask one replica for the row into ``out``; False if it failed."""
+    def local_row(self, ks: str, key: bytes, held: bool = False) -> Row | None:
+        """This node's copy of the row; ``held``: what it holds for down replicas instead."""
+        if held:
+            return None if self.hints is None else self.hints.held_row(ks, key)
+        return self.engine.read(ks, key)
+
+    async def read_one(
+        self, host: str, ks: str, key: bytes, out: dict[str, _Reply], held: bool = False
+    ) -> bool:
+        """Ask one replica (``held``: a sloppy-quorum stand-in) for the row into ``out``; False
+        if it failed."""
         try:
             if host == self.topology.local_host_id:
-                row = self.engine.read(ks, key)
+                row = self.local_row(ks, key, held)
                 out[host] = _Reply(row, row_digest(row), True)
                 return True
             value = await self.messaging.call(
                 self.topology.address(host),
-                "read_local",
+                "read_hinted" if held else "read_local",
                 ReadLocalRequest(ks, key, False).to_wire(),
                 self.timeout,
             )

@@ -126,6 +126,26 @@ class Topology:
     def replicas(self, keyspace: Keyspace, token: int) -> list[str]:
         return list(self.strategy(keyspace).replicas(self.ring, token))
 
+    def fallbacks(self, natural: list[str], token: int) -> dict[str, str]:
+        """Sloppy quorum: for each natural replica that is down, the first live node past the
+        natural replicas on the ring walk from ``token`` in the same datacenter (each used once;
+        Dynamo's extended preference list). Down replicas with no such node are left out."""
+        down = [h for h in natural if not self.is_alive(h)]
+        if not down:
+            return {}
+        used = set(natural)
+        out: dict[str, str] = {}
+        candidates = [
+            h for h in self.ring.preference_list(token) if h not in used and self.is_alive(h)
+        ]
+        for host in down:
+            dc = self.dc(host)
+            pick = next((c for c in candidates if self.dc(c) == dc), None)
+            if pick is not None:
+                out[host] = pick
+                candidates.remove(pick)
+        return out
+
     def plan(
         self, keyspace: Keyspace, natural: list[str], consistency: Consistency, *, write: bool
     ) -> cl.ReplicaPlan:
@@ -143,8 +163,7 @@ class Topology:
             )
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from None
-        if not plan.contacts:
-            # ANY with no live replica would need a hint, which this node does not keep yet
+        if not plan.contacts and not plan.hint_counts:
             raise cl.Unavailable(plan.required, 0, replicas=len(natural))
         return plan
 

@@ -1,7 +1,10 @@
 """Write coordination: a row goes to every live natural replica and the client hears back once
 the consistency level's acknowledgements are in.
 
-Too few live replicas fail at once with ``UNAVAILABLE`` and nothing is written; missing
+A replica that is down at the start of the write, or that fails or times out, gets a hint
+(``ringd.hints``) when the keyspace keeps hints; hints count toward ``ANY`` only, so a write
+at ANY succeeds with every replica down once a hint is kept. Otherwise too few live replicas
+fail at once with ``UNAVAILABLE`` and nothing is written; missing
 acknowledgements give ``WRITE_TIMEOUT`` with counts (or a replica's own ``INVALID`` /
 ``OVERLOADED`` refusal). No task per write: ``start_write`` sends ``mutate`` to the replicas with
 callbacks (``Messaging.send``), the local replica applies in-process, a ``_Write`` counts the
@@ -20,7 +23,9 @@ import trio
 from ringd.db.cells import Row
 from ringd.db.engine import StorageEngine
 from ringd.dht.murmur3 import token_for
+from ringd.hints.service import HintsService
 from ringd.locator.consistency import ReplicaPlan
+from ringd.locator.consistency import Unavailable as PlanUnavailable
 from ringd.metrics import CoordinatorMetrics
 from ringd.net.deadlines import Deadline, Deadlines
 from ringd.net.messaging import Messaging
@@ -29,7 +34,7 @@ from ringd.schema import Keyspace
 from ringd.service import coordination
 from ringd.service.coordination import Consistency
 from ringd.service.hlc import HybridClock
-from ringd.service.messages import MutateRequest, MutateResponse
+from ringd.service.messages import MutateHintedRequest, MutateRequest, MutateResponse
 from ringd.service.replica import Replica
 from ringd.service.topology import Topology
 
@@ -52,6 +57,8 @@ class _Write:
         "finished",
         "deadline",
         "refusal",
+        "mutation",
+        "stand_ins",
     )
 
     def __init__(
@@ -61,8 +68,12 @@ class _Write:
         consistency: Consistency,
         start: float,
         done: Callable[[Any], None],
+        mutation: tuple[str, bytes, Row] | None = None,
+        stand_ins: dict[str, str] | None = None,
     ) -> None:
         self.writes = writes
+        self.stand_ins = stand_ins or {}  # sloppy quorum: fallback -> the replica it stands for
+        self.mutation = mutation  # (keyspace, key, row) to keep a hint of; None: no hints
         self.plan = plan
         self.consistency = consistency
         self.tracker = plan.tracker()
@@ -86,13 +97,33 @@ class _Write:
             self.finish()
 
     def refused(self, host: str, error: ProtocolError) -> None:
-        """A replica failed the mutation. If too few replicas acknowledge, the client hears a
-        replica's own refusal rather than a timeout when there is one: ``INVALID`` (a row over
-        max_row_bytes) or ``OVERLOADED`` (writes stopped by a disk failure, shutting down)."""
+        """A replica failed the mutation (or did not answer in time): keep a hint for it,
+        unless it refused the mutation as ``INVALID``. If too few replicas acknowledge, the
+        client hears a replica's own refusal rather than a timeout when there is one:
+        ``INVALID`` (a row over max_row_bytes) or ``OVERLOADED`` (writes stopped by a disk
+        failure, shutting down)."""
         log.debug("mutation to %s failed: %s", host, error)
+        if error.code != ErrorCode.INVALID:
+            self.hint(host)
         if self.refusal is None and error.code in (ErrorCode.INVALID, ErrorCode.OVERLOADED):
             self.refusal = ProtocolError(error.message, error.code)
         self.fail()
+
+    def hint(self, host: str) -> bool:
+        """Keep a hint of the mutation for ``host`` (a remote replica, or the replica a failed
+        fallback stood for); True if kept."""
+        hints = self.writes.hints
+        host = self.stand_ins.get(host, host)
+        if self.mutation is None or hints is None or host == self.writes.topology.local_host_id:
+            return False
+        return hints.submit(host, *self.mutation)
+
+    def held_done(self, host: str, value: Any, error: ProtocolError | None) -> None:
+        """A fallback's answer to ``mutate_hinted``."""
+        if error is None:
+            self.ack(host)
+        else:
+            self.refused(host, error)
 
     def local_done(self, host: str, error: BaseException | None) -> None:
         if error is None:
@@ -111,6 +142,7 @@ class _Write:
             response = MutateResponse.from_wire(value)
         except InvalidRequest as exc:
             log.debug("mutation to %s: %s", host, exc)
+            self.hint(host)
             self.fail()
             return
         self.writes.clock.observe(response.hlc)
@@ -160,7 +192,9 @@ class Writes:
         deadlines: Deadlines,
         metrics: CoordinatorMetrics,
         timeout: float,
+        hints: HintsService | None = None,
     ) -> None:
+        self.hints = hints  # None: this node keeps no hints
         self.topology = topology
         self.engine = engine
         self.replica = replica
@@ -185,21 +219,37 @@ class Writes:
         start = trio.current_time()
         topology = self.topology
         token = token_for(key)
-        plan = coordination.plan(
-            topology,
-            self.metrics,
-            keyspace,
-            topology.replicas(keyspace, token),
-            consistency,
-            write=True,
-        )
-        write = _Write(self, plan, consistency, start, done)
-        local = topology.local_host_id
+        natural = topology.replicas(keyspace, token)
+        # sloppy quorum: down replicas are stood in for by the next live nodes, which hold the
+        # write as a hint for them and count towards w (fallback -> the replica it stands for)
+        stand_ins: dict[str, str] = {}
+        if keyspace.sloppy_quorum and self.hints is not None:
+            stand_ins = {f: h for h, f in topology.fallbacks(natural, token).items()}
+            natural = [next((f for f, h in stand_ins.items() if h == n), n) for n in natural]
+        plan = coordination.plan(topology, self.metrics, keyspace, natural, consistency, write=True)
         replica = self.replica
         replica.check_row_size(keyspace.name, key, row, new_only=True)
+        hinting = self.hints is not None and keyspace.hinted_handoff
+        mutation = (keyspace.name, key, row) if hinting else None
+        write = _Write(self, plan, consistency, start, done, mutation, stand_ins)
+        for host in plan.natural:
+            if host not in plan.contacts and write.hint(host):  # down at the start
+                write.tracker.ack_hint()  # counts for ANY only
+        if not plan.contacts:  # ANY with every replica down: the hints are the write
+            if not write.tracker.satisfied:
+                self.metrics.counters["write_unavailable"] += 1
+                raise coordination.unavailable(
+                    PlanUnavailable(plan.required, 0, replicas=len(plan.natural)), consistency
+                )
+            write.finish()
+            return
+        local = topology.local_host_id
         timeout = self.timeout
         wire: dict[str, Any] | None = None
         for host in plan.contacts:
+            if host in stand_ins:
+                self._hold(write, host, stand_ins[host], keyspace.name, key, row)
+                continue
             if host == local:
                 try:
                     replica.check_row_size(keyspace.name, key, row)
@@ -219,6 +269,26 @@ class Writes:
             )
         if not write.finished:
             write.deadline = self.deadlines.after(timeout, write.expire)
+
+    def _hold(
+        self, write: _Write, fallback: str, target: str, ks: str, key: bytes, row: Row
+    ) -> None:
+        """Send a sloppy-quorum write to ``fallback``, which holds it for ``target``."""
+        if fallback == self.topology.local_host_id:
+            assert self.hints is not None
+            if self.hints.hold(target, ks, key, row):
+                write.ack(fallback)
+            else:
+                write.fail()
+            return
+        wire = MutateHintedRequest(ks, key, row, target).to_wire()
+        self.messaging.send(
+            self.topology.address(fallback),
+            "mutate_hinted",
+            wire,
+            partial(write.held_done, fallback),
+            self.timeout,
+        )
 
     async def write(
         self, keyspace: Keyspace, key: bytes, row: Row, consistency: Consistency

@@ -51,6 +51,9 @@ class Cluster:
     def replicas_for(self, keyspace: str, key: bytes) -> list[str]:
         return sorted(self.ring)
 
+    def node_count(self) -> int:
+        return 2  # one other node: the whole throttle goes to it
+
     def gc_grace_of(self, keyspace: str) -> int | None:
         return self.gc_grace.get(keyspace)
 

@@ -22,9 +22,11 @@ from ringd.protocol.errors import Unavailable
 RF3 = {"class": "SimpleStrategy", "replication_factor": 3}
 
 
-def create_keyspace(node: Ringd, name: str, replication: dict, nodes: list[Ringd]) -> None:
+def create_keyspace(
+    node: Ringd, name: str, replication: dict, nodes: list[Ringd], **options: object
+) -> None:
     with node.client() as db:
-        db.keyspace_create(name, replication=replication)
+        db.keyspace_create(name, replication=replication, **options)
 
     def everywhere() -> bool:
         for n in nodes:
@@ -96,7 +98,7 @@ def test_quorum_read_sees_write_made_while_a_replica_was_down(
     cluster_factory: Callable[..., list[Ringd]],
 ) -> None:
     nodes = cluster_factory(3)
-    create_keyspace(nodes[0], "q", RF3, nodes)
+    create_keyspace(nodes[0], "q", RF3, nodes, hinted_handoff=False)  # C stays stale
     with nodes[0].client() as db:
         db.put("q", "user:1", {"name": "Bob"}, w=3)
     nodes[2].stop()

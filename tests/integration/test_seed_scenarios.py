@@ -1,6 +1,6 @@
 """The scenarios of the seed text (leaderless replication and quorums), each on a real 3-node
-cluster. Hinted handoff, sloppy quorum, read repair and anti-entropy scenarios arrive with the
-features that implement them."""
+cluster. The keyspace keeps no hints here, so that a replica that missed a write stays stale as
+the text describes; hinted handoff and sloppy quorum have their own scenarios in test_hints.py."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ RF3 = {"class": "SimpleStrategy", "replication_factor": 3}
 
 @pytest.fixture
 def abc(cluster_factory: Callable[..., list[Ringd]]) -> list[Ringd]:
-    """Nodes A, B, C, all replicas of keyspace ``users`` (n=3)."""
+    """Nodes A, B, C, all replicas of keyspace ``users`` (n=3), which keeps no hints."""
     nodes = cluster_factory(3)
     with nodes[0].client() as db:
-        db.keyspace_create("users", replication=RF3)
+        db.keyspace_create("users", replication=RF3, hinted_handoff=False)
     for n in nodes:
         wait_for(lambda n=n: _has_keyspace(n), 10, "keyspace users everywhere")
     return nodes
