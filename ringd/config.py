@@ -84,6 +84,13 @@ class Config:
     clock_offset_ms: int = field(
         default=0, metadata={"help": "shift this node's wall clock (tests only)"}
     )
+    max_clock_offset_ms: int = field(
+        default=500,
+        metadata={
+            "help": "refuse to coordinate writes while this node's clock is further than this "
+            "off the cluster's (0: never)"
+        },
+    )
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
 
     @property
@@ -124,6 +131,7 @@ class Config:
             ("max_connections", 1, 1_000_000),
             ("max_frame_bytes", 64 * 1024, 1 << 30),
             ("clock_offset_ms", -MAX_CLOCK_OFFSET_MS, MAX_CLOCK_OFFSET_MS),
+            ("max_clock_offset_ms", 0, 3_600_000),
         ):
             if not low <= getattr(self, name) <= high:
                 raise bad(name, f"must be between {low} and {high}")
