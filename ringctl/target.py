@@ -1,6 +1,7 @@
 """Which node a command talks to: ``--host``, else ``RINGCTL_HOST``, else the current local
 cluster's first running node (which must answer as a node of that cluster), else 127.0.0.1 on
-the default port when there is no current cluster."""
+the default port when there is no current cluster. A ``--host`` that is one of the current
+cluster's nodes counts as that cluster (its hello must name it, and it shares the session)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from typing import Any
 
 from ringctl import output
 from ringctl.client import DEFAULT_ADDRESS, AsyncClient, Client
-from ringctl.cluster.layout import cluster_dir
+from ringctl.cluster import layout
+from ringctl.cluster.layout import LayoutError, cluster_dir
 from ringctl.cluster.manager import current_cluster
 from ringd.config import DEFAULT_PORT
 from ringd.net.address import split_address
@@ -42,7 +44,7 @@ def resolve(host: str | None) -> Target:
             split_address(host, DEFAULT_PORT)
         except ValueError as exc:
             output.fail(f"--host: {exc}", output.USAGE)
-        return Target(host)
+        return Target(host, _current_cluster_with(host))
     current = current_cluster()
     if current is None:
         return Target(DEFAULT_ADDRESS)
@@ -90,6 +92,19 @@ def _save_session(path: Path, session_us: int) -> None:
         os.replace(tmp, path)
     except OSError:
         tmp.unlink(missing_ok=True)  # ordering across commands is lost, nothing else
+
+
+def _current_cluster_with(address: str) -> str | None:
+    """The current local cluster's name if ``address`` is one of its nodes (so that commands
+    sent to its nodes with --host share its session), else None."""
+    name = layout.read_current()
+    if name is None:
+        return None
+    try:
+        spec = layout.load(name)
+    except (LayoutError, OSError, ValueError):
+        return None
+    return name if any(n.address == address for n in spec.nodes) else None
 
 
 def client(host: str | None, timeout: float | None = None) -> Client:

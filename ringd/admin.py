@@ -18,6 +18,7 @@ from ringd.config import Config
 from ringd.db.engine import StorageEngine
 from ringd.dht.murmur3 import token_for
 from ringd.gms.gossiper import Gossiper
+from ringd.gms.state import AppState
 from ringd.metrics import CoordinatorMetrics
 from ringd.net.messaging import FilterRule, Messaging
 from ringd.net.server import Handler, Session
@@ -25,6 +26,7 @@ from ringd.protocol.errors import InvalidRequest, Unauthorized
 from ringd.protocol.messages import VERBS, arg
 from ringd.schema import Schema
 from ringd.service import requests
+from ringd.service.clock_guard import ClockGuard
 from ringd.service.hlc import HybridClock
 from ringd.service.topology import Topology
 
@@ -68,6 +70,7 @@ class Admin:
         messaging: Messaging,
         metrics: CoordinatorMetrics,
         server_counts: Callable[[], tuple[int, int]],
+        clock_guard: ClockGuard | None = None,
     ) -> None:
         self.host_id = host_id
         self.generation = generation
@@ -82,6 +85,7 @@ class Admin:
         self.messaging = messaging
         self.metrics = metrics
         self.server_counts = server_counts
+        self.clock_guard = clock_guard
 
     async def report_load(self) -> None:
         """Keep this node's LOAD (bytes on disk) current in gossip."""
@@ -122,6 +126,7 @@ class Admin:
             state = gossip.get(host_id)
             local = host_id == self.host_id
             load = self.storage_load() if local else (state.load if state is not None else None)
+            offset = state.get(AppState.CLOCK_OFFSET_MS.value) if state is not None else None
             rows.append(
                 {
                     "address": info.address,
@@ -133,6 +138,7 @@ class Admin:
                     "load": load or 0,
                     "tokens": len(info.tokens),
                     "owns": round(owns.get(host_id, 0.0), 6),
+                    "clock_offset_ms": offset if type(offset) is int else None,
                 }
             )
         rows.sort(key=lambda r: (r["dc"], r["address"]))
@@ -168,8 +174,20 @@ class Admin:
             "connections": connections,
             "requests": served,
             "clock_offset_ms": self.clock.offset_ms,
+            **self._measured_offset(),
             "hlc_us": self.clock.peek(),
             "test_hooks": config.enable_test_hooks,
+        }
+
+    def _measured_offset(self) -> dict[str, Any]:
+        """This node's clock minus the cluster's as measured by gossip, and the bound."""
+        offset = self.gossiper.local_clock_offset()
+        guard = self.clock_guard
+        return {
+            "measured_offset_ms": None if offset is None else round(offset.seconds * 1000),
+            "measured_offset_error_ms": None if offset is None else round(offset.error * 1000),
+            "max_clock_offset_ms": self.config.max_clock_offset_ms,
+            "writes_refused_for_clock": guard is not None and guard.exceeded_ms is not None,
         }
 
     def ring(self) -> dict[str, Any]:

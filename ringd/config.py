@@ -84,6 +84,13 @@ class Config:
     clock_offset_ms: int = field(
         default=0, metadata={"help": "shift this node's wall clock (tests only)"}
     )
+    max_clock_offset_ms: int = field(
+        default=500,
+        metadata={
+            "help": "refuse to coordinate writes while this node's clock is further than this "
+            "off the cluster's (0: never)"
+        },
+    )
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
     hinted_handoff_enabled: bool = field(
         default=True, metadata={"help": "keep hints for replicas that miss writes"}
@@ -144,6 +151,7 @@ class Config:
             ("max_hint_window_ms", 0, 30 * 86400 * 1000),
             ("max_hints_size_per_host_mb", 1, 1024 * 1024),
             ("hinted_handoff_throttle_kb", 0, 1024 * 1024),
+            ("max_clock_offset_ms", 0, 3_600_000),
         ):
             if not low <= getattr(self, name) <= high:
                 raise bad(name, f"must be between {low} and {high}")

@@ -51,6 +51,7 @@ from ringd.protocol.errors import ProtocolError, Unauthorized
 from ringd.protocol.messages import PEER, hello_args
 from ringd.schema import Schema
 from ringd.service import client_verbs, replica, schema_sync
+from ringd.service.clock_guard import ClockGuard
 from ringd.service.hlc import HybridClock
 from ringd.service.proxy import StorageProxy
 from ringd.service.replica import Replica
@@ -176,6 +177,12 @@ class Node:
             wall=self.clock.wall_seconds,
         )
         self.gossiper.subscribe(self._wake_hints)
+        self.clock_guard = ClockGuard(
+            gossiper=self.gossiper,
+            metrics=self.metrics,
+            max_offset_ms=config.max_clock_offset_ms,
+            interval=gossip_interval,
+        )
         self.replica = Replica(
             self.engine,
             self.schema,
@@ -217,6 +224,7 @@ class Node:
             messaging=self.messaging,
             metrics=self.metrics,
             server_counts=lambda: (self.server.connections, self.server.requests),
+            clock_guard=self.clock_guard,
         )
         self.handlers = verbs.merge(
             client_verbs.verbs(
@@ -225,6 +233,7 @@ class Node:
                 clock=self.clock,
                 topology=self.topology,
                 schema_sync=self.schema_sync,
+                clock_guard=self.clock_guard,
             ),
             replica.verbs(self.replica),
             schema_sync.verbs(self.schema_sync),
@@ -359,6 +368,7 @@ class Node:
         await nursery.start(self.schema_sync.run)
         await nursery.start(self.gossiper.run)
         await nursery.start(self.hints.run)
+        await nursery.start(self.clock_guard.run)
         nursery.start_soon(self.admin.report_load)
 
     async def run(

@@ -71,6 +71,17 @@ def render_status(r: dict[str, Any], console: Console) -> None:
             if (n["dc"], n["rack"]) == (dc, rack)
         ]
         console.print(compact_table(STATUS_COLUMNS, rows))
+    console.print(Text(clock_line(r["nodes"])), highlight=False)
+
+
+def clock_line(nodes: list[dict[str, Any]]) -> str:
+    """Every node's clock offset from the cluster, ``ADDRESS=+N`` (ms, as it gossips it), in
+    one line that wraps between nodes (a column would not fit in 80 beside a host id)."""
+    parts = []
+    for n in sorted(nodes, key=lambda n: (n["dc"], n["address"])):
+        ms = n.get("clock_offset_ms")
+        parts.append(f"{n['address']}={'?' if ms is None else f'{ms:+d}'}")
+    return "\nClock offsets (ms, each node's clock minus the cluster's): " + " ".join(parts)
 
 
 def status(

@@ -79,6 +79,8 @@ class CoordinatorMetrics:
             "read_unavailable": 0,
             "read_timeout": 0,
             "digest_mismatch": 0,
+            "clock_offset_exceeded": 0,  # times this node's clock went beyond the offset bound
+            "write_clock_refused": 0,  # writes refused meanwhile (service.clock_guard)
         }
 
     def summary(self) -> dict[str, Any]:

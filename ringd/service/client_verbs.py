@@ -1,5 +1,9 @@
 """The client data and keyspace verbs: put, get, delete, scan and keyspace_*.
 
+put, get and delete observe the client's ``session_us`` (``sessions``) before anything is
+stamped; put and delete are refused while this node's clock is beyond the offset bound
+(``clock_guard``).
+
 ``put``/``get``/``delete`` are deferred (they answer from the coordinator's callbacks), ``scan``
 and the keyspace changes run in tasks, ``keyspace_list`` inline.
 """
@@ -15,7 +19,8 @@ from ringd.net.server import Handler, Reply, Session
 from ringd.protocol.errors import InvalidRequest, ProtocolError
 from ringd.protocol.messages import arg
 from ringd.schema import Keyspace, Schema, replication_warnings
-from ringd.service import requests
+from ringd.service import requests, sessions
+from ringd.service.clock_guard import ClockGuard
 from ringd.service.coordination import Consistency
 from ringd.service.hlc import HybridClock
 from ringd.service.proxy import StorageProxy
@@ -33,6 +38,7 @@ def verbs(
     clock: HybridClock,
     topology: Topology,
     schema_sync: SchemaSync,
+    clock_guard: ClockGuard | None = None,
 ) -> dict[str, Handler]:
     writes, reads, scans = proxy.writes, proxy.reads, proxy.scans
 
@@ -46,6 +52,10 @@ def verbs(
         key = requests.key_bytes(args)
         consistency = Consistency.from_args(args, "w")
         ts = requests.client_timestamp(args)
+        session = sessions.session_us(args)
+        if clock_guard is not None:
+            clock_guard.check_write()
+        sessions.observe(clock, session, stamps=ts is None)
         ts = clock.now() if ts is None else ts
         row = make_row(ks, ts, clock.wall_seconds())
 
@@ -60,6 +70,7 @@ def verbs(
     def get(s: Session, args: dict[str, Any], reply: Reply) -> None:
         ks = schema.require(arg(args, "keyspace", str))
         key = requests.key_bytes(args)
+        sessions.observe(clock, sessions.session_us(args), stamps=False)
 
         def done(row: Any) -> None:
             if isinstance(row, ProtocolError):

@@ -233,8 +233,11 @@ def test_a_lagging_clock_still_orders_writes_after_what_it_has_seen(
 
     ports = [free_port(), free_port()]
     seeds = [f"127.0.0.1:{ports[0]}"]
-    ahead = ringd_factory("ahead", port=ports[0], seeds=seeds)
-    behind = ringd_factory("behind", port=ports[1], seeds=seeds, clock_offset_ms=-5000)
+    # the HLC alone: the offset bound would refuse writes on two nodes 5 s apart
+    ahead = ringd_factory("ahead", port=ports[0], seeds=seeds, max_clock_offset_ms=60000)
+    behind = ringd_factory(
+        "behind", port=ports[1], seeds=seeds, clock_offset_ms=-5000, max_clock_offset_ms=60000
+    )
     wait_all_up([ahead, behind])
     create_keyspace(
         ahead, "clock", {"class": "SimpleStrategy", "replication_factor": 2}, [ahead, behind]

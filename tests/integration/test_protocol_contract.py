@@ -51,6 +51,8 @@ ELSEWHERE = {
     "write timed out: 1 of 2 required replicas acknowledged": "test_seed_scenarios",
     "read timed out: 1 of 2 required replicas responded": "test_seed_scenarios",
     "flush failed on the server: OSError: [Errno 28] No space left on device": "illustrative",
+    "this node's clock is 2000 ms off the cluster (limit 500 ms); writes are refused until it is "
+    "back within bounds; write through another node": "test_clock_skew",
     "cannot achieve consistency TWO: 2 replicas required but only 1 alive": "cluster test below",
     "cannot achieve consistency w=2: 2 replicas required but only 1 alive": "cluster test below",
 }
@@ -187,6 +189,9 @@ CASES: dict[str, Callable[[Raw], Any]] = {
         "put", {**PUT, "timestamp": -1}
     ),
     "argument 'ttl' must be int, not bool": _client("put", {**PUT, "ttl": True}),
+    "session_us must be microseconds since the epoch, 0 <= n < 2^63": _client(
+        "put", {**PUT, "session_us": -1}
+    ),
     "cursor must be the [token, key] a previous scan returned": _client(
         "scan", {"keyspace": "demo", "cursor": "x"}
     ),
