@@ -69,6 +69,10 @@ class Config:
     )
     gossip_interval_ms: int = field(default=250, metadata={"help": "time between gossip rounds"})
     phi_threshold: float = field(default=8.0, metadata={"help": "phi above which a node is down"})
+    gossip_settle_s: float = field(
+        default=5.0,
+        metadata={"help": "at start, wait this long at most for gossip to settle (0: do not)"},
+    )
     write_timeout_ms: int = field(
         default=2000, metadata={"help": "coordinator wait for write acks"}
     )
@@ -159,6 +163,8 @@ class Config:
             raise bad("commitlog_group_window_ms", "must be between 0 and 1000")
         if not 0 <= self.drain_timeout_s <= 3600:
             raise bad("drain_timeout_s", "must be between 0 and 3600")
+        if not 0 <= self.gossip_settle_s <= 600:
+            raise bad("gossip_settle_s", "must be between 0 and 600")
         if not 0 < self.phi_threshold <= 1000:
             raise bad("phi_threshold", "must be positive and at most 1000")
         row_high = self.max_frame_bytes // 2

@@ -40,6 +40,8 @@ from ringd.fdlimit import fit_max_connections
 from ringd.fsutil import atomic_write
 from ringd.gms import verbs as gossip_verbs
 from ringd.gms.gossiper import EVENT_ALIVE, Gossiper
+from ringd.gms.peers import PeersFile
+from ringd.gms.settle import wait_to_settle
 from ringd.hints import verbs as hints_verbs
 from ringd.hints.cluster import ClusterView
 from ringd.hints.service import HintSettings, HintsService
@@ -159,6 +161,7 @@ class Node:
             gossiper=self.gossiper,
             interval=gossip_interval,
         )
+        self.peers = PeersFile(system / "peers.cbor", self.gossiper)
         self.metrics = CoordinatorMetrics()
         self.hints_view = ClusterView(self.topology, self.gossiper, self.schema)
         self.hints = HintsService(
@@ -364,12 +367,27 @@ class Node:
             await self._allocate_tokens()
         await nursery.start(self.engine.run)
         await nursery.start(self.proxy.run)
+        self.restore_peers()
         await nursery.start(self.topology.run)
         await nursery.start(self.schema_sync.run)
         await nursery.start(self.gossiper.run)
         await nursery.start(self.hints.run)
         await nursery.start(self.clock_guard.run)
+        await nursery.start(self.peers.run)
         nursery.start_soon(self.admin.report_load)
+
+    def restore_peers(self) -> None:
+        """Know the peers saved in ``system/peers.cbor`` (DOWN until gossip hears from them),
+        so that the ring is complete from the first request."""
+        if self.peers.load_into_gossiper():
+            self.topology.rebuild()
+
+    async def wait_for_gossip(self) -> None:
+        """Before serving clients: when the node has seeds other than itself, wait at most
+        ``gossip_settle_s`` for gossip to settle (``ringd.gms.settle``)."""
+        if self.config.gossip_settle_s > 0 and self.gossiper.seeds:
+            await wait_to_settle(self.gossiper, self.config.gossip_settle_s)
+            self.topology.rebuild()
 
     async def run(
         self,
@@ -383,9 +401,11 @@ class Node:
             try:
                 async with trio.open_nursery() as nursery:
                     await self._start_services(nursery)
+                    await self.wait_for_gossip()
                     task_status.started()
                     await trio.sleep_forever()
             finally:
+                self.peers.save()
                 with trio.CancelScope(shield=True):
                     await self.engine.close()
                 self.hints.store.close()
@@ -402,6 +422,7 @@ class Node:
                     stop = trio.Event()
                     nursery.start_soon(self._watch_signals, signals, stop)
                     await self._start_services(nursery)
+                    await self.wait_for_gossip()
                     try:
                         self.listeners = await nursery.start(
                             self.server.serve, config.host, config.port
@@ -422,6 +443,7 @@ class Node:
                     await stop.wait()
                     await self.server.drain(config.drain_timeout_s)
                     await self.gossiper.announce_shutdown()
+                    self.peers.save()
                     nursery.cancel_scope.cancel()
             finally:
                 with trio.CancelScope(shield=True):

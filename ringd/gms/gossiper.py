@@ -212,6 +212,26 @@ class Gossiper:
         self._states[self.local_host_id] = state
         self._emit(EVENT_CHANGE, self.local_host_id, state)
 
+    def add_saved_endpoint(self, host_id: str, generation: int, states: Mapping[str, Any]) -> bool:
+        """Know ``host_id`` from what this node saved before it restarted (``ringd.gms.peers``),
+        as Cassandra's ``addSavedEndpoint``: DOWN until gossip hears from it, at the saved
+        ``generation`` with every version 0, so that any news about it (the same generation
+        with real versions, or a higher generation) replaces it as usual. Ignored (False) for
+        the local node or a host id gossip already knows. Raises ValueError on a bad state."""
+        host_id = check_host_id(host_id)
+        if host_id == self.local_host_id or host_id in self._states:
+            return False
+        app = {
+            check_app_key(k): VersionedValue(check_app_value(check_app_key(k), v), 0)
+            for k, v in states.items()
+        }
+        state = EndpointState(HeartBeatState(generation, 0), app)
+        if state.host_id not in (None, host_id):
+            raise ValueError(f"saved state of {host_id!r} claims HOST_ID {state.host_id!r}")
+        self._states[host_id] = state
+        self._down_since[host_id] = trio.current_time()
+        return True
+
     def _beat(self) -> None:
         local = self.local_state
         heartbeat = HeartBeatState(local.generation, self._next_version())

@@ -50,12 +50,12 @@ Hints, read repair and repair will make a stronger check true: after the heal (a
 repair), every replica holds every acknowledged write. ``Simulation._check`` is where it goes;
 ``SimNode.applied`` and ``History.acked`` have what it needs.
 
-Known bug, avoided by default (``Options(early_clients=True)`` shows it, see
-``test_sim.py::test_a_restarted_node_answers_from_a_partial_ring``): a restarted node serves
-requests before gossip told it about the other nodes. Its ring holds only the nodes it has heard
-of, so it computes replicas from a partial ring: a read at ONE (or QUORUM) can return nothing
-for a key written at ALL, and a write at ONE can be acknowledged by a node that is no replica.
-By default the client does not pick such a node as coordinator until its ring holds every node.
+A restarted node knows every node from its first request (``system/peers.cbor``, see
+docs/cluster.md) and serves clients only once gossip settled (``Node.wait_for_gossip``): the
+simulated node is reachable by its peers at once and answers client requests with a refused
+connection until then. The runner checks that every restarted node's ring holds every node.
+``Options(early_clients=True)`` sends client requests to a node as soon as it serves; by
+default the client picks only nodes whose ring holds every node.
 
 Simplifications: a paused node's timers still run (a real SIGSTOPped process fires them at
 resume); messages it sends or receives meanwhile are held and released in order at resume.

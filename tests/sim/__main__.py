@@ -15,6 +15,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=1, help="how many seeds from --seed")
     parser.add_argument("--steps", type=int, default=2000, help="client operations and faults")
     parser.add_argument("--nodes", type=int, default=5)
+    parser.add_argument(
+        "--early-clients",
+        action="store_true",
+        help="send client requests to a restarted node at once (Options.early_clients)",
+    )
     parser.add_argument("--log", action="store_true", help="print the operation log")
     parser.add_argument("-v", "--verbose", action="store_true", help="ringd's INFO logs too")
     ns = parser.parse_args(argv)
@@ -24,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     total_ops = 0
     total_wall = 0.0
     for seed in range(ns.seed, ns.seed + ns.seeds):
-        result = run(Options(seed=seed, steps=ns.steps, nodes=ns.nodes))
+        result = run(
+            Options(seed=seed, steps=ns.steps, nodes=ns.nodes, early_clients=ns.early_clients)
+        )
         total_ops += result.ops
         total_wall += result.wall_seconds
         if ns.log:

@@ -87,6 +87,8 @@ class SimNode:
         self.extra_handlers = extra_handlers
         self.incarnation = 0
         self.up = False
+        #: serving clients: the node's gossip settled after it started (``Node.wait_for_gossip``)
+        self.serving = False
         self.paused = False
         self.held_in: list[Thunk] = []
         self.held_out: list[Thunk] = []
@@ -136,9 +138,11 @@ class SimNode:
                     # the node's services without the TCP server, signal handling and load report
                     await nursery.start(node.engine.run)
                     await nursery.start(node.proxy.run)
+                    node.restore_peers()
                     await nursery.start(node.topology.run)
                     await nursery.start(node.schema_sync.run)
                     await nursery.start(node.gossiper.run)
+                    await nursery.start(node.peers.run)
                     self.nursery = nursery
                     self.handlers = {
                         verb: (messages.VERBS[verb].mode, fn) for verb, fn in node.handlers.items()
@@ -146,8 +150,12 @@ class SimNode:
                     self.handlers.update(self.extra_handlers(self))
                     self.up = True
                     task_status.started()
+                    # as Node.run: peers reach it at once, clients once gossip settled
+                    await node.wait_for_gossip()
+                    self.serving = True
         finally:
             self.up = False
+            self.serving = False
             self.nursery = None
             self._stopped.set()
 
@@ -172,6 +180,7 @@ class SimNode:
         node = self.node
         assert node is not None and self._scope is not None and self._stopped is not None
         self.up = False
+        self.serving = False
         self.paused = False
         self.held_in.clear()
         self.held_out.clear()
@@ -194,7 +203,7 @@ class SimNode:
     async def crash(self, power_loss: bool) -> None:
         """Kill the process. ``power_loss``: the machine died too, so what the commit log had
         not fsynced is lost (a random prefix of it may have reached the disk)."""
-        self.up = False  # dead to the network at once
+        self.up = self.serving = False  # dead to the network at once
         node = await self._teardown()
         engine = node.engine
         unsynced = [

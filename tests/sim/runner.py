@@ -22,6 +22,7 @@ import trio.testing
 
 from ringd.db.cells import Row, row_digest
 from ringd.dht.murmur3 import token_for
+from ringd.gms import peers
 from ringd.net.channel import CallTimeout, ConnectionClosed
 from ringd.net.server import Session
 from ringd.protocol import messages
@@ -50,8 +51,8 @@ class Options:
     max_node_faults: int = 2  # nodes down or paused at once
     max_skew_ms: int = 2000
     settings: dict[str, Any] = field(default_factory=dict)  # Config overrides
-    #: send client requests to a restarted node before its ring holds every node (it then
-    #: answers from a partial ring: see the package docstring, "known bugs")
+    #: send client requests to a restarted node as soon as it serves, not only once its ring
+    #: holds every node (see the package docstring)
     early_clients: bool = False
     #: ERROR records from ringd loggers the scenario expects (substrings of the message)
     expected_errors: tuple[str, ...] = ()
@@ -236,6 +237,7 @@ class Simulation:
                 await node.start(nursery)
             await self._converge("start")
             await self._create_keyspace()
+            await self._until("peers saved", self._peers_saved)
             with trio.CancelScope() as faults:
                 self.faults = faults
                 await self._workload()
@@ -269,7 +271,7 @@ class Simulation:
     def _converged(self) -> bool:
         for node in self.nodes:
             n = node.node
-            if not node.up or n is None:
+            if not node.serving or n is None:
                 return False
             for other in self.nodes:
                 if not n.gossiper.is_alive(other.host_id):
@@ -278,10 +280,28 @@ class Simulation:
                 return False
         return True
 
+    def _peers_saved(self) -> bool:
+        """Every node's ``system/peers.cbor`` names every other node."""
+        return all(
+            len(peers.load(n.data_dir / "system" / "peers.cbor")) == len(self.nodes) - 1
+            for n in self.nodes
+        )
+
     def _ready(self, node: SimNode) -> bool:
-        """Down (the client hears so), or up with every node in its ring."""
+        """Down (the client hears so), or serving with every node in its ring."""
         n = node.node
-        return not node.up or (n is not None and len(n.topology.ring.nodes) == len(self.nodes))
+        return not node.up or (
+            node.serving and n is not None and len(n.topology.ring.nodes) == len(self.nodes)
+        )
+
+    def _check_restarted_ring(self, node: SimNode) -> None:
+        """A node that ran before knows every node from its first request (``system/peers``)."""
+        n = node.node
+        if node.up and n is not None and len(n.topology.ring.nodes) != len(self.nodes):
+            self.history.fail(
+                f"n{node.index} restarted with {len(n.topology.ring.nodes)} of "
+                f"{len(self.nodes)} nodes in its ring"
+            )
 
     async def _converge(self, when: str) -> None:
         await self._until(f"gossip convergence ({when})", self._converged)
@@ -296,6 +316,8 @@ class Simulation:
         def sim_write(session: Session, args: dict[str, Any], reply: Any) -> None:
             node = sim_node.node
             assert node is not None
+            if not sim_node.serving:  # as a node that does not listen yet: refused
+                raise ConnectionClosed(f"cannot connect to {sim_node.address}")
             write = history.writes[args["op"]]
             ks = node.schema.require(KEYSPACE)
             key = bytes(args["key"])
@@ -325,6 +347,8 @@ class Simulation:
         def sim_read(session: Session, args: dict[str, Any], reply: Any) -> None:
             node = sim_node.node
             assert node is not None
+            if not sim_node.serving:
+                raise ConnectionClosed(f"cannot connect to {sim_node.address}")
             ks = node.schema.require(KEYSPACE)
 
             def done(result: Any) -> None:
@@ -559,6 +583,7 @@ class Simulation:
         with trio.CancelScope(shield=True):
             self._event(f"start n{node.index}")
             await node.start(self.nursery)
+            self._check_restarted_ring(node)
             self._faulty.discard(node.index)
 
     # ---- heal and check ---------------------------------------------------------------------
@@ -576,6 +601,7 @@ class Simulation:
             if not node.up:
                 self._event(f"start n{node.index}")
                 await node.start(self.nursery)
+                self._check_restarted_ring(node)
         self._faulty.clear()
         await self._drain()
         await self._converge("heal")
