@@ -7,10 +7,12 @@
 # sub-commands of a command path
 _ringctl_commands() {
     case "$1" in
-        '') echo 'cluster compact compactionstats delete describecluster describering dump flush get getendpoints gossipinfo info keyspace load ping proxyhistograms put ring status stress tablestats verify version' ;;
+        '') echo 'cluster compact compactionstats delete describecluster describering dump flush get getendpoints gossipinfo info keyspace load ping proxyhistograms put repair repair_admin ring status stress tablestats verify version' ;;
         'cluster') echo 'create filters heal list logs node partition remove start status stop switch' ;;
         'cluster node') echo 'clock-offset kill logs pause resume show start stop' ;;
         'keyspace') echo 'alter create drop list' ;;
+        'repair') echo 'run status' ;;
+        'repair_admin') echo 'cancel list' ;;
         *) ;;
     esac
 }
@@ -60,6 +62,12 @@ _ringctl_options() {
         'ping') echo '--help --host --json --timeout' ;;
         'proxyhistograms') echo '--help --host --json --timeout' ;;
         'put') echo '--consistency --help --host --json --key-hex --raw --text --timeout --timestamp --ttl --value-file -c -w' ;;
+        'repair') echo '--help' ;;
+        'repair run') echo '--dc --end-token --help --host --hosts --jobs --json --partitioner-range --preview --start-token --timeout -et -j -pr -st' ;;
+        'repair status') echo '--help --host --json --timeout' ;;
+        'repair_admin') echo '--help' ;;
+        'repair_admin cancel') echo '--help --host --json --timeout' ;;
+        'repair_admin list') echo '--help --host --json --timeout' ;;
         'ring') echo '--help --host --json --timeout' ;;
         'status') echo '--help --host --json --timeout' ;;
         'stress') echo '--concurrency --connections --consistency --dist --duration --help --host --interval --json --keys --keyspace --ops --rate --read-ratio --rf --seed --timeout --value-size --zipf-exponent -c -cl -n -r -w' ;;
@@ -105,6 +113,10 @@ _ringctl_value_options() {
         'ping') echo '--host --timeout' ;;
         'proxyhistograms') echo '--host --timeout' ;;
         'put') echo '--consistency --host --timeout --timestamp --ttl --value-file -c -w' ;;
+        'repair run') echo '--dc --end-token --host --hosts --jobs --start-token --timeout -et -j -st' ;;
+        'repair status') echo '--host --timeout' ;;
+        'repair_admin cancel') echo '--host --timeout' ;;
+        'repair_admin list') echo '--host --timeout' ;;
         'ring') echo '--host --timeout' ;;
         'status') echo '--host --timeout' ;;
         'stress') echo '--concurrency --connections --consistency --dist --duration --host --interval --keys --keyspace --ops --rate --read-ratio --rf --seed --timeout --value-size --zipf-exponent -c -cl -n -r -w' ;;
@@ -138,6 +150,7 @@ _ringctl_arg_kinds() {
         'keyspace drop') echo 'keyspace' ;;
         'load') echo 'keyspace file' ;;
         'put') echo 'keyspace - -' ;;
+        'repair run') echo 'keyspace' ;;
         'status') echo 'keyspace' ;;
         'tablestats') echo 'keyspace' ;;
         *) ;;

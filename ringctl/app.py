@@ -8,7 +8,7 @@ import typer
 import typer.main
 
 from ringctl import target
-from ringctl.commands import admin, cluster, data, keyspace, stress
+from ringctl.commands import admin, cluster, data, keyspace, repair, stress
 
 app = typer.Typer(
     name="ringctl",
@@ -39,6 +39,7 @@ app.add_typer(keyspace.app, name="keyspace")
 admin.register(app)
 app.add_typer(cluster.app, name="cluster")
 stress.register(app)
+repair.register(app)
 
 
 def main() -> None:

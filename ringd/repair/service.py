@@ -128,6 +128,7 @@ class Session:
     per_keyspace: dict[str, dict[str, Any]] = field(default_factory=dict)
     completed: list[tuple[str, Range]] = field(default_factory=list)
     cancel_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    ended: trio.Event = field(default_factory=trio.Event)
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -297,6 +298,7 @@ class RepairService:
             session.rows_streamed,
             session.last_activity - session.started,
         )
+        session.ended.set()
 
     async def _release(self, session: Session, completed: list[tuple[str, Range]]) -> None:
         """End the session everywhere: every participant forgets its leases and records the
