@@ -79,6 +79,9 @@ class CoordinatorMetrics:
             "read_unavailable": 0,
             "read_timeout": 0,
             "digest_mismatch": 0,
+            "read_repair_reconcile": 0,  # reads that merged disagreeing replicas
+            "read_repair_blocking": 0,  # repair writes sent to stale replicas, waited for
+            "read_repair_timeout": 0,  # reads failed because a repair write timed out
         }
 
     def summary(self) -> dict[str, Any]:

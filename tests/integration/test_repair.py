@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from nodes import Ringd, wait_all_up, wait_for
 
 RF3 = {"class": "SimpleStrategy", "replication_factor": 3}
@@ -114,3 +115,43 @@ def test_the_cassandra_repair_dtest(cluster_factory: Callable[..., list[Ringd]])
         for i in range(2000):
             assert db.get("rep", f"k{i}", consistency="ONE")["columns"] == {"v": i}
         assert db.get("rep", "lonely", consistency="ONE")["columns"] == {"v": -1}
+
+
+def counters(node: Ringd) -> dict[str, int]:
+    with node.client() as db:
+        return dict(db.admin("proxyhistograms")["counters"])
+
+
+def write_missing_on(coordinator: Ringd, stale: Ringd, ks: str, key: str, value: Any) -> None:
+    """Write ``key`` at QUORUM through ``coordinator`` with its mutations to ``stale`` dropped."""
+    with coordinator.client() as db:
+        db.admin("test_filter", action="drop", to=[stale.address], verbs=["mutate"])
+        try:
+            db.put(ks, key, value, consistency="QUORUM")
+        finally:
+            db.admin("test_filter", action="clear")
+
+
+@pytest.mark.parametrize("mode", ["BLOCKING", "none"])
+def test_read_repair(cluster_factory: Callable[..., list[Ringd]], mode: str) -> None:
+    nodes = cluster_factory(3)
+    n1, n2, n3 = nodes
+    create(nodes, "rr", read_repair=mode)
+    with n1.client() as db:
+        assert db.keyspace_list()["keyspaces"][0]["read_repair"] == mode.upper()
+    write_missing_on(n1, n3, "rr", "k", {"v": 1})
+    assert local_value(n3, "rr", "k") is None
+    before = counters(n3)
+    with n3.client() as db:  # n3 coordinates, so its own stale replica is contacted
+        assert db.get("rr", "k", consistency="QUORUM")["columns"] == {"v": 1}
+    after = counters(n3)
+    assert after["read_repair_reconcile"] == before["read_repair_reconcile"] + 1
+    repaired = after["read_repair_blocking"] - before["read_repair_blocking"]
+    n1.stop()
+    n2.stop()
+    if mode == "BLOCKING":
+        assert repaired == 1
+        assert local_value(n3, "rr", "k") == {"v": 1}
+    else:
+        assert repaired == 0
+        assert local_value(n3, "rr", "k") is None
