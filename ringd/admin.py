@@ -68,6 +68,7 @@ class Admin:
         messaging: Messaging,
         metrics: CoordinatorMetrics,
         server_counts: Callable[[], tuple[int, int]],
+        repair_warnings: Callable[[], list[str]] = list,
     ) -> None:
         self.host_id = host_id
         self.generation = generation
@@ -82,6 +83,7 @@ class Admin:
         self.messaging = messaging
         self.metrics = metrics
         self.server_counts = server_counts
+        self.repair_warnings = repair_warnings
 
     async def report_load(self) -> None:
         """Keep this node's LOAD (bytes on disk) current in gossip."""
@@ -141,6 +143,7 @@ class Admin:
             "keyspace": keyspace,
             "effective": effective,
             "nodes": rows,
+            "repair_warnings": self.repair_warnings(),
         }
 
     def info(self) -> dict[str, Any]:

@@ -206,6 +206,7 @@ class Node:
             messaging=self.messaging,
             metrics=self.metrics,
             server_counts=lambda: (self.server.connections, self.server.requests),
+            repair_warnings=lambda: repair_verbs.stale_warnings(self.repair.status()),
         )
         self.repair_replica = ReplicaRepair(
             self.engine,

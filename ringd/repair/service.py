@@ -419,8 +419,10 @@ class RepairService:
                     "never_repaired": never,
                     "oldest_repair": oldest,
                     "gc_grace_seconds": ks.gc_grace_seconds,
+                    # never repaired: stale once the definition is older than gc_grace
                     "stale": bool(ranges)
-                    and (oldest is None or now - oldest > ks.gc_grace_seconds),
+                    and now - (ks.timestamp / 1e6 if oldest is None else oldest)
+                    > ks.gc_grace_seconds,
                 }
             )
         running = [s.to_wire() for s in self.sessions.values() if s.state == "RUNNING"]

@@ -48,6 +48,17 @@ def state(
     return out
 
 
+def stale_warnings(status: dict[str, Any]) -> list[str]:
+    """One line per keyspace with ranges here not repaired within gc_grace (``status``)."""
+    return [
+        f"keyspace {k['keyspace']} has ranges not repaired within gc_grace "
+        f"({k['gc_grace_seconds']} s): deleted data may come back; "
+        f"run 'ringctl repair {k['keyspace']}'"
+        for k in status["keyspaces"]
+        if k["stale"]
+    ]
+
+
 def verbs(
     replica: ReplicaRepair,
     service: RepairService,

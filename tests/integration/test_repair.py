@@ -183,7 +183,15 @@ def test_deleted_data_stays_deleted_past_gc_grace(
     assert local_value(n3, "zombie", "z") == {"v": 1}
     session = repair(n1, keyspace="zombie")
     assert session["state"] == "COMPLETED" and session["rows_streamed"] == 1
+    warning = "keyspace zombie has ranges not repaired within gc_grace (10 s)"
+    assert warning not in ringctl(n1, "status").stderr
     wait_for(lambda: time.time() > deleted + 11, 20, "gc_grace to pass")
+    # a repair is due again: status and repair status say so
+    assert warning in ringctl(n1, "status").stderr
+    stale = ringctl(n1, "repair", "status")
+    assert (
+        stale.returncode == 1 and "zombie has ranges not repaired within gc_grace" in stale.stderr
+    )
     for n in nodes:
         with n.client(timeout=60) as db:
             db.admin("flush", keyspace="zombie")
