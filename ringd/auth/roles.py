@@ -72,6 +72,11 @@ VERB_CLASSES: dict[str, VerbClass] = {
     "flush": _C.ADMIN_CHANGE,
     "compact": _C.ADMIN_CHANGE,
     "verify": _C.ADMIN_CHANGE,
+    "repair_start": _C.ADMIN_CHANGE,
+    "repair_cancel": _C.ADMIN_CHANGE,
+    "repair_session": _C.ADMIN_VIEW,
+    "repair_sessions": _C.ADMIN_VIEW,
+    "repair_state": _C.ADMIN_VIEW,
     "test_filter": _C.TEST_HOOK,
     "test_clock": _C.TEST_HOOK,
     "mutate": _C.INTERNODE,
@@ -81,6 +86,11 @@ VERB_CLASSES: dict[str, VerbClass] = {
     "gossip_ack2": _C.INTERNODE,
     "schema_pull": _C.INTERNODE,
     "schema_push": _C.INTERNODE,
+    "repair_validate": _C.INTERNODE,
+    "repair_leaves": _C.INTERNODE,
+    "repair_rows": _C.INTERNODE,
+    "repair_apply": _C.INTERNODE,
+    "repair_release": _C.INTERNODE,
 }
 
 _VIEWER = frozenset({_C.CONNECTION, _C.DATA_READ, _C.ADMIN_VIEW})
