@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from nodes import Ringd, wait_all_up, wait_for
 
+from ringd.protocol.errors import ProtocolError
+
 RF3 = {"class": "SimpleStrategy", "replication_factor": 3}
 
 
@@ -326,3 +328,22 @@ def test_background_anti_entropy_converges_replicas(
     assert state["anti_entropy"]["pieces_done"] > 0
     ae = state["keyspaces"][0]
     assert ae["keyspace"] == "ae" and ae["ranges"] > 0 and ae["oldest_repair"] is not None
+
+
+def test_a_read_repair_write_that_times_out_fails_the_read(
+    cluster_factory: Callable[..., list[Ringd]],
+) -> None:
+    nodes = cluster_factory(3, read_timeout_ms=1000)
+    n1, n2, _ = nodes
+    create(nodes, "rt")
+    write_missing_on(n1, n2, "rt", "k", {"v": 1})
+    before = counters(n1)
+    with n1.client() as db:
+        db.admin("test_filter", action="drop", to=[n2.address], verbs=["mutate"])
+        with pytest.raises(ProtocolError) as err:
+            db.get("rt", "k", consistency="ALL")
+        assert err.value.code == "READ_TIMEOUT"
+        assert counters(n1)["read_repair_timeout"] == before["read_repair_timeout"] + 1
+        db.admin("test_filter", action="clear")
+        assert db.get("rt", "k", consistency="ALL")["columns"] == {"v": 1}
+    assert local_value(n2, "rt", "k") == {"v": 1}
