@@ -7,10 +7,12 @@
 # sub-commands of a command path
 _ringctl_commands() {
     case "$1" in
-        '') echo 'cluster compact compactionstats delete describecluster describering disablehandoff disablehintsfordc dump enablehandoff enablehintsfordc flush get getendpoints getmaxhintwindow gossipinfo info keyspace listpendinghints load pausehandoff ping proxyhistograms put resumehandoff ring sethintedhandoffthrottlekb setmaxhintwindow status statushandoff stress tablestats truncatehints verify version' ;;
+        '') echo 'cluster compact compactionstats delete describecluster describering disablehandoff disablehintsfordc dump enablehandoff enablehintsfordc flush get getendpoints getmaxhintwindow gossipinfo info keyspace listpendinghints load pausehandoff ping proxyhistograms put repair repair_admin resumehandoff ring sethintedhandoffthrottlekb setmaxhintwindow status statushandoff stress tablestats truncatehints verify version' ;;
         'cluster') echo 'create filters heal list logs node partition remove start status stop switch' ;;
         'cluster node') echo 'clock-offset kill logs pause resume show start stop' ;;
         'keyspace') echo 'alter create drop list' ;;
+        'repair') echo 'run status' ;;
+        'repair_admin') echo 'cancel list' ;;
         *) ;;
     esac
 }
@@ -67,6 +69,12 @@ _ringctl_options() {
         'ping') echo '--help --host --json --timeout' ;;
         'proxyhistograms') echo '--help --host --json --timeout' ;;
         'put') echo '--consistency --help --host --json --key-hex --raw --text --timeout --timestamp --ttl --value-file -c -w' ;;
+        'repair') echo '--help' ;;
+        'repair run') echo '--dc --end-token --help --host --hosts --jobs --json --partitioner-range --preview --start-token --timeout -et -j -pr -st' ;;
+        'repair status') echo '--help --host --json --timeout' ;;
+        'repair_admin') echo '--help' ;;
+        'repair_admin cancel') echo '--help --host --json --timeout' ;;
+        'repair_admin list') echo '--help --host --json --timeout' ;;
         'resumehandoff') echo '--help --host --json --timeout' ;;
         'ring') echo '--help --host --json --timeout' ;;
         'sethintedhandoffthrottlekb') echo '--help --host --json --timeout' ;;
@@ -124,6 +132,10 @@ _ringctl_value_options() {
         'ping') echo '--host --timeout' ;;
         'proxyhistograms') echo '--host --timeout' ;;
         'put') echo '--consistency --host --timeout --timestamp --ttl --value-file -c -w' ;;
+        'repair run') echo '--dc --end-token --host --hosts --jobs --start-token --timeout -et -j -st' ;;
+        'repair status') echo '--host --timeout' ;;
+        'repair_admin cancel') echo '--host --timeout' ;;
+        'repair_admin list') echo '--host --timeout' ;;
         'resumehandoff') echo '--host --timeout' ;;
         'ring') echo '--host --timeout' ;;
         'sethintedhandoffthrottlekb') echo '--host --timeout' ;;
@@ -162,6 +174,7 @@ _ringctl_arg_kinds() {
         'keyspace drop') echo 'keyspace' ;;
         'load') echo 'keyspace file' ;;
         'put') echo 'keyspace - -' ;;
+        'repair run') echo 'keyspace' ;;
         'status') echo 'keyspace' ;;
         'tablestats') echo 'keyspace' ;;
         *) ;;

@@ -8,7 +8,7 @@ import typer
 import typer.main
 
 from ringctl import target
-from ringctl.commands import admin, cluster, data, hints, keyspace, stress
+from ringctl.commands import admin, cluster, data, hints, keyspace, repair, stress
 
 app = typer.Typer(
     name="ringctl",
@@ -40,6 +40,7 @@ admin.register(app)
 hints.register(app)
 app.add_typer(cluster.app, name="cluster")
 stress.register(app)
+repair.register(app)
 
 
 def main() -> None:

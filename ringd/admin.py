@@ -71,6 +71,7 @@ class Admin:
         metrics: CoordinatorMetrics,
         server_counts: Callable[[], tuple[int, int]],
         clock_guard: ClockGuard | None = None,
+        repair_warnings: Callable[[], list[str]] = list,
     ) -> None:
         self.host_id = host_id
         self.generation = generation
@@ -86,6 +87,7 @@ class Admin:
         self.metrics = metrics
         self.server_counts = server_counts
         self.clock_guard = clock_guard
+        self.repair_warnings = repair_warnings
 
     async def report_load(self) -> None:
         """Keep this node's LOAD (bytes on disk) current in gossip."""
@@ -147,6 +149,7 @@ class Admin:
             "keyspace": keyspace,
             "effective": effective,
             "nodes": rows,
+            "repair_warnings": self.repair_warnings(),
         }
 
     def info(self) -> dict[str, Any]:

@@ -95,6 +95,21 @@ class Config:
             "off the cluster's (0: never)"
         },
     )
+    anti_entropy: bool = field(
+        default=False,
+        metadata={"help": "repair this node's primary ranges in the background (docs/repair.md)"},
+    )
+    anti_entropy_interval_s: float = field(
+        default=86400.0,
+        metadata={"help": "anti-entropy: repair every range at least once per this many seconds"},
+    )
+    anti_entropy_mb_per_s: float = field(
+        default=4.0, metadata={"help": "anti-entropy: validation I/O budget"}
+    )
+    accept_stale_data: bool = field(
+        default=False,
+        metadata={"help": "start even if out of touch with the cluster for longer than gc_grace"},
+    )
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
     hinted_handoff_enabled: bool = field(
         default=True, metadata={"help": "keep hints for replicas that miss writes"}
@@ -165,6 +180,10 @@ class Config:
             raise bad("drain_timeout_s", "must be between 0 and 3600")
         if not 0 <= self.gossip_settle_s <= 600:
             raise bad("gossip_settle_s", "must be between 0 and 600")
+        if not 1 <= self.anti_entropy_interval_s <= 365 * 86400:
+            raise bad("anti_entropy_interval_s", "must be between 1 and 31536000")
+        if not 0 < self.anti_entropy_mb_per_s <= 100_000:
+            raise bad("anti_entropy_mb_per_s", "must be positive and at most 100000")
         if not 0 < self.phi_threshold <= 1000:
             raise bad("phi_threshold", "must be positive and at most 1000")
         row_high = self.max_frame_bytes // 2

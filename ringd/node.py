@@ -51,6 +51,12 @@ from ringd.net.messaging import Messaging
 from ringd.net.server import Server, Session
 from ringd.protocol.errors import ProtocolError, Unauthorized
 from ringd.protocol.messages import PEER, hello_args
+from ringd.repair import verbs as repair_verbs
+from ringd.repair.antientropy import AntiEntropy, AntiEntropySettings
+from ringd.repair.history import RepairHistory
+from ringd.repair.participant import ReplicaRepair
+from ringd.repair.service import RepairService
+from ringd.repair.staleness import LastContact, StaleData
 from ringd.schema import Schema
 from ringd.service import client_verbs, replica, schema_sync
 from ringd.service.clock_guard import ClockGuard
@@ -117,6 +123,11 @@ class Node:
         self.timeouts = Timeouts.from_config(config)
         self.host_id, self.tokens, self.generation = self._local_state(system / "local.cbor")
         self.schema = _load_schema(system / "schema.cbor")
+        self.last_contact = LastContact(system / "last_contact.cbor", self._wall)
+        try:
+            self.last_contact.check(self.schema.live(), config.accept_stale_data)
+        except StaleData as exc:
+            raise StartupError(str(exc)) from None
         options = EngineOptions(
             commitlog_sync=config.commitlog_sync,
             commitlog_sync_period_ms=config.commitlog_sync_period_ms,
@@ -228,7 +239,31 @@ class Node:
             metrics=self.metrics,
             server_counts=lambda: (self.server.connections, self.server.requests),
             clock_guard=self.clock_guard,
+            repair_warnings=lambda: repair_verbs.stale_warnings(self.repair.status()),
         )
+        self.repair_replica = ReplicaRepair(
+            self.engine,
+            lambda name: self.schema.get(name) is not None,
+            RepairHistory(system / "repair_history.cbor"),
+            wall=self.clock.wall_seconds,
+        )
+        self.repair = RepairService(
+            self.repair_replica,
+            self.topology,
+            self.schema,
+            self.messaging.call,
+            local_address=config.listen,
+            wall=self.clock.wall_seconds,
+        )
+        self.anti_entropy: AntiEntropy | None = None
+        if config.anti_entropy:
+            self.anti_entropy = AntiEntropy(
+                self.repair,
+                AntiEntropySettings(
+                    interval_s=config.anti_entropy_interval_s,
+                    mb_per_s=config.anti_entropy_mb_per_s,
+                ),
+            )
         self.handlers = verbs.merge(
             client_verbs.verbs(
                 proxy=self.proxy,
@@ -243,6 +278,7 @@ class Node:
             gossip_verbs.verbs(self.gossiper),
             admin.verbs(self.admin),
             hints_verbs.verbs(self.hints, self.hints_view),
+            repair_verbs.verbs(self.repair_replica, self.repair, lambda: self.anti_entropy),
         )
         self.server = Server(
             self.handlers,
@@ -375,6 +411,15 @@ class Node:
         await nursery.start(self.clock_guard.run)
         await nursery.start(self.peers.run)
         nursery.start_soon(self.admin.report_load)
+        await nursery.start(self.repair.run)
+        if self.anti_entropy is not None:
+            await nursery.start(self.anti_entropy.run)
+        await nursery.start(self.last_contact.run, self.topology)
+
+    def _save_last_contact(self) -> None:
+        """At shutdown: note whether a peer is alive now, for the next start's stale check."""
+        self.last_contact.note(self.topology)
+        self.last_contact.save()
 
     def restore_peers(self) -> None:
         """Know the peers saved in ``system/peers.cbor`` (DOWN until gossip hears from them),
@@ -406,6 +451,7 @@ class Node:
                     await trio.sleep_forever()
             finally:
                 self.peers.save()
+                self._save_last_contact()
                 with trio.CancelScope(shield=True):
                     await self.engine.close()
                 self.hints.store.close()
@@ -446,6 +492,7 @@ class Node:
                     self.peers.save()
                     nursery.cancel_scope.cancel()
             finally:
+                self._save_last_contact()
                 with trio.CancelScope(shield=True):
                     await self.engine.close()
                 self.hints.store.close()

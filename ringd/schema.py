@@ -21,7 +21,7 @@ from ringd.protocol.errors import InvalidRequest
 
 MAX_TTL = 20 * 365 * 24 * 3600  # seconds; the largest ttl a write or a keyspace default may give
 NAME_RE = re.compile(r"^[A-Za-z0-9_]{1,48}$")
-READ_REPAIR_MODES = ("blocking", "none")
+READ_REPAIR_MODES = ("BLOCKING", "NONE")  # as Cassandra 4; given in any case
 
 
 @dataclass(frozen=True)
@@ -34,9 +34,14 @@ class Keyspace:
     default_ttl: int = 0
     hinted_handoff: bool = True
     sloppy_quorum: bool = False
-    read_repair: str = "blocking"
+    read_repair: str = "BLOCKING"
     timestamp: int = 0  # of the change that made this definition
     dropped: bool = False
+
+    def __post_init__(self) -> None:
+        # any case is accepted (definitions stored before were lower case); shown upper case
+        if isinstance(self.read_repair, str):
+            object.__setattr__(self, "read_repair", self.read_repair.upper())
 
     def to_wire(self) -> dict[str, Any]:
         return asdict(self)

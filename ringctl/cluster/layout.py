@@ -332,6 +332,9 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {value!r} as TOML")
 
 
+LOCAL_ANTI_ENTROPY_INTERVAL_S = 600
+
+
 def node_settings(spec: ClusterSpec, node: NodeSpec) -> dict[str, Any]:
     """Every setting of one node's config file, in the order it is written."""
     paths = spec.paths(node)
@@ -344,6 +347,9 @@ def node_settings(spec: ClusterSpec, node: NodeSpec) -> dict[str, Any]:
         "rack": node.rack,
         "num_tokens": spec.num_tokens,
         "enable_test_hooks": True,
+        # background repair, on a laptop's time scale (--conf overrides; docs/repair.md)
+        "anti_entropy": True,
+        "anti_entropy_interval_s": LOCAL_ANTI_ENTROPY_INTERVAL_S,
         **spec.settings,
     }
 

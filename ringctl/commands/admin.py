@@ -94,6 +94,9 @@ def status(
     host id."""
     result = _call(host, timeout, "status", keyspace=keyspace)
     output.emit(result, as_json, lambda r: render_status(r, output.console))
+    if not as_json:
+        for line in result.get("repair_warnings", []):
+            output.err_console.print(f"warning: {line}", markup=False)
 
 
 def info(host: Host = None, timeout: Timeout = None, as_json: Json = False) -> None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from typer import _click as click
 from typer.core import TyperGroup
 
 from ringctl import output, target

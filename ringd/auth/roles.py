@@ -76,6 +76,11 @@ VERB_CLASSES: dict[str, VerbClass] = {
     "hints_pending": _C.ADMIN_VIEW,
     "hints_set": _C.ADMIN_CHANGE,
     "hints_truncate": _C.ADMIN_CHANGE,
+    "repair_start": _C.ADMIN_CHANGE,
+    "repair_cancel": _C.ADMIN_CHANGE,
+    "repair_session": _C.ADMIN_VIEW,
+    "repair_sessions": _C.ADMIN_VIEW,
+    "repair_state": _C.ADMIN_VIEW,
     "test_filter": _C.TEST_HOOK,
     "test_clock": _C.TEST_HOOK,
     "mutate": _C.INTERNODE,
@@ -87,6 +92,11 @@ VERB_CLASSES: dict[str, VerbClass] = {
     "gossip_ack2": _C.INTERNODE,
     "schema_pull": _C.INTERNODE,
     "schema_push": _C.INTERNODE,
+    "repair_validate": _C.INTERNODE,
+    "repair_leaves": _C.INTERNODE,
+    "repair_rows": _C.INTERNODE,
+    "repair_apply": _C.INTERNODE,
+    "repair_release": _C.INTERNODE,
 }
 
 _VIEWER = frozenset({_C.CONNECTION, _C.DATA_READ, _C.ADMIN_VIEW})

@@ -81,6 +81,9 @@ class CoordinatorMetrics:
             "digest_mismatch": 0,
             "clock_offset_exceeded": 0,  # times this node's clock went beyond the offset bound
             "write_clock_refused": 0,  # writes refused meanwhile (service.clock_guard)
+            "read_repair_reconcile": 0,  # reads that merged disagreeing replicas
+            "read_repair_blocking": 0,  # repair writes sent to stale replicas, waited for
+            "read_repair_timeout": 0,  # reads failed because a repair write timed out
         }
 
     def summary(self) -> dict[str, Any]:

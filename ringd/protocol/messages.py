@@ -90,7 +90,23 @@ VERBS: dict[str, Verb] = _verbs(
     ("hints_pending", _BOTH, 5.0, "hinted handoff: hints waiting per target node", INLINE),
     ("test_filter", _BOTH, 5.0, "test hook: drop or delay internode messages", INLINE),
     ("test_clock", _BOTH, 5.0, "test hook: shift this node's wall clock", INLINE),
+    ("repair_start", _BOTH, 10.0, "start a repair session; answers with it at once", INLINE),
+    ("repair_session", _BOTH, 5.0, "a repair session's state and progress", INLINE),
+    ("repair_sessions", _BOTH, 5.0, "the repair sessions this node coordinated", INLINE),
+    ("repair_cancel", _BOTH, 10.0, "cancel a running repair session", TASK),
+    (
+        "repair_state",
+        _BOTH,
+        5.0,
+        "when this node's ranges were last repaired; anti-entropy",
+        INLINE,
+    ),
     # between nodes only
+    ("repair_validate", _PEER, 300.0, "repair: Merkle tree of a range (scans it)", TASK),
+    ("repair_leaves", _PEER, 120.0, "repair: (key, row digest) pairs of tree leaves", TASK),
+    ("repair_rows", _PEER, 60.0, "repair: rows by key, with timestamps and tombstones", INLINE),
+    ("repair_apply", _PEER, 60.0, "repair: merge rows (all checked first)", TASK),
+    ("repair_release", _PEER, 5.0, "repair: a session ended; record completed ranges", INLINE),
     # fmt: off
     (
         "mutate",

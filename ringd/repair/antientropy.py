@@ -37,6 +37,27 @@ class AntiEntropy:
         self.pieces_done = 0
         self.rows_streamed = 0
         self.current: tuple[str, Range] | None = None
+        self._warned: set[str] = set()
+
+    def warn_gc_grace(self) -> list[str]:
+        """Keyspaces whose gc_grace is shorter than the interval (warned once each): their
+        ranges are not repaired often enough to keep deleted data deleted."""
+        short = [
+            ks.name
+            for ks in self.service.keyspaces.live()
+            if ks.gc_grace_seconds < self.settings.interval_s
+        ]
+        for name in short:
+            if name not in self._warned:
+                log.warning(
+                    "keyspace %s: gc_grace_seconds is shorter than anti_entropy_interval_s "
+                    "(%.0f s); run 'ringctl repair %s' within gc_grace or lower the interval",
+                    name,
+                    self.settings.interval_s,
+                    name,
+                )
+        self._warned = set(short)
+        return short
 
     def _pieces(self) -> list[tuple[str, Range, list[str]]]:
         out = []
@@ -51,6 +72,7 @@ class AntiEntropy:
         task_status.started()
         await trio.sleep(self.settings.first_delay_s)
         while True:
+            self.warn_gc_grace()
             pieces = self._pieces()
             if not pieces:
                 await trio.sleep(min(60.0, self.settings.interval_s))

@@ -128,6 +128,7 @@ class Session:
     per_keyspace: dict[str, dict[str, Any]] = field(default_factory=dict)
     completed: list[tuple[str, Range]] = field(default_factory=list)
     cancel_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    ended: trio.Event = field(default_factory=trio.Event)
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -297,6 +298,7 @@ class RepairService:
             session.rows_streamed,
             session.last_activity - session.started,
         )
+        session.ended.set()
 
     async def _release(self, session: Session, completed: list[tuple[str, Range]]) -> None:
         """End the session everywhere: every participant forgets its leases and records the
@@ -417,8 +419,10 @@ class RepairService:
                     "never_repaired": never,
                     "oldest_repair": oldest,
                     "gc_grace_seconds": ks.gc_grace_seconds,
+                    # never repaired: stale once the definition is older than gc_grace
                     "stale": bool(ranges)
-                    and (oldest is None or now - oldest > ks.gc_grace_seconds),
+                    and now - (ks.timestamp / 1e6 if oldest is None else oldest)
+                    > ks.gc_grace_seconds,
                 }
             )
         running = [s.to_wire() for s in self.sessions.values() if s.state == "RUNNING"]

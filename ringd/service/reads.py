@@ -4,6 +4,13 @@ digests answer at once, a mismatch fetches the row from every replica and return
 No task per read: ``start_read`` sends ``read_local`` with callbacks, a ``_Read`` gathers the
 answers and calls ``done`` once, and one ``Deadlines`` heap expires the reads that time out.
 Only the digest-mismatch resolution runs in a task (in :meth:`Reads.run`'s nursery).
+
+Blocking read repair (keyspace option ``read_repair = BLOCKING``, the default; docs/repair.md):
+when the contacted replicas disagree, each stale one is sent, with ``mutate``, exactly the cells
+(and tombstone) of the merge that its reply lacked, and the read answers only once they all
+acked; if they do not within the read timeout, the read fails with ``READ_TIMEOUT``. So a value
+once returned at QUORUM is returned by every later QUORUM read. ``NONE`` answers with the merge
+and leaves the replicas as they were.
 """
 
 from __future__ import annotations
@@ -29,7 +36,12 @@ from ringd.schema import Keyspace
 from ringd.service import coordination
 from ringd.service.coordination import Consistency, read_timeout
 from ringd.service.hlc import HybridClock
-from ringd.service.messages import ReadLocalRequest, ReadLocalResponse
+from ringd.service.messages import (
+    MutateRequest,
+    MutateResponse,
+    ReadLocalRequest,
+    ReadLocalResponse,
+)
 from ringd.service.topology import Topology
 
 log = logging.getLogger(__name__)
@@ -186,11 +198,27 @@ class _Read:
                                 full,
                                 host in self.stand_ins,
                             )
-            reads.metrics.read_latency.add(trio.current_time() - self.start)
             if len(full) < len(replies):
+                reads.metrics.read_latency.add(trio.current_time() - self.start)
                 self.done(read_timeout(len(full), self.plan.required, self.consistency))
-            else:
-                self.done(_merge_rows(r.row for r in full.values()))
+                return
+            merged = _merge_rows(r.row for r in full.values())
+            reads.metrics.counters["read_repair_reconcile"] += 1
+            if merged is not None and self.keyspace.read_repair == "BLOCKING":
+                stale = {  # sloppy-quorum stand-ins hold hints, not replicas: not repaired
+                    h: d
+                    for h, r in full.items()
+                    if h not in self.stand_ins and (d := missing_from(merged, r.row)) is not None
+                }
+                if stale and not await reads.repair(self.keyspace.name, self.key, stale):
+                    reads.metrics.counters["read_repair_timeout"] += 1
+                    reads.metrics.read_latency.add(trio.current_time() - self.start)
+                    self.done(
+                        read_timeout(len(full) - len(stale), self.plan.required, self.consistency)
+                    )
+                    return
+            reads.metrics.read_latency.add(trio.current_time() - self.start)
+            self.done(merged)
         except Exception as exc:
             log.exception("read resolution failed")
             self.done(ProtocolError(f"read failed: {exc}", ErrorCode.SERVER_ERROR))
@@ -271,6 +299,34 @@ class Reads:
         )
         return row
 
+    async def repair(self, ks: str, key: bytes, stale: dict[str, Row]) -> bool:
+        """Send each stale replica the cells it lacks and wait for every ack (read timeout);
+        False if one did not ack in time or failed."""
+        acked: set[str] = set()
+
+        async def send(host: str, diff: Row) -> None:
+            try:
+                if host == self.topology.local_host_id:
+                    await self.engine.apply(ks, key, diff)
+                else:
+                    value = await self.messaging.call(
+                        self.topology.address(host),
+                        "mutate",
+                        MutateRequest(ks, key, diff, self.clock.now()).to_wire(),
+                        self.timeout,
+                    )
+                    self.clock.observe(MutateResponse.from_wire(value).hlc)
+                acked.add(host)
+            except (ProtocolError, OSError, CallTimeout) as exc:
+                log.debug("read repair of %s failed: %s", host, exc)
+
+        self.metrics.counters["read_repair_blocking"] += len(stale)
+        with trio.move_on_after(self.timeout):
+            async with trio.open_nursery() as nursery:
+                for host, diff in stale.items():
+                    nursery.start_soon(send, host, diff)
+        return len(acked) == len(stale)
+
     def local_row(self, ks: str, key: bytes, held: bool = False) -> Row | None:
         """This node's copy of the row; ``held``: what it holds for down replicas instead."""
         if held:
@@ -302,6 +358,18 @@ class Reads:
         except (ProtocolError, OSError) as exc:
             log.debug("read from %s failed: %s", host, exc)
             return False
+
+
+def missing_from(merged: Row, have: Row | None) -> Row | None:
+    """The part of ``merged`` a replica that answered ``have`` lacks: the cells whose winning
+    version it does not hold and the row tombstone if its own is older; None if nothing."""
+    if have is None:
+        return merged
+    cells = {n: c for n, c in merged.cells.items() if have.cells.get(n) != c}
+    tomb = merged.tombstone if merged.tombstone != have.tombstone else None
+    if not cells and tomb is None:
+        return None
+    return Row(cells, tomb)
 
 
 def _merge_rows(rows: Iterable[Row | None]) -> Row | None:

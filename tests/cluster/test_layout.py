@@ -105,3 +105,12 @@ def test_current_cluster_file(home: Path) -> None:
     assert layout.read_current() == "c"
     layout.clear_current()
     assert layout.read_current() is None
+
+
+def test_local_clusters_run_anti_entropy_on_a_laptop_interval(home: Path) -> None:
+    spec = layout.plan("c", [3], port=7601, num_tokens=4)
+    config = load_ringd_config(["--config", str(layout.write_config(spec, spec.node(1)))])
+    assert config.anti_entropy and config.anti_entropy_interval_s == 600
+    off = layout.plan("d", [3], port=7601, num_tokens=4, settings={"anti_entropy": False})
+    config = load_ringd_config(["--config", str(layout.write_config(off, off.node(1)))])
+    assert not config.anti_entropy

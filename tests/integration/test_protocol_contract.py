@@ -24,6 +24,7 @@ HELLO = {"version": 1, "role": "client", "credentials": None}
 # quoted literals in the doc that are not error messages
 NOT_MESSAGES = {
     "local-quorum",
+    "BLOCKING",
     "blocking",
     "org.apache.cassandra.locator.SimpleStrategy",
     "replication: ",
@@ -55,6 +56,8 @@ ELSEWHERE = {
     "back within bounds; write through another node": "test_clock_skew",
     "cannot achieve consistency TWO: 2 replicas required but only 1 alive": "cluster test below",
     "cannot achieve consistency w=2: 2 replicas required but only 1 alive": "cluster test below",
+    "... is being repaired by session ID": "tests/repair/test_service.py (two sessions)",
+    "cannot repair: replica HOST:PORT is down": "tests/repair/test_service.py (a replica down)",
 }
 
 
@@ -195,6 +198,12 @@ CASES: dict[str, Callable[[Raw], Any]] = {
     "cursor must be the [token, key] a previous scan returned": _client(
         "scan", {"keyspace": "demo", "cursor": "x"}
     ),
+    "give both -st and -et, or neither": _client("repair_start", {"start_token": 1}),
+    "-pr cannot be combined with --dc or --hosts": _client(
+        "repair_start", {"primary_range": True, "dc": "dc1"}
+    ),
+    "jobs must be between 1 and 4": _client("repair_start", {"jobs": 9}),
+    "no repair session 'ID' on this node": _client("repair_session", {"id": "ID"}),
     "replication: unknown replication class 'Foo': use SimpleStrategy or NetworkTopologyStrategy": (
         _client("keyspace_create", {"name": "foo", "replication": {"class": "Foo"}})
     ),
