@@ -82,6 +82,7 @@ COUNTERS = (
     "not_stored_window",
     "not_stored_size",
     "not_stored_disabled",
+    "not_stored_disk",
     "expired",
     "dropped_keyspace",
     "delivered_bytes",
@@ -145,7 +146,12 @@ class HintsService:
         if host is not None and host.pending_bytes >= s.max_hints_size_per_host:
             counters["not_stored_size"] += 1
             return False
-        self.store.add(host_id, Hint(keyspace, key, row, int(now_ms * 1000)))
+        try:
+            self.store.add(host_id, Hint(keyspace, key, row, int(now_ms * 1000)))
+        except OSError as exc:  # a full disk: the write goes on without its hint
+            counters["not_stored_disk"] += 1
+            log.warning("cannot keep a hint for %s: %s", host_id, exc.strerror)
+            return False
         counters["created"] += 1
         return True
 

@@ -201,7 +201,10 @@ class HintStore:
         for host in self.hosts.values():
             for hint_file in host.files:
                 if hint_file.fd is not None:
-                    self._seal(hint_file)
+                    try:
+                        self._seal(hint_file)
+                    except OSError as exc:  # e.g. a full disk: what was written stays
+                        log.warning("cannot sync hint file %s: %s", hint_file.name, exc.strerror)
         self._save_positions()
 
     # -- replay -------------------------------------------------------------------------------
@@ -296,13 +299,21 @@ class HintStore:
                 del self.hosts[hint_file.host_id]
 
     def _save_positions(self) -> None:
+        """Record the delivery positions; if that fails (a full disk), the hints past the last
+        saved positions are delivered again after a restart, which is harmless."""
         positions = {
             f.name: f.delivered
             for host in self.hosts.values()
             for f in host.files
             if f.delivered > 0
         }
-        atomic_write(self.directory / POSITIONS, cbor2.dumps(positions))
+        try:
+            atomic_write(self.directory / POSITIONS, cbor2.dumps(positions))
+        except OSError as exc:
+            log.warning(
+                "cannot save hint delivery positions (%s); some hints may be delivered twice",
+                exc.strerror,
+            )
 
     # -- management ---------------------------------------------------------------------------
 

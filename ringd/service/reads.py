@@ -299,6 +299,21 @@ class Reads:
         )
         return row
 
+    async def _apply_local(self, ks: str, key: bytes, row: Row) -> None:
+        """Apply ``row`` to the local replica the way writes do (``apply_then``: it joins the
+        sync task's batch in batch and group mode) and wait until it is durable."""
+        durable = trio.Event()
+        errors: list[BaseException | None] = []
+
+        def done(error: BaseException | None) -> None:
+            errors.append(error)
+            durable.set()
+
+        self.engine.apply_then(ks, key, row, None, done)
+        await durable.wait()
+        if errors[0] is not None:
+            raise errors[0]
+
     async def repair(self, ks: str, key: bytes, stale: dict[str, Row]) -> bool:
         """Send each stale replica the cells it lacks and wait for every ack (read timeout);
         False if one did not ack in time or failed."""
@@ -307,7 +322,7 @@ class Reads:
         async def send(host: str, diff: Row) -> None:
             try:
                 if host == self.topology.local_host_id:
-                    await self.engine.apply(ks, key, diff)
+                    await self._apply_local(ks, key, diff)
                 else:
                     value = await self.messaging.call(
                         self.topology.address(host),

@@ -234,9 +234,13 @@ def test_a_corrupted_hint_file_is_reported_and_the_good_hints_delivered(
     a.start()
     c.start()
     wait_for(
-        lambda: (e := pending_for(a, c)) is not None and e["corrupted"] == [files[0].name],
+        lambda: (
+            (e := pending_for(a, c)) is not None
+            and e["corrupted"] == [files[0].name]
+            and e["total_bytes"] == 0
+        ),  # the good file delivered, only the damaged one left
         30,
-        "the corrupted file to be listed",
+        "the corrupted file to be listed and the good one delivered",
     )
     assert "is corrupted" in a.log()
     assert a.running
@@ -284,6 +288,7 @@ def test_deletes_travel_as_hints_and_old_hints_are_dropped(
         db.put("short", "late", {"v": 2}, consistency="QUORUM")
     c_id = host_id_from_status(a, c)
     wait_for(lambda: _down_for(a, c) > 3, 30, "the short keyspace's gc_grace to pass")
+    c.flags["accept_stale_data"] = True  # away longer than gc_grace: it would refuse to start
     c.start()
     wait_for(lambda: not pending(a)["hosts"], 30, "pending hints to drain")
     assert host_counters(a, c_id)["expired"] == 1
