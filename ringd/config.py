@@ -22,6 +22,7 @@ DEFAULT_PORT = 7400
 SYNC_MODES = ("periodic", "batch", "group")
 MAX_CLOCK_OFFSET_MS = 10 * 365 * 86400 * 1000
 DISK_FAILURE_POLICIES = ("stop_writes", "die")
+AUTHENTICATORS = ("password", "none")
 
 
 class ConfigError(Exception):
@@ -85,6 +86,19 @@ class Config:
         default=0, metadata={"help": "shift this node's wall clock (tests only)"}
     )
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
+    cluster_secret_file: str = field(
+        default="",
+        metadata={
+            "help": "file with the cluster secret peers prove (empty: peers unauthenticated)"
+        },
+    )
+    authenticator: str = field(
+        default="password", metadata={"help": "client logins: password (roles) or none"}
+    )
+    initial_admin_password_file: str = field(
+        default="",
+        metadata={"help": "first start with no roles: create role admin with this file's password"},
+    )
 
     @property
     def host(self) -> str:
@@ -148,6 +162,8 @@ class Config:
                 f"must be one of {', '.join(DISK_FAILURE_POLICIES)}, "
                 f"not {self.disk_failure_policy!r}",
             )
+        if self.authenticator not in AUTHENTICATORS:
+            raise bad("authenticator", f"must be password or none, not {self.authenticator!r}")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise bad("log_level", "must be debug, info, warning or error")
 
