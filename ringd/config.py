@@ -86,6 +86,10 @@ class Config:
         default=0, metadata={"help": "shift this node's wall clock (tests only)"}
     )
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
+    max_future_timestamp_ms: int = field(
+        default=60_000,
+        metadata={"help": "writes with a timestamp further ahead of this node's clock are INVALID"},
+    )
     cluster_secret_file: str = field(
         default="",
         metadata={
@@ -138,6 +142,7 @@ class Config:
             ("max_connections", 1, 1_000_000),
             ("max_frame_bytes", 64 * 1024, 1 << 30),
             ("clock_offset_ms", -MAX_CLOCK_OFFSET_MS, MAX_CLOCK_OFFSET_MS),
+            ("max_future_timestamp_ms", 1000, 86_400_000),
         ):
             if not low <= getattr(self, name) <= high:
                 raise bad(name, f"must be between {low} and {high}")

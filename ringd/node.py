@@ -173,6 +173,7 @@ class Node:
             self.clock,
             max_row_bytes=config.max_row_bytes,
             page_bytes=config.max_frame_bytes // 4,
+            max_future_timestamp_ms=config.max_future_timestamp_ms,
         )
         self.proxy = StorageProxy(
             topology=self.topology,
@@ -215,6 +216,7 @@ class Node:
                 clock=self.clock,
                 topology=self.topology,
                 schema_sync=self.schema_sync,
+                max_future_timestamp_ms=config.max_future_timestamp_ms,
             ),
             replica.verbs(self.replica),
             schema_sync.verbs(self.schema_sync),

@@ -33,6 +33,7 @@ def verbs(
     clock: HybridClock,
     topology: Topology,
     schema_sync: SchemaSync,
+    max_future_timestamp_ms: int = 60_000,
 ) -> dict[str, Handler]:
     writes, reads, scans = proxy.writes, proxy.reads, proxy.scans
 
@@ -46,6 +47,8 @@ def verbs(
         key = requests.key_bytes(args)
         consistency = Consistency.from_args(args, "w")
         ts = requests.client_timestamp(args)
+        if ts is not None:
+            requests.check_not_future(ts, clock.wall_seconds(), max_future_timestamp_ms)
         ts = clock.now() if ts is None else ts
         row = make_row(ks, ts, clock.wall_seconds())
 

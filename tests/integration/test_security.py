@@ -123,3 +123,55 @@ def test_quick_start_is_one_command_with_auth_on(tmp_path: Path) -> None:
         assert "UNAUTHORIZED" in repr(refused.value) or "password" in str(refused.value)
     finally:
         ringctl.cleanup()
+
+
+def _authenticated_peer(node: Ringd) -> Raw:
+    from ringd.auth.peer import Initiator, load_secret_file
+
+    raw = Raw(node.address)
+    initiator = Initiator(load_secret_file(node.flags["cluster_secret_file"]), "ringd", "p")
+    hello = raw.request("hello", {**PEER_HELLO, **initiator.hello_fields()})
+    assert hello is not None and "result" in hello, hello
+    assert raw.request("auth", initiator.auth_args(hello["result"])) == {"id": 1, "result": {}}
+    return raw
+
+
+def test_client_timestamp_far_in_the_future_is_invalid(node: Ringd) -> None:
+    import time
+
+    far = int(time.time() * 1e6) + 3_600_000_000
+    with node.client() as db:
+        with pytest.raises(Exception) as refused:
+            db.put("demo", "k", {"v": 1}, timestamp=far)
+        assert "max_future_timestamp_ms" in str(refused.value)
+        assert db.get("demo", "k") is None or not db.get("demo", "k").get("columns")
+        db.put("demo", "k", {"v": 2})  # a normal write still works
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {"c": {"v": [2**62, cbor2.dumps(1), None]}},  # far-future timestamp
+        {"c": {"v": [-5, cbor2.dumps(1), None]}},  # negative timestamp
+        b"\xff not a row",
+    ],
+)
+def test_peer_mutate_with_a_bad_row_is_invalid_and_stores_nothing(node: Ringd, row: Any) -> None:
+    raw = _authenticated_peer(node)
+    try:
+        reply = raw.request("mutate", {"ks": "demo", "key": b"bad", "row": row})
+        assert code(reply) == "INVALID", reply
+    finally:
+        raw.close()
+    with node.client() as db:
+        got = db.get("demo", "bad")
+        assert got is None or not got.get("columns"), got
+
+
+def test_peer_mutate_with_an_integer_key_is_invalid(node: Ringd) -> None:
+    raw = _authenticated_peer(node)
+    try:
+        reply = raw.request("mutate", {"ks": "demo", "key": 10**8, "row": {"c": {}}})
+        assert code(reply) == "INVALID", reply
+    finally:
+        raw.close()
