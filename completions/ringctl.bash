@@ -20,7 +20,7 @@ _ringctl_commands() {
 # options of a command path
 _ringctl_options() {
     case "$1" in
-        '') echo '--help --install-completion --show-completion --verbose -v' ;;
+        '') echo '--help --install-completion --password-file --show-completion --user --verbose -v' ;;
         'cluster') echo '--help' ;;
         'cluster create') echo '--conf --help --json --name --nodes --num-tokens --port --single-address -n' ;;
         'cluster filters') echo '--help --json --name' ;;
@@ -93,6 +93,7 @@ _ringctl_options() {
 # options that take a value
 _ringctl_value_options() {
     case "$1" in
+        '') echo '--password-file --user' ;;
         'cluster create') echo '--conf --name --nodes --num-tokens --port -n' ;;
         'cluster filters') echo '--name' ;;
         'cluster heal') echo '--name' ;;
@@ -203,6 +204,7 @@ _ringctl_choices() {
 # options whose value completes as a file, keyspace or cluster name
 _ringctl_option_kind() {
     case "$1|$2" in
+        '|--password-file') echo file ;;
         'cluster filters|--name') echo cluster ;;
         'cluster heal|--name') echo cluster ;;
         'cluster logs|--name') echo cluster ;;

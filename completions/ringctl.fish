@@ -21,6 +21,8 @@ end
 
 function __ringctl_value_options
     switch $argv[1]
+        case 'ringctl'
+            printf '%s\n' '--password-file' '--user'
         case 'ringctl cluster create'
             printf '%s\n' '--conf' '--name' '--nodes' '--num-tokens' '--port' '-n'
         case 'ringctl cluster filters'
@@ -288,6 +290,8 @@ complete -c ringctl -n '__ringctl_needs_command \'ringctl\'' -a 'verify' -d 'Che
 complete -c ringctl -n '__ringctl_needs_command \'ringctl\'' -a 'version' -d 'Print ringctl\'s version.'
 complete -c ringctl -n '__ringctl_using \'ringctl\'' -s 'v' -d 'Say which node, ringd version and cluster a command talks to.'
 complete -c ringctl -n '__ringctl_using \'ringctl\'' -l 'verbose' -d 'Say which node, ringd version and cluster a command talks to.'
+complete -c ringctl -n '__ringctl_within \'ringctl\'' -l 'user' -r -d 'Log in as this role (else RINGCTL_USER, else the current cluster\'s admin).'
+complete -c ringctl -n '__ringctl_within \'ringctl\'' -l 'password-file' -r -F -d 'Read the password from FILE (else RINGCTL_PASSWORD_FILE).'
 complete -c ringctl -n '__ringctl_using \'ringctl\'' -l 'install-completion' -d 'Install completion for the current shell.'
 complete -c ringctl -n '__ringctl_using \'ringctl\'' -l 'show-completion' -d 'Show completion for the current shell, to copy it or customize the installation.'
 complete -c ringctl -n '__ringctl_using \'ringctl\'' -l 'help' -d 'Show help and exit'

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 import typer.main
 
-from ringctl import target
+from ringctl import credentials, target
 from ringctl.commands import admin, cluster, data, hints, keyspace, repair, stress
 
 app = typer.Typer(
@@ -30,8 +30,25 @@ def _root(
             "-v", "--verbose", help="Say which node, ringd version and cluster a command talks to."
         ),
     ] = False,
+    user: Annotated[
+        str | None,
+        typer.Option(
+            "--user",
+            help="Log in as this role (else RINGCTL_USER, else the current cluster's admin).",
+        ),
+    ] = None,
+    password_file: Annotated[
+        str | None,
+        typer.Option(
+            "--password-file",
+            metavar="FILE",
+            help="Read the password from FILE (else RINGCTL_PASSWORD_FILE).",
+        ),
+    ] = None,
 ) -> None:
     target.verbose = verbose
+    credentials.user = user
+    credentials.password_file = password_file
 
 
 data.register(app)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ringctl import output
+from ringctl import credentials, output
 from ringctl.client import DEFAULT_ADDRESS, AsyncClient, Client
 from ringctl.cluster import layout
 from ringctl.cluster.layout import LayoutError, cluster_dir
@@ -118,9 +118,14 @@ def client(host: str | None, timeout: float | None = None) -> Client:
             timeout=timeout or DEFAULT_TIMEOUT,
             cluster=to.cluster,
             session_file=cluster_dir(to.cluster) / SESSION_FILE,
+            credentials=credentials.resolve(to.cluster, to.address),
         )
     else:
-        db = Client(to.address, timeout=timeout or DEFAULT_TIMEOUT)
+        db = Client(
+            to.address,
+            timeout=timeout or DEFAULT_TIMEOUT,
+            credentials=credentials.resolve(None, to.address),
+        )
     with output.errors():
         db.connect()
     _say_connected(db.address, db.server_info)
@@ -130,7 +135,12 @@ def client(host: str | None, timeout: float | None = None) -> Client:
 def async_client(host: str | None, timeout: float | None = None) -> AsyncClient:
     """An unconnected trio client for the command's target (connects in ``async with``)."""
     to = resolve(host)
-    return AsyncClient(to.address, timeout=timeout or DEFAULT_TIMEOUT, cluster=to.cluster)
+    return AsyncClient(
+        to.address,
+        timeout=timeout or DEFAULT_TIMEOUT,
+        cluster=to.cluster,
+        credentials=credentials.resolve(to.cluster, to.address),
+    )
 
 
 def _say_connected(address: str, info: dict[str, object]) -> None:

@@ -22,6 +22,7 @@ DEFAULT_PORT = 7400
 SYNC_MODES = ("periodic", "batch", "group")
 MAX_CLOCK_OFFSET_MS = 10 * 365 * 86400 * 1000
 DISK_FAILURE_POLICIES = ("stop_writes", "die")
+AUTHENTICATORS = ("password", "none")
 
 
 class ConfigError(Exception):
@@ -128,6 +129,23 @@ class Config:
         default=1024,
         metadata={"help": "hint delivery KiB/s, shared among the other nodes; 0 = unthrottled"},
     )
+    max_future_timestamp_ms: int = field(
+        default=60_000,
+        metadata={"help": "writes with a timestamp further ahead of this node's clock are INVALID"},
+    )
+    cluster_secret_file: str = field(
+        default="",
+        metadata={
+            "help": "file with the cluster secret peers prove (empty: peers unauthenticated)"
+        },
+    )
+    authenticator: str = field(
+        default="password", metadata={"help": "client logins: password (roles) or none"}
+    )
+    initial_admin_password_file: str = field(
+        default="",
+        metadata={"help": "first start with no roles: create role admin with this file's password"},
+    )
 
     @property
     def host(self) -> str:
@@ -171,6 +189,7 @@ class Config:
             ("max_hints_size_per_host_mb", 1, 1024 * 1024),
             ("hinted_handoff_throttle_kb", 0, 1024 * 1024),
             ("max_clock_offset_ms", 0, 3_600_000),
+            ("max_future_timestamp_ms", 1000, 86_400_000),
         ):
             if not low <= getattr(self, name) <= high:
                 raise bad(name, f"must be between {low} and {high}")
@@ -201,6 +220,8 @@ class Config:
                 f"must be one of {', '.join(DISK_FAILURE_POLICIES)}, "
                 f"not {self.disk_failure_policy!r}",
             )
+        if self.authenticator not in AUTHENTICATORS:
+            raise bad("authenticator", f"must be password or none, not {self.authenticator!r}")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise bad("log_level", "must be debug, info, warning or error")
 

@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,10 @@ import trio
 import ringd
 from ringd import admin, verbs
 from ringd.admin import Admin
+from ringd.auth.gate import Gate
+from ringd.auth.peer import Initiator as PeerInitiator
+from ringd.auth.peer import SecretFileError, load_secret_file
+from ringd.auth.roles import ADMIN, RoleStore, RoleStoreError
 from ringd.config import Config, ConfigError
 from ringd.db.engine import EngineOptions, StorageEngine
 from ringd.fdlimit import fit_max_connections
@@ -48,8 +53,8 @@ from ringd.hints.service import HintSettings, HintsService
 from ringd.hints.store import HintStore
 from ringd.metrics import CoordinatorMetrics
 from ringd.net.messaging import Messaging
-from ringd.net.server import Server, Session
-from ringd.protocol.errors import ProtocolError, Unauthorized
+from ringd.net.server import Server
+from ringd.protocol.errors import ProtocolError
 from ringd.protocol.messages import PEER, hello_args
 from ringd.repair import verbs as repair_verbs
 from ringd.repair.antientropy import AntiEntropy, AntiEntropySettings
@@ -143,11 +148,18 @@ class Node:
                 log.warning(
                     "data for unknown keyspace %s is kept until the schema says otherwise", ks
                 )
+        self.gate = _make_gate(config, self.host_id, system)
+        secret = self.gate.secret
         self._runs_messaging = messaging is None
         self.messaging = messaging or Messaging(
             hello_args(PEER, cluster=config.cluster_name, host_id=self.host_id),
             connect_timeout=self.timeouts.connect,
             max_frame=config.max_frame_bytes,
+            peer_auth=(
+                partial(PeerInitiator, secret, config.cluster_name, self.host_id)
+                if secret is not None
+                else None
+            ),
         )
         gossip_interval = config.gossip_interval_ms / 1000.0
         self.gossiper = Gossiper(
@@ -203,6 +215,7 @@ class Node:
             self.clock,
             max_row_bytes=config.max_row_bytes,
             page_bytes=config.max_frame_bytes // 4,
+            max_future_timestamp_ms=config.max_future_timestamp_ms,
         )
         self.proxy = StorageProxy(
             topology=self.topology,
@@ -272,6 +285,7 @@ class Node:
                 topology=self.topology,
                 schema_sync=self.schema_sync,
                 clock_guard=self.clock_guard,
+                max_future_timestamp_ms=config.max_future_timestamp_ms,
             ),
             replica.verbs(self.replica),
             schema_sync.verbs(self.schema_sync),
@@ -279,23 +293,16 @@ class Node:
             admin.verbs(self.admin),
             hints_verbs.verbs(self.hints, self.hints_view),
             repair_verbs.verbs(self.repair_replica, self.repair, lambda: self.anti_entropy),
+            {"auth": self.gate.auth},
         )
         self.server = Server(
             self.handlers,
             node_info=self.node_info,
             max_frame=config.max_frame_bytes,
-            authorize=self._authorize,
+            gate=self.gate,
             max_connections=fit_max_connections(config.max_connections),
         )
         self.listeners: list[Any] = []
-
-    def _authorize(self, session: Session, op: str) -> None:
-        """Peers must belong to this cluster (clients have no credentials to check yet)."""
-        if session.role == PEER and session.hello.get("cluster") != self.config.cluster_name:
-            raise Unauthorized(
-                f"peer belongs to cluster {session.hello.get('cluster')!r}, "
-                f"this node to {self.config.cluster_name!r}"
-            )
 
     def _wake_hints(self, event: str, host_id: str, state: Any) -> None:
         """A node came up (or changed): look for hints to deliver to it now."""
@@ -571,6 +578,50 @@ def _load_schema(path: Path) -> Schema:
         raise StartupError(f"cannot read {path}: {exc.strerror}") from None
     except Exception as exc:  # garbage in the file: say which file, not a traceback
         raise StartupError(f"{path} is damaged ({exc}); restore it from a backup") from None
+
+
+def _make_gate(config: Config, host_id: str, system: Path) -> Gate:
+    """The node's gate: the cluster secret and the role store the configuration names."""
+    secret = None
+    if config.cluster_secret_file:
+        try:
+            secret = load_secret_file(Path(config.cluster_secret_file).expanduser())
+        except SecretFileError as exc:
+            raise StartupError(str(exc)) from None
+    else:
+        log.warning("no cluster_secret_file: peers are not authenticated")
+    store = None
+    if config.authenticator == "none":
+        log.warning("authenticator = none: every client is an admin, with no password")
+    else:
+        try:
+            store = RoleStore(system / RoleStore.FILE_NAME)
+        except RoleStoreError as exc:
+            raise StartupError(str(exc)) from None
+        if not store.list():
+            _create_initial_admin(store, config.initial_admin_password_file)
+    return Gate(cluster=config.cluster_name, host_id=host_id, secret=secret, role_store=store)
+
+
+def _create_initial_admin(store: RoleStore, password_file: str) -> None:
+    if not password_file:
+        log.warning(
+            "no roles yet and no initial_admin_password_file: no client can log in "
+            "(start once with --initial-admin-password-file FILE to create role admin)"
+        )
+        return
+    path = Path(password_file).expanduser()
+    try:
+        password = path.read_bytes().rstrip(b"\r\n")
+    except OSError as exc:
+        raise StartupError(
+            f"cannot read initial admin password file {path}: {exc.strerror}"
+        ) from None
+    try:
+        store.create("admin", ADMIN, password)
+    except ProtocolError as exc:
+        raise StartupError(f"initial admin password file {path}: {exc.message}") from None
+    log.info("created role admin from %s", path)
 
 
 def random_tokens(n: int) -> list[int]:

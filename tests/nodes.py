@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ringctl.client import Client, ConnectError
+from ringd.auth.peer import generate_secret_file
 from ringd.config import DEFAULT_PORT
 
 
@@ -57,6 +58,15 @@ class Ringd:
         self.port = port or free_port(host)
         assert self.port != DEFAULT_PORT, "tests never use the default port"
         self.data_dir = data_dir
+        # every node of a test shares one cluster secret (peers authenticate, as in production);
+        # clients log in only where a test asks for authenticator="password"
+        if "cluster_secret_file" not in flags:
+            secret = data_dir.parent / "cluster.secret"
+            if not secret.exists():
+                data_dir.parent.mkdir(parents=True, exist_ok=True)
+                generate_secret_file(secret)
+            flags["cluster_secret_file"] = secret
+        flags.setdefault("authenticator", "none")
         self.flags = flags
         #: run in the child before ringd starts (e.g. to lower a resource limit)
         self.preexec_fn: Callable[[], None] | None = None

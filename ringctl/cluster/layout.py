@@ -4,6 +4,8 @@
       current                     the name of the current cluster, one line
       clusters/NAME/
         cluster.json              the ClusterSpec: nodes with dc, rack and address, options
+        cluster.secret            the cluster secret peers prove (mode 0600)
+        admin.password            the password of role admin, for ringctl (mode 0600)
         nodeN/
           ringd.toml              the node's configuration (written by the manager, editable)
           data/                   the node's data directory
@@ -20,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -38,8 +41,22 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 # ringd settings the manager decides itself; --conf may not change them
 MANAGED_SETTINGS = frozenset(
-    {"listen", "data_dir", "cluster_name", "seeds", "dc", "rack", "num_tokens", "enable_test_hooks"}
+    {
+        "listen",
+        "data_dir",
+        "cluster_name",
+        "seeds",
+        "dc",
+        "rack",
+        "num_tokens",
+        "enable_test_hooks",
+        "cluster_secret_file",
+        "initial_admin_password_file",
+    }
 )
+SECRET_FILE = "cluster.secret"
+ADMIN_PASSWORD_FILE = "admin.password"
+ADMIN_USER = "admin"
 
 
 class LayoutError(Exception):
@@ -350,8 +367,54 @@ def node_settings(spec: ClusterSpec, node: NodeSpec) -> dict[str, Any]:
         # background repair, on a laptop's time scale (--conf overrides; docs/repair.md)
         "anti_entropy": True,
         "anti_entropy_interval_s": LOCAL_ANTI_ENTROPY_INTERVAL_S,
+        **_auth_settings(spec.dir),
         **spec.settings,
     }
+
+
+def _auth_settings(directory: Path) -> dict[str, str]:
+    """The secret and initial admin password files, when the cluster has them (created before
+    authentication existed, it has neither)."""
+    found = {}
+    for key, name in (
+        ("cluster_secret_file", SECRET_FILE),
+        ("initial_admin_password_file", ADMIN_PASSWORD_FILE),
+    ):
+        if (directory / name).exists():
+            found[key] = str(directory / name)
+    return found
+
+
+def write_auth_files(directory: Path) -> None:
+    """A new cluster's secret and admin password (random, mode 0600)."""
+    from ringd.auth.peer import generate_secret_file
+    from ringd.fsutil import atomic_write
+
+    directory.mkdir(parents=True, exist_ok=True)
+    generate_secret_file(directory / SECRET_FILE)
+    password = secrets.token_urlsafe(24) + "\n"
+    atomic_write(directory / ADMIN_PASSWORD_FILE, password.encode(), mode=0o600)
+
+
+def admin_credentials(name: str) -> dict[str, str] | None:
+    """The admin credentials ``ringctl cluster create`` stored for cluster ``name``, if any."""
+    try:
+        password = (cluster_dir(name) / ADMIN_PASSWORD_FILE).read_text().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return {"user": ADMIN_USER, "password": password}
+
+
+def credentials_for(address: str) -> dict[str, str] | None:
+    """The stored admin credentials of the local cluster that has a node at ``address``."""
+    for name in names():
+        try:
+            spec = load(name)
+        except Exception:  # a damaged cluster.json: it has no usable credentials
+            continue
+        if any(n.address == address for n in spec.nodes):
+            return admin_credentials(name)
+    return None
 
 
 def render_config(spec: ClusterSpec, node: NodeSpec) -> str:

@@ -284,6 +284,7 @@ def create(
     if rf is not None:
         replication_for(spec, rf)
     spec.save()
+    layout.write_auth_files(spec.dir)
     for node in spec.nodes:
         layout.write_config(spec, node)
         spec.paths(node).data.mkdir(parents=True, exist_ok=True)
@@ -451,7 +452,7 @@ def start(
 
 def _ping(address: str, timeout: float = 2.0) -> bool:
     try:
-        with Client(address, timeout=timeout) as db:
+        with Client(address, credentials=layout.credentials_for(address), timeout=timeout) as db:
             db.ping()
         return True
     except ProtocolError:
@@ -495,7 +496,7 @@ def _wait_serving(
 def _seen_up(address: str) -> set[str] | None:
     """Addresses the node at ``address`` reports UP, or None if it does not answer."""
     try:
-        with Client(address, timeout=2.0) as db:
+        with Client(address, credentials=layout.credentials_for(address), timeout=2.0) as db:
             status = db.admin("status")
     except ProtocolError:
         return None
@@ -688,7 +689,9 @@ def node_status(spec: ClusterSpec, node: NodeSpec, *, info: bool = False) -> dic
     if proc.state != RUNNING:
         return entry
     try:
-        with Client(node.address, timeout=2.0) as db:
+        with Client(
+            node.address, credentials=layout.credentials_for(node.address), timeout=2.0
+        ) as db:
             status = db.admin("status")
             entry["status"] = "UP"
             entry["sees_up"] = sorted(
@@ -753,13 +756,15 @@ def create_keyspace(
     until every running node knows it."""
     replication = replication_for(spec, rf)
     node = first_live(spec)
-    with Client(node.address) as db:
+    with Client(node.address, credentials=layout.credentials_for(node.address)) as db:
         ks = db.keyspace_create(keyspace, replication=replication, if_not_exists=True)
     deadline = time.monotonic() + timeout
     for other in running_nodes(spec):
         while True:
             try:
-                with Client(other.address, timeout=2.0) as db:
+                with Client(
+                    other.address, credentials=layout.credentials_for(other.address), timeout=2.0
+                ) as db:
                     names = {k["name"] for k in db.keyspace_list()["keyspaces"]}
                 if keyspace in names:
                     break

@@ -51,6 +51,7 @@ _C = VerbClass
 VERB_CLASSES: dict[str, VerbClass] = {
     "hello": _C.CONNECTION,
     "ping": _C.CONNECTION,
+    "auth": _C.INTERNODE,
     "get": _C.DATA_READ,
     "scan": _C.DATA_READ,
     "put": _C.DATA_WRITE,

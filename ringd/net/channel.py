@@ -17,6 +17,7 @@ from typing import Any
 
 import trio
 
+from ringd.auth.peer import Initiator as PeerInitiator
 from ringd.net.address import split_address
 from ringd.net.deadlines import Deadline, Deadlines
 from ringd.protocol import messages
@@ -210,8 +211,11 @@ async def open_channel(
     *,
     connect_timeout: float = 5.0,
     max_frame: int = DEFAULT_MAX_FRAME,
+    peer_auth: Callable[[], PeerInitiator] | None = None,
 ) -> Channel:
-    """Connect to ``address``, start the channel in ``nursery`` and say hello."""
+    """Connect to ``address``, start the channel in ``nursery`` and say hello; with
+    ``peer_auth`` (a new ``ringd.auth.peer.Initiator`` per connection), prove membership of the
+    cluster in the hello and one ``auth`` round trip (refused: ``Unauthorized``)."""
     host, port = split_address(address)
     try:
         with trio.fail_after(connect_timeout):
@@ -221,7 +225,14 @@ async def open_channel(
     channel = Channel(stream, address, max_frame)
     await nursery.start(channel.run)
     try:
-        channel.peer_info = await channel.call("hello", hello, timeout=connect_timeout)
+        if peer_auth is None:
+            channel.peer_info = await channel.call("hello", hello, timeout=connect_timeout)
+        else:
+            initiator = peer_auth()
+            hello = {**hello, **initiator.hello_fields()}
+            channel.peer_info = await channel.call("hello", hello, timeout=connect_timeout)
+            auth = initiator.auth_args(channel.peer_info)
+            await channel.call("auth", auth, timeout=connect_timeout)
     except BaseException:
         channel.close()
         raise

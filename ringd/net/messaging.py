@@ -8,11 +8,14 @@ message is lost as a real network would lose it: the caller waits out its timeou
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
+from ringd.auth.gate import RateLimitedLog
+from ringd.auth.peer import Initiator as PeerInitiator
 from ringd.net.channel import (
     Callback,
     CallTimeout,
@@ -22,7 +25,7 @@ from ringd.net.channel import (
     open_channel,
 )
 from ringd.protocol import messages
-from ringd.protocol.errors import ProtocolError
+from ringd.protocol.errors import ErrorCode, ProtocolError
 from ringd.protocol.framing import DEFAULT_MAX_FRAME
 
 
@@ -69,8 +72,11 @@ class Messaging:
         hello: dict[str, Any],
         connect_timeout: float = 1.0,
         max_frame: int = DEFAULT_MAX_FRAME,
+        peer_auth: Callable[[], PeerInitiator] | None = None,
     ) -> None:
         self._hello = hello
+        self._peer_auth = peer_auth
+        self._refusals = RateLimitedLog(every=10.0)
         self._max_frame = max_frame
         self._connect_timeout = connect_timeout
         self._channels: dict[str, Channel] = {}
@@ -95,13 +101,21 @@ class Messaging:
             if channel is not None and not channel.closed:
                 return channel
             assert self._nursery is not None, "Messaging.run must be started first"
-            channel = await open_channel(
-                self._nursery,
-                address,
-                self._hello,
-                connect_timeout=self._connect_timeout,
-                max_frame=self._max_frame,
-            )
+            try:
+                channel = await open_channel(
+                    self._nursery,
+                    address,
+                    self._hello,
+                    connect_timeout=self._connect_timeout,
+                    max_frame=self._max_frame,
+                    peer_auth=self._peer_auth,
+                )
+            except ProtocolError as exc:
+                if exc.code == ErrorCode.UNAUTHORIZED:
+                    self._refusals.warning(
+                        address, "cannot join the cluster through %s: %s", address, exc.message
+                    )
+                raise
             self._channels[address] = channel
             return channel
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import trio
 
+from ringd.auth.gate import Gate
 from ringd.net import accept
 from ringd.protocol import messages
 from ringd.protocol.connection import Acceptor
@@ -55,6 +56,10 @@ class Session:
     remote: str
     role: str = ""
     hello: dict[str, Any] = field(default_factory=dict)
+    authenticated: bool = False  # set by the gate (``ringd.auth.gate``)
+    kind: str = ""  # a client's role kind: admin, readwrite, readonly
+    user: str = ""
+    peer_auth: Any = None  # a peer's ``ringd.auth.peer.Acceptor`` until its auth is answered
 
 
 class _Conn:
@@ -94,10 +99,10 @@ class Server:
         *,
         node_info: Callable[[], dict[str, Any]],
         max_frame: int = DEFAULT_MAX_FRAME,
-        authorize: Callable[[Session, str], None] | None = None,
+        gate: Gate | None = None,
         max_connections: int = 1024,
     ) -> None:
-        missing = set(messages.VERBS) - set(handlers) - {"hello"}
+        missing = set(messages.VERBS) - set(handlers) - {"hello", "auth"}
         unknown = set(handlers) - set(messages.VERBS)
         if missing or unknown:
             raise ValueError(
@@ -110,9 +115,9 @@ class Server:
         self._handlers = {
             name: (messages.VERBS[name].mode, handler) for name, handler in handlers.items()
         }
+        self._gate = gate
         self._node_info = node_info
         self._max_frame = max_frame
-        self._authorize = authorize
         self._max_connections = max_connections
         self._draining = False
         self._in_flight = 0
@@ -252,21 +257,34 @@ class Server:
                 hello = proto.next_request()
                 if hello is None:
                     continue
-                greeted = self._hello(conn, session, hello.id, hello.args)
+                greeted = await self._hello(conn, session, hello.id, hello.args)
                 if not greeted:
                     return
         if hello_deadline.cancelled_caught:
             raise ProtocolError("no hello within the handshake timeout")
         handlers = self._handlers
+        gate = self._gate
         while True:
             proto.draining = self._draining
             while (req := proto.next_request()) is not None:
                 req_id, op, args, error = req
                 self.requests += 1
+                if error is None and gate is not None:
+                    try:
+                        gate.check(session, op)
+                    except ProtocolError as exc:
+                        error = exc
                 if error is not None:
                     conn.write(proto.error(req_id, error))
                     continue
                 mode, handler = handlers[op]
+                if op == "auth":  # a peer's proof: a wrong one ends the connection
+                    try:
+                        conn.write(proto.result(req_id, handler(session, args)))  # type: ignore[call-arg]
+                    except ProtocolError as exc:
+                        conn.write(proto.error(req_id, exc))
+                        return
+                    continue
                 if mode == "inline":
                     try:
                         conn.write(proto.result(req_id, handler(session, args)))  # type: ignore[call-arg]
@@ -291,18 +309,21 @@ class Server:
             if not data:
                 return
 
-    def _hello(
+    async def _hello(
         self, conn: _Conn, session: Session, req_id: int | None, args: dict[str, Any]
     ) -> bool:
+        extra: dict[str, Any] = {}
         try:
             session.role = conn.proto.role
             session.hello = args
-            if self._authorize is not None:
-                self._authorize(session, "hello")
+            if self._gate is not None:
+                extra = await self._gate.hello(session, args)
+            else:
+                session.authenticated = True
         except ProtocolError as exc:
             conn.write(conn.proto.reject(req_id, exc))
             return False
-        conn.write(conn.proto.accept(req_id, self._node_info()))
+        conn.write(conn.proto.accept(req_id, {**self._node_info(), **extra}))
         return True
 
     def _begin(self) -> None:

@@ -63,6 +63,7 @@ VERBS: dict[str, Verb] = _verbs(
     # name, who may send, timeout, what it does, how it runs[, request type, response type]
     ("hello", _BOTH, 5.0, "open the connection: version, role, credentials", INLINE),
     ("ping", _BOTH, 5.0, "liveness and version of the node", INLINE),
+    ("auth", _PEER, 5.0, "peer authentication: the initiator's proof", INLINE),
     ("put", _BOTH, 12.0, "write columns of a row, coordinated at a consistency level", DEFERRED),
     ("get", _BOTH, 12.0, "read a row, coordinated at a consistency level", DEFERRED),
     ("delete", _BOTH, 12.0, "delete a row or named columns", DEFERRED),

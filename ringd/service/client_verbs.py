@@ -39,6 +39,7 @@ def verbs(
     topology: Topology,
     schema_sync: SchemaSync,
     clock_guard: ClockGuard | None = None,
+    max_future_timestamp_ms: int = 60_000,
 ) -> dict[str, Handler]:
     writes, reads, scans = proxy.writes, proxy.reads, proxy.scans
 
@@ -52,6 +53,8 @@ def verbs(
         key = requests.key_bytes(args)
         consistency = Consistency.from_args(args, "w")
         ts = requests.client_timestamp(args)
+        if ts is not None:
+            requests.check_not_future(ts, clock.wall_seconds(), max_future_timestamp_ms)
         session = sessions.session_us(args)
         if clock_guard is not None:
             clock_guard.check_write()

@@ -26,7 +26,7 @@ from ringd.service.messages import (
     ScanLocalRequest,
     ScanLocalResponse,
 )
-from ringd.service.requests import MAX_KEY_BYTES
+from ringd.service.requests import MAX_KEY_BYTES, check_not_future
 
 # sorts after every key of a token (keys are at most MAX_KEY_BYTES long)
 AFTER_ALL_KEYS = b"\xff" * (MAX_KEY_BYTES + 1)
@@ -52,7 +52,9 @@ class Replica:
         *,
         max_row_bytes: int,
         page_bytes: int,
+        max_future_timestamp_ms: int = 60_000,
     ) -> None:
+        self.max_future_timestamp_ms = max_future_timestamp_ms
         self.engine = engine
         self.schema = schema
         self.clock = clock
@@ -71,10 +73,24 @@ class Replica:
         if size > limit:
             raise row_too_large(size, limit)
 
+    def check_timestamps(self, req: MutateRequest) -> None:
+        """Every timestamp of a peer's mutation (cells, row tombstone, its clock) non-negative
+        and at most ``max_future_timestamp_ms`` ahead of this node's clock, as for clients."""
+        row = req.row
+        stamps = [c.timestamp for c in row.cells.values()]
+        if row.tombstone is not None:
+            stamps.append(row.tombstone.timestamp)
+        if any(ts < 0 for ts in stamps):
+            raise InvalidRequest("malformed mutation: timestamps must be non-negative")
+        wall = self.clock.wall_seconds()
+        for ts in (*stamps, req.hlc):
+            check_not_future(ts, wall, self.max_future_timestamp_ms)
+
     def start_mutate(self, req: MutateRequest, reply: Callable[[Any], None]) -> None:
         """Apply a replica mutation; ``reply`` gets the response once it is durable as the sync
         mode promises (at once in periodic mode, after the covering fsync otherwise)."""
         clock = self.clock
+        self.check_timestamps(req)
         clock.observe(req.hlc)
         if self.schema.get(req.ks) is None:
             raise InvalidRequest(f"keyspace {req.ks!r} does not exist on this replica")

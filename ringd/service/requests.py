@@ -52,6 +52,16 @@ def client_timestamp(args: dict[str, Any]) -> int | None:
     return ts or None
 
 
+def check_not_future(ts: int, wall_seconds: float, max_future_ms: int) -> None:
+    """``INVALID`` if timestamp ``ts`` (µs) is more than ``max_future_ms`` ahead of the clock."""
+    limit = int(wall_seconds * 1_000_000) + max_future_ms * 1000
+    if ts > limit:
+        raise InvalidRequest(
+            f"timestamp {ts} is more than {max_future_ms} ms ahead of this node's clock "
+            "(max_future_timestamp_ms)"
+        )
+
+
 _VALUE_TYPES = (str, bytes, int, float, bool, type(None))
 
 

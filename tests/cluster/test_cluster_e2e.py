@@ -29,9 +29,14 @@ def c3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         started = ringctl.json(
             "cluster", "start", "--name", "c3", "-n", "3", "--port", str(port), "--rf", "3"
         )
+        password = (ringctl.home / "clusters" / "c3" / "admin.password").read_text().strip()
+        CREDS.update(user="admin", password=password)
         yield {"ringctl": ringctl, "port": port, "start": started}
     finally:
         ringctl.cleanup()
+
+
+CREDS: dict[str, str] = {}  # the admin credentials 'cluster create' stored for c3
 
 
 def _addresses(port: int, n: int) -> list[str]:
@@ -39,7 +44,7 @@ def _addresses(port: int, n: int) -> list[str]:
 
 
 def _sees(address: str) -> dict[str, str]:
-    with Client(address, timeout=5) as db:
+    with Client(address, timeout=5, credentials=CREDS) as db:
         return {n["address"]: n["status"] for n in db.admin("status")["nodes"]}
 
 
@@ -153,7 +158,7 @@ def test_clock_offset(c3: dict[str, Any]) -> None:
     result = ringctl.json("cluster", "node", "3", "clock-offset", "-1500")
     assert result["offset_ms"] == -1500
     try:
-        with Client(n3) as db:
+        with Client(n3, credentials=CREDS) as db:
             assert db.admin("info")["clock_offset_ms"] == -1500
     finally:
         ringctl.ok("cluster", "node", "3", "clock-offset", "0")

@@ -183,7 +183,7 @@ def test_many_requests_in_flight_answered_by_id(node: Ringd) -> None:
 
 
 def test_peer_hello_from_another_cluster_is_refused(node: Ringd, bystander) -> None:
-    hello = messages.hello_args("peer", cluster="someone-else", host_id="x")
+    hello = messages.hello_args("peer", cluster="someone-else", host_id="x", nonce=os.urandom(32))
     with connect_raw(node.address) as sock:
         sock.sendall(_frame(messages.request(0, "hello", hello)))
         replies, closed = read_replies(sock)

@@ -16,6 +16,7 @@ import cbor2
 import pytest
 from nodes import Ringd, wait_for, wait_status
 
+from ringd.auth.peer import Initiator, load_secret_file
 from ringd.protocol.errors import ErrorCode, ProtocolError
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
@@ -70,10 +71,11 @@ def documented_messages() -> set[str]:
 class Raw:
     """A bare connection speaking frames, to send what a client written from the doc sends."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, secret: bytes = b"") -> None:
         host, port = address.rsplit(":", 1)
         self.sock = socket.create_connection((host, int(port)), timeout=10)
         self.buf = b""
+        self.secret = secret  # the node's cluster secret, for peer requests
 
     def send_body(self, body: bytes) -> None:
         self.sock.sendall(struct.pack(">I", len(body)) + body)
@@ -107,8 +109,11 @@ def _client(op: str, args: dict[str, Any]) -> Callable[[Raw], Any]:
 
 def _peer(op: str, args: dict[str, Any]) -> Callable[[Raw], Any]:
     def run(raw: Raw) -> Any:
-        raw.request("hello", {**HELLO, "role": "peer", "cluster": "ringd", "host_id": "x"}, 0)
-        return raw.request(op, args)
+        initiator = Initiator(raw.secret, "ringd", "x")
+        hello = {**HELLO, "role": "peer", **initiator.hello_fields()}
+        answer = raw.request("hello", hello, 0)
+        raw.request("auth", initiator.auth_args(answer["result"]), 1)
+        return raw.request(op, args, 2)
 
     return run
 
@@ -220,7 +225,7 @@ def test_every_documented_message_is_checked() -> None:
 def test_documented_messages_are_what_the_node_sends(node: Ringd) -> None:
     wrong = {}
     for message, provoke in CASES.items():
-        raw = Raw(node.address)
+        raw = Raw(node.address, load_secret_file(node.flags["cluster_secret_file"]))
         try:
             answer = provoke(raw)
         finally:
