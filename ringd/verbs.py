@@ -8,10 +8,12 @@ Each subsystem that serves verbs has a ``verbs(...)`` function next to its code:
   ringd.service.schema_sync    schema_pull, schema_push
   ringd.gms.verbs              gossip_syn, gossip_ack2
   ringd.admin                  ping, the admin views, flush/compact/verify, test hooks
+  ringd.hints.verbs            hints_*, mutate_hinted, read_hinted
   ringd.repair.verbs           repair_validate/leaves/rows/apply/release, repair_start/...
+  ringd.auth.gate              auth (a peer's proof of the cluster secret)
 
-Adding a verb is adding a row to the verb table and a handler to one of these (a new subsystem,
-e.g. hints or repair, gets its own ``verbs.py`` and one more argument to :func:`merge`).
+Adding a verb is adding a row to the verb table and a handler to one of these (a new subsystem
+gets its own ``verbs.py`` and one more argument to :func:`merge`).
 """
 
 from __future__ import annotations

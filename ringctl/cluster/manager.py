@@ -7,7 +7,7 @@ or whose process is not this node's ringd (its command line does not name the no
 directory), is stale and is removed. Every wait polls with a deadline.
 
 Failures raise ``ClusterError`` with a one-line message that names the next thing to try and the
-exit code of DESIGN.md section 7; errors from the nodes themselves are ``ProtocolError``.
+exit code (README.md, "Exit codes"); errors from the nodes themselves are ``ProtocolError``.
 """
 
 from __future__ import annotations

@@ -1,1 +1,2 @@
-"""ringctl's command groups: data (put/get/delete/load/dump), keyspace, admin, cluster."""
+"""ringctl's command groups: data (put/get/delete/load/dump), keyspace, admin, hints,
+repair, cluster, stress."""

@@ -9,6 +9,8 @@
 - ``tls``: ``server_context`` / ``client_context`` from certificate paths, and ``make_local_ca``
   for local clusters.
 
-None of it is wired into the server, the hello or the handlers yet: these parts are sans-IO and
-take plain values, so the connection code calls them and turns their errors into wire errors.
+- ``gate``: ``Gate``, what the server asks at each hello (and a peer's ``auth``) and per request.
+
+``peer`` and ``roles`` are sans-IO and take plain values; the gate calls them and turns their
+errors into wire errors. ``tls`` is not wired into the server or the channels yet.
 """

@@ -1,6 +1,6 @@
 """The storage engine: cells and their merge rules, commit log, memtable, sstables, compaction.
 
-Log-structured, as Cassandra's (DESIGN.md section 6). Parts, from the bottom up:
+Log-structured, as Cassandra's (docs/architecture.md, "Storage engine"). Parts, from the bottom up:
 
 - ``cells``: ``Cell``, ``RowTombstone``, ``Row`` and the last-write-wins merge rules every
   replica follows, plus ``Row.purged`` (what compaction keeps).

@@ -1,4 +1,4 @@
-"""Cells, rows and the merge rules every replica follows (DESIGN.md section 4).
+"""Cells, rows and the merge rules every replica follows (docs/architecture.md).
 
 A *cell* is one column's value at one write: a timestamp in microseconds, the value as encoded
 bytes (``None`` for a tombstone) and a local deletion time in seconds (``ldt``): when the

@@ -8,4 +8,6 @@ Parts:
              in a task, as the verb table says), error frames for bad input, bounded buffers,
              draining on shutdown
   messaging  the pool of channels to peers, reconnects, and the message filter (fault injection)
+  accept     the accept loop, which survives running out of file descriptors or memory
+  address    ``HOST:PORT`` parsing
 """

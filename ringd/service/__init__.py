@@ -2,6 +2,8 @@
 
 Parts:
   hlc           the hybrid logical clock that stamps writes
+  sessions      a client's ``session_us``, observed before stamping
+  clock_guard   refuses to coordinate writes while this node's clock is off the cluster's
   timeouts      every timeout the services wait with, built once from the configuration
   topology      the ring as this node sees it: members, tokens, liveness, replicas and plans
   coordination  what the paths share: consistency, replica plans, UNAVAILABLE and timeouts

@@ -1,4 +1,4 @@
-"""Cell and row merge: commutative, associative, idempotent, with DESIGN.md's tie-break."""
+"""Cell and row merge: commutative, associative, idempotent, with the tie-break of ringd/db/cells.py."""
 
 from __future__ import annotations
 

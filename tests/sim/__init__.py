@@ -28,9 +28,8 @@ internode link, a clock skew (within ``max_skew_ms``) or a memtable flush. At mo
 down or paused at once. Then the heal: every fault removed, every node started, gossip converged,
 every client operation answered (client timeout 15 s).
 
-Checks (``history.History`` and ``runner.Simulation._check``): only what the system guarantees
-today, without hinted handoff, read repair or anti-entropy (a replica that missed a write
-stays stale):
+Checks (``history.History`` and ``runner.Simulation._check``): what holds even without hinted
+handoff, read repair or anti-entropy (a replica that missed a write may stay stale):
 
 1. Quorum intersection, during the run and after the heal: a read answered by r replicas
    (ONE 1, QUORUM 2, ALL 3 of RF 3) returns a newest version (largest timestamp of its cells
@@ -46,8 +45,8 @@ stays stale):
 5. No unexpected exception: no handler raises, no service dies, no ringd logger logs ERROR
    (``Options.expected_errors`` lists the ones a scenario expects).
 
-Hints, read repair and repair will make a stronger check true: after the heal (and handoff or
-repair), every replica holds every acknowledged write. ``Simulation._check`` is where it goes;
+Hints, read repair and repair allow a stronger check, not written yet: after the heal (and
+handoff or repair), every replica holds every acknowledged write. ``Simulation._check`` is where it goes;
 ``SimNode.applied`` and ``History.acked`` have what it needs.
 
 A restarted node knows every node from its first request (``system/peers.cbor``, see
