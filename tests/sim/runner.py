@@ -28,7 +28,7 @@ from ringd.net.server import Session
 from ringd.protocol import messages
 from ringd.protocol.errors import ProtocolError, Unavailable
 from ringd.schema import Keyspace
-from ringd.service import requests
+from ringd.service import requests, sessions
 from ringd.service.coordination import Consistency
 
 from .cluster import ClientHost, SimNode
@@ -56,6 +56,11 @@ class Options:
     early_clients: bool = False
     #: ERROR records from ringd loggers the scenario expects (substrings of the message)
     expected_errors: tuple[str, ...] = ()
+    #: one client session writing its own keys, one write at a time, through random
+    #: coordinators with ``session_us`` (the checks then hold its acknowledged writes to be
+    #: stamped in the order they were made)
+    session: bool = False
+    session_only: bool = False  # no other client traffic besides the session's
 
 
 @dataclass
@@ -194,6 +199,9 @@ class Simulation:
         self._pending = 0
         self._idle = trio.Event()
         self._faulty: set[int] = set()  # nodes down or paused by a fault
+        self.session_keys = [b"s%03d" % i for i in range(3)]
+        self.session_us = 0  # the session's high-water mark, as the client library keeps it
+        self.session_writes: list[Write] = []  # acknowledged, in the order they were made
 
     # ---- setup ------------------------------------------------------------------------------
 
@@ -321,8 +329,10 @@ class Simulation:
             write = history.writes[args["op"]]
             ks = node.schema.require(KEYSPACE)
             key = bytes(args["key"])
-            # as handlers.write: the coordinator stamps the write; a timestamp is used once
-            # per key so that every version names exactly one write
+            # as the put handler: the session's high-water mark first, then the coordinator
+            # stamps the write; a timestamp is used once per key so that every version names
+            # exactly one write
+            sessions.observe(node.clock, args.get("session_us") or None, stamps=True)
             ts = node.clock.now()
             while (key, ts) in history.by_ts:
                 ts = node.clock.now()
@@ -335,7 +345,7 @@ class Simulation:
             sent, applies = network.sent.get(sim_node.address, 0), sim_node.applies
 
             def done(result: Any) -> None:
-                reply(result if isinstance(result, ProtocolError) else {"acks": result})
+                reply(result if isinstance(result, ProtocolError) else {"acks": result, "ts": ts})
 
             try:
                 node.proxy.writes.start_write(ks, key, row, Consistency(write.level), done)
@@ -388,14 +398,26 @@ class Simulation:
             return "timeout"
         return str(error.code)
 
-    def write(self, coordinator: SimNode, key: bytes, kind: str, level: str) -> None:
+    def write(
+        self,
+        coordinator: SimNode,
+        key: bytes,
+        kind: str,
+        level: str,
+        session: Callable[[Write, Any], None] | None = None,
+    ) -> None:
         assert self.network is not None
         op = self._begin()
         write = Write(op, key, kind, op if kind == "put" else None, level, trio.current_time())
         self.history.writes[op] = write
+        args: dict[str, Any] = {"op": op, "key": key, "level": level}
+        if session is not None:
+            args["session_us"] = self.session_us
 
         def answered(value: Any, error: ProtocolError | None) -> None:
             write.outcome = self._outcome(error)
+            if session is not None:
+                session(write, value if error is None else None)
             if error is None:
                 write.acked_at = trio.current_time()
             self.history.log.append(
@@ -408,7 +430,7 @@ class Simulation:
             Network.CLIENT,
             coordinator.address,
             "sim_write",
-            {"op": op, "key": key, "level": level},
+            args,
             answered,
             CLIENT_TIMEOUT,
         )
@@ -464,6 +486,8 @@ class Simulation:
         options = self.options
         levels = ["ONE", "QUORUM", "QUORUM", "QUORUM", "ALL"]
         async with trio.open_nursery() as faults:
+            if options.session:
+                faults.start_soon(self._session_loop)
             for _ in range(options.steps):
                 await trio.sleep(rng.expovariate(options.ops_per_second))
                 if rng.random() < options.fault_rate:
@@ -472,6 +496,8 @@ class Simulation:
                 coordinator = rng.choice(self.nodes)
                 if not options.early_clients and not self._ready(coordinator):
                     coordinator = rng.choice([n for n in self.nodes if self._ready(n)])
+                if options.session_only:
+                    continue
                 key = rng.choice(self.keys)
                 level = rng.choice(levels)
                 r = rng.random()
@@ -482,6 +508,40 @@ class Simulation:
                 else:
                     self.read(coordinator, key, level)
             faults.cancel_scope.cancel()
+
+    async def _session_loop(self) -> None:
+        """One client session: a write through a random serving coordinator, and the next once
+        it answered; each acknowledgement raises the session's high-water mark, as the client
+        library does."""
+        rng = random.Random(self.rng.getrandbits(64))
+        while True:
+            await trio.sleep(rng.expovariate(self.options.ops_per_second / 4))
+            ready = [n for n in self.nodes if self._ready(n)]
+            if not ready:
+                continue
+            answered = trio.Event()
+
+            def done(write: Write, result: Any, answered: trio.Event = answered) -> None:
+                if isinstance(result, dict) and type(result.get("ts")) is int:
+                    self.session_us = max(self.session_us, result["ts"])
+                    self.session_writes.append(write)
+                answered.set()
+
+            key = rng.choice(self.session_keys)
+            self.write(rng.choice(ready), key, "put", "QUORUM", session=done)
+            await answered.wait()
+
+    def _check_session(self) -> None:
+        """Each acknowledged write of the session is stamped above every earlier one it made,
+        whatever coordinators and skewed clocks they went through: the last one wins."""
+        last: Write | None = None
+        for write in self.session_writes:
+            if last is not None and last.ts is not None and (write.ts or 0) <= last.ts:
+                self.history.fail(
+                    f"session write op{write.op} was stamped {write.ts}, not above op{last.op} "
+                    f"({last.ts}) which the session had seen acknowledged"
+                )
+            last = write
 
     def _event(self, text: str) -> None:
         self.history.log.append(f"{trio.current_time():.6f} fault {text}")
@@ -610,6 +670,7 @@ class Simulation:
         """After the heal: read every key back and compare the replicas (see the package
         docstring for what each check claims)."""
         history = self.history
+        self._check_session()
         written = sorted({w.key for w in history.writes.values()})
         results: dict[tuple[bytes, int], Read] = {}
         for key in written:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from ringd.protocol.errors import Unavailable
+from ringd.service import sessions
 from ringd.service.coordination import Consistency
 from ringd.service.topology import Topology
 from ringd.service.writes import Writes
@@ -102,3 +103,23 @@ def test_checks_catch_an_error_logged_by_a_node(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(Topology, "_on_gossip", on_gossip)
     result = run(Options(seed=5, steps=100))
     assert any("unexpected error logged" in f and "listener bug" in f for f in result.failures)
+
+
+@pytest.mark.parametrize("seed", range(1, 7))
+def test_a_sessions_writes_are_ordered_whatever_the_clocks(seed: int) -> None:
+    """One client session writes through random coordinators while clocks are skewed (within
+    the bound) and faults come and go: each acknowledged write is stamped above the earlier
+    ones, so the last acknowledged write wins."""
+    result = run(Options(seed=seed, steps=1500, session=True, fault_rate=0.03))
+    assert result.ok, _report(result)
+
+
+def test_the_session_check_catches_a_coordinator_that_ignores_the_session(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without other traffic to carry timestamps between the nodes, a coordinator that does not
+    observe the session's mark stamps some write below an earlier one once a clock is skewed."""
+    monkeypatch.setattr(sessions, "observe", lambda *args, **kwargs: None)
+    options = {"steps": 1500, "session": True, "session_only": True, "fault_rate": 0.03}
+    failures = [f for seed in range(1, 7) for f in run(Options(seed=seed, **options)).failures]
+    assert any("session write" in f for f in failures), failures
