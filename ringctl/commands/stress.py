@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ringctl import output
+from ringctl import credentials, output
 from ringctl.client import DEFAULT_ADDRESS
 from ringctl.completion import KEYSPACES
 from ringctl.options import WRITE_LEVEL_VALUES, Json
@@ -164,8 +164,10 @@ def stress(
         None if ops is not None else parse_duration(duration or DEFAULT_DURATION, "--duration")
     )
     targets = resolve_targets(host)
+    logins = {a: c for a in targets if (c := credentials.resolve(None, a)) is not None}
     config = runner.StressConfig(
         targets=targets,
+        credentials=logins,
         workload=Workload(mode, read_ratio, keys, dist, zipf_exponent, value_size, seed),
         concurrency=concurrency,
         connections=connections or len(targets),

@@ -49,6 +49,8 @@ class StressConfig:
     rate: float = 0.0
     interval: float = 1.0
     timeout: float = 30.0  # per request, on the client
+    #: the login for each target (``ringctl.credentials``); a target not listed logs in with none
+    credentials: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 class _Budget:
@@ -106,7 +108,10 @@ async def run(
     async with AsyncExitStack() as stack:
         clients = []
         for i in range(config.connections):
-            client = AsyncClient(config.targets[i % len(config.targets)], timeout=config.timeout)
+            address = config.targets[i % len(config.targets)]
+            client = AsyncClient(
+                address, timeout=config.timeout, credentials=config.credentials.get(address)
+            )
             clients.append(await stack.enter_async_context(client))
         ring = await _ring(clients[0])
         rf = config.rf or (min(3, ring[1]) if ring else 1)

@@ -275,21 +275,23 @@ class RepairService:
         return session
 
     async def _run_session(self, session: Session, jobs: list[_Job]) -> None:
+        state = "COMPLETED"
         with session.cancel_scope:
             try:
                 limiter = trio.CapacityLimiter(session.options.jobs)
                 async with trio.open_nursery() as nursery:
                     for job in jobs:
                         nursery.start_soon(self._run_job, session, job, limiter)
-                session.state = "COMPLETED"
             except Exception as exc:  # a participant failed: the session fails, clearly
-                session.state = "FAILED"
+                state = "FAILED"
                 session.error = _reason(exc)
                 log.warning("repair session %s failed: %s", session.id, session.error)
         if session.cancel_scope.cancelled_caught:
-            session.state = "CANCELLED"
+            state = "CANCELLED"
         session.last_activity = time.time()
+        # the session ends (its state changes) only once every participant let go of it
         await self._release(session, [] if session.options.preview else session.completed)
+        session.state = state
         log.info(
             "repair session %s %s: %d ranges, %d rows streamed in %.1f s",
             session.id,
