@@ -253,6 +253,10 @@ class Node:
             server_counts=lambda: (self.server.connections, self.server.requests),
             clock_guard=self.clock_guard,
             repair_warnings=lambda: repair_verbs.stale_warnings(self.repair.status()),
+            stages=self._stages,
+            hints_pending=self.hints.pending,
+            repair_status=lambda: self.repair.status(),
+            mode=self._mode,
         )
         self.repair_replica = ReplicaRepair(
             self.engine,
@@ -303,6 +307,34 @@ class Node:
             max_connections=fit_max_connections(config.max_connections),
         )
         self.listeners: list[Any] = []
+
+    def _stages(self) -> dict[str, dict[str, int]]:
+        """Every stage ``tpstats`` shows: requests, flush, compaction, hints, repair."""
+        hints = self.hints
+        dispatching = hints.dispatching
+        sessions = list(self.repair.sessions.values())
+        running = sum(1 for s in sessions if s.state == "RUNNING")
+        return {
+            "RequestStage": self.server.stage(),
+            **self.engine.stages(),
+            "HintsDispatcher": {
+                "active": len(dispatching),
+                "pending": len(set(hints.pending_hosts()) - dispatching),
+                "completed": hints.totals()["delivered"],
+            },
+            "RepairSession": {
+                "active": running,
+                "completed": len(sessions) - running,
+            },
+        }
+
+    def _mode(self) -> str:
+        """What ``netstats`` calls the node's mode: NORMAL, JOINING, LEAVING or DRAINING."""
+        if self.server.draining:
+            return "DRAINING"
+        state = self.gossiper.endpoint_states().get(self.host_id)
+        status = state.status if state is not None else None
+        return status if status in ("JOINING", "LEAVING") else "NORMAL"
 
     def _wake_hints(self, event: str, host_id: str, state: Any) -> None:
         """A node came up (or changed): look for hints to deliver to it now."""
