@@ -297,6 +297,17 @@ class Admin:
             metrics=self.metrics,
         )
 
+    def snapshot(self) -> dict[str, Any]:
+        """Every metric view at once, for the Prometheus exporter."""
+        return {
+            "now": self.wall(),
+            "tpstats": self.tpstats(),
+            "netstats": self.netstats(),
+            "proxyhistograms": self.metrics.summary(),
+            "tablehistograms": {k.name: self.tablehistograms(k.name) for k in self.schema.live()},
+            "repair": self.repair_status(),
+        }
+
     def set_filter(self, args: dict[str, Any]) -> dict[str, Any]:
         """Test hook: add drop/delay rules for messages to the given peers, clear them, or list."""
         flt = self.messaging.filter

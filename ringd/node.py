@@ -51,7 +51,9 @@ from ringd.hints import verbs as hints_verbs
 from ringd.hints.cluster import ClusterView
 from ringd.hints.service import HintSettings, HintsService
 from ringd.hints.store import HintStore
-from ringd.metrics import CoordinatorMetrics
+from ringd.metrics import CoordinatorMetrics, prometheus
+from ringd.metrics.http import MetricsServer
+from ringd.net.address import split_address
 from ringd.net.messaging import Messaging
 from ringd.net.server import Server
 from ringd.protocol.errors import ProtocolError
@@ -306,7 +308,21 @@ class Node:
             gate=self.gate,
             max_connections=fit_max_connections(config.max_connections),
         )
+        self.metrics_listeners: list[Any] = []
         self.listeners: list[Any] = []
+
+    async def _serve_metrics(self, nursery: trio.Nursery) -> None:
+        """Serve the Prometheus text format on ``metrics_listen``."""
+        reg = prometheus.registry(self.admin.snapshot)
+        server = MetricsServer(lambda: prometheus.exposition(reg))
+        host, port = split_address(self.config.metrics_listen)
+        try:
+            self.metrics_listeners = await nursery.start(server.serve, host, port)
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen on {self.config.metrics_listen} for metrics: {exc.strerror}"
+            ) from None
+        log.info("metrics (Prometheus) on %s", self.config.metrics_listen)
 
     def _stages(self) -> dict[str, dict[str, int]]:
         """Every stage ``tpstats`` shows: requests, flush, compaction, hints, repair."""
@@ -516,6 +532,8 @@ class Node:
                         raise StartupError(
                             f"cannot listen on {config.listen}: {exc.strerror}"
                         ) from None
+                    if config.metrics_listen:
+                        await self._serve_metrics(nursery)
                     log.info(
                         "ringd %s listening on %s (host id %s, cluster %s, dc %s)",
                         ringd.__version__,
