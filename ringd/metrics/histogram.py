@@ -1,7 +1,7 @@
 """Latency histograms on HdrHistogram that forget old samples, and cheap value histograms.
 
 ``Histogram`` records microseconds into an HDR histogram (2 significant digits, 1 µs to 10
-minutes), so a record is O(1) and memory is fixed. **Decay**: samples go into the current
+minutes) through a small buffer, so a record is one list append and memory is fixed. **Decay**: samples go into the current
 window; every ``window`` seconds (60 by default) the current window becomes the previous one
 and the one before is dropped, so percentiles, min and max cover the last one to two windows
 (as Cassandra's decaying reservoirs forget the past). ``count`` and ``total`` never reset: they
@@ -14,6 +14,7 @@ below 32, in power-of-two buckets above; one list increment per value. Never res
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,7 @@ from hdrh.histogram import HdrHistogram
 
 HIGHEST_US = 600_000_000  # 10 minutes
 WINDOW_SECONDS = 60.0
+FOLD_AT = 4096  # samples buffered before they are folded into the HDR histogram
 PERCENTILES = (50, 75, 95, 98, 99)
 
 
@@ -29,9 +31,14 @@ def _new() -> HdrHistogram:
 
 
 class Histogram:
-    """Latencies in µs: recent percentiles (decaying by window), all-time count and total."""
+    """Latencies in µs: recent percentiles (decaying by window), all-time count and total.
 
-    __slots__ = ("_cur", "_prev", "_rotate_at", "_window", "_clock", "count", "total")
+    ``add`` only appends to a buffer (the request path's cost is one list append); the buffer
+    is folded into the HDR histogram, identical values counted together, when it holds
+    ``FOLD_AT`` samples or the histogram is read, so memory stays bounded. Window ends are
+    noticed at a fold or a read."""
+
+    __slots__ = ("_cur", "_prev", "_rotate_at", "_window", "_clock", "_buf", "_count", "total")
 
     def __init__(
         self, window: float = WINDOW_SECONDS, clock: Callable[[], float] = time.monotonic
@@ -41,17 +48,32 @@ class Histogram:
         self._cur = _new()
         self._prev = _new()
         self._rotate_at = clock() + window
-        self.count = 0
+        self._buf: list[int] = []
+        self._count = 0
         self.total = 0.0
 
     def add(self, seconds: float) -> None:
         """Record one latency given in seconds."""
+        buf = self._buf
+        buf.append(int(seconds * 1e6))
+        if len(buf) >= FOLD_AT:
+            self._fold()
+
+    @property
+    def count(self) -> int:
+        """Latencies recorded since start."""
+        return self._count + len(self._buf)
+
+    def _fold(self) -> None:
+        buf, self._buf = self._buf, []
+        if buf:
+            self._count += len(buf)
+            self.total += sum(buf)
+            record = self._cur.record_value
+            for value, n in Counter(buf).items():
+                record(HIGHEST_US if value > HIGHEST_US else (value or 1), n)
         if self._clock() >= self._rotate_at:
             self._rotate()
-        micros = seconds * 1e6
-        self._cur.record_value(min(HIGHEST_US, max(1, int(micros))))
-        self.count += 1
-        self.total += micros
 
     def _rotate(self) -> None:
         now = self._clock()
@@ -64,8 +86,7 @@ class Histogram:
 
     def recent(self) -> HdrHistogram:
         """The samples of the last one to two windows, merged (a copy)."""
-        if self._clock() >= self._rotate_at:
-            self._rotate()
+        self._fold()
         merged = _new()
         merged.add(self._prev)
         merged.add(self._cur)
