@@ -8,9 +8,10 @@ import urllib.request
 from collections.abc import Callable
 
 import pytest
-from nodes import Ringd, free_port
+from nodes import Ringd, free_port, wait_all_up, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
+RF3 = {"class": "SimpleStrategy", "replication_factor": 3}
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
@@ -70,3 +71,52 @@ def test_other_paths_and_methods_are_refused(metered: tuple[Ringd, str]) -> None
     assert err.value.code == 405
     with node.client() as db:  # the node still serves
         db.put("users", "k", {"n": 1})
+
+
+def test_dropped_mutations_and_read_repair_move_as_the_views_do(
+    ringd_factory: Callable[..., Ringd],
+) -> None:
+    ports = [free_port() for _ in range(3)]
+    mport = free_port()
+    seeds = [f"127.0.0.1:{ports[0]}"]
+    nodes = [
+        ringd_factory(
+            f"node{i + 1}",
+            port=ports[i],
+            seeds=seeds,
+            enable_test_hooks=True,
+            wait=False,
+            metrics_listen=f"127.0.0.1:{mport}" if i == 0 else None,
+        )
+        for i in range(3)
+    ]
+    for n in nodes:
+        n.wait_ready()
+    wait_all_up(nodes)
+    a, _, c = nodes
+    url = f"http://127.0.0.1:{mport}/metrics"
+    dropped = ("ringd_messages_dropped_total", (("type", "mutate"),))
+    blocking = ("ringd_read_repair_total", (("kind", "repaired_blocking"),))
+    with a.client() as db:
+        db.keyspace_create("users", replication=RF3, hinted_handoff=False)
+        wait_for(lambda: _everywhere(nodes), 10, "keyspace users everywhere")
+        db.put("users", "1", {"name": "Bob"}, consistency="ALL")
+        assert scrape(url)[dropped] == 0
+        db.admin("test_filter", action="drop", to=[c.address], verbs=["mutate"])
+        db.put("users", "1", {"name": "Alice"}, w=2)
+        wait_for(lambda: db.admin("test_filter", action="list")["dropped"] >= 1, 30, "a drop")
+        db.admin("test_filter", action="clear")
+        mutate = next(m for m in db.admin("tpstats")["messages"] if m["type"] == "mutate")
+        assert scrape(url)[dropped] == mutate["dropped"] == 1
+        before = scrape(url)[blocking]
+        assert db.get("users", "1", r=3)["columns"] == {"name": "Alice"}
+        view = db.admin("netstats")["read_repair"]["repaired_blocking"]
+    assert scrape(url)[blocking] == view >= before + 1
+
+
+def _everywhere(nodes: list[Ringd]) -> bool:
+    for n in nodes:
+        with n.client() as db:
+            if not any(k["name"] == "users" for k in db.keyspace_list()["keyspaces"]):
+                return False
+    return True
