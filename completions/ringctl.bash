@@ -7,7 +7,7 @@
 # sub-commands of a command path
 _ringctl_commands() {
     case "$1" in
-        '') echo 'cluster compact compactionstats delete describecluster describering disablehandoff disablehintsfordc dump enablehandoff enablehintsfordc flush get getendpoints getmaxhintwindow gossipinfo info keyspace listpendinghints load pausehandoff ping proxyhistograms put repair repair_admin resumehandoff ring sethintedhandoffthrottlekb setmaxhintwindow status statushandoff stress tablestats truncatehints verify version' ;;
+        '') echo 'cluster compact compactionstats delete describecluster describering disablehandoff disablehintsfordc dump enablehandoff enablehintsfordc flush get getendpoints getmaxhintwindow gossipinfo info keyspace listpendinghints load netstats pausehandoff ping proxyhistograms put repair repair_admin resumehandoff ring sethintedhandoffthrottlekb setmaxhintwindow status statushandoff stress tablehistograms tablestats tpstats truncatehints verify version' ;;
         'cluster') echo 'create filters heal list logs node partition remove start status stop switch' ;;
         'cluster node') echo 'clock-offset kill logs pause resume show start stop' ;;
         'keyspace') echo 'alter create drop list' ;;
@@ -65,6 +65,7 @@ _ringctl_options() {
         'keyspace list') echo '--help --host --json --names --timeout' ;;
         'listpendinghints') echo '--help --host --json --timeout' ;;
         'load') echo '--concurrency --consistency --help --host --json --timeout -c' ;;
+        'netstats') echo '--help --host --json --timeout' ;;
         'pausehandoff') echo '--help --host --json --timeout' ;;
         'ping') echo '--help --host --json --timeout' ;;
         'proxyhistograms') echo '--help --host --json --timeout' ;;
@@ -82,7 +83,9 @@ _ringctl_options() {
         'status') echo '--help --host --json --timeout' ;;
         'statushandoff') echo '--help --host --json --timeout' ;;
         'stress') echo '--concurrency --connections --consistency --dist --duration --help --host --interval --json --keys --keyspace --ops --rate --read-ratio --rf --seed --timeout --value-size --zipf-exponent -c -cl -n -r -w' ;;
+        'tablehistograms') echo '--help --host --json --timeout' ;;
         'tablestats') echo '--help --host --json --timeout' ;;
+        'tpstats') echo '--help --host --json --timeout' ;;
         'truncatehints') echo '--help --host --json --timeout' ;;
         'verify') echo '--help --host --json --timeout' ;;
         'version') echo '--help --json' ;;
@@ -129,6 +132,7 @@ _ringctl_value_options() {
         'keyspace list') echo '--host --timeout' ;;
         'listpendinghints') echo '--host --timeout' ;;
         'load') echo '--concurrency --consistency --host --timeout -c' ;;
+        'netstats') echo '--host --timeout' ;;
         'pausehandoff') echo '--host --timeout' ;;
         'ping') echo '--host --timeout' ;;
         'proxyhistograms') echo '--host --timeout' ;;
@@ -144,7 +148,9 @@ _ringctl_value_options() {
         'status') echo '--host --timeout' ;;
         'statushandoff') echo '--host --timeout' ;;
         'stress') echo '--concurrency --connections --consistency --dist --duration --host --interval --keys --keyspace --ops --rate --read-ratio --rf --seed --timeout --value-size --zipf-exponent -c -cl -n -r -w' ;;
+        'tablehistograms') echo '--host --timeout' ;;
         'tablestats') echo '--host --timeout' ;;
+        'tpstats') echo '--host --timeout' ;;
         'truncatehints') echo '--host --timeout' ;;
         'verify') echo '--host --timeout' ;;
         *) ;;
@@ -177,6 +183,7 @@ _ringctl_arg_kinds() {
         'put') echo 'keyspace - -' ;;
         'repair run') echo 'keyspace' ;;
         'status') echo 'keyspace' ;;
+        'tablehistograms') echo 'keyspace' ;;
         'tablestats') echo 'keyspace' ;;
         *) ;;
     esac

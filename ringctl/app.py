@@ -8,7 +8,7 @@ import typer
 import typer.main
 
 from ringctl import credentials, target
-from ringctl.commands import admin, cluster, data, hints, keyspace, repair, stress
+from ringctl.commands import admin, cluster, data, hints, keyspace, repair, stress, views
 
 app = typer.Typer(
     name="ringctl",
@@ -54,6 +54,7 @@ def _root(
 data.register(app)
 app.add_typer(keyspace.app, name="keyspace")
 admin.register(app)
+views.register(app)
 hints.register(app)
 app.add_typer(cluster.app, name="cluster")
 stress.register(app)

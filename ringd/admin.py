@@ -20,6 +20,7 @@ from ringd.dht.murmur3 import token_for
 from ringd.gms.gossiper import Gossiper
 from ringd.gms.state import AppState
 from ringd.metrics import CoordinatorMetrics
+from ringd.metrics import views as metric_views
 from ringd.net.messaging import FilterRule, Messaging
 from ringd.net.server import Handler, Session
 from ringd.protocol.errors import InvalidRequest, Unauthorized
@@ -72,6 +73,10 @@ class Admin:
         server_counts: Callable[[], tuple[int, int]],
         clock_guard: ClockGuard | None = None,
         repair_warnings: Callable[[], list[str]] = list,
+        stages: Callable[[], dict[str, dict[str, int]]] = dict,
+        hints_pending: Callable[[], list[dict[str, Any]]] = list,
+        repair_status: Callable[[], dict[str, Any]] = dict,
+        mode: Callable[[], str] = lambda: "NORMAL",
     ) -> None:
         self.host_id = host_id
         self.generation = generation
@@ -88,6 +93,10 @@ class Admin:
         self.server_counts = server_counts
         self.clock_guard = clock_guard
         self.repair_warnings = repair_warnings
+        self.stages = stages
+        self.hints_pending = hints_pending
+        self.repair_status = repair_status
+        self.mode = mode
 
     async def report_load(self) -> None:
         """Keep this node's LOAD (bytes on disk) current in gossip."""
@@ -271,6 +280,34 @@ class Admin:
             },
         }
 
+    def tpstats(self) -> dict[str, Any]:
+        return metric_views.tpstats(self.stages(), self.messaging.verbs)
+
+    def tablehistograms(self, keyspace: str) -> dict[str, Any]:
+        self.schema.require(keyspace)
+        return metric_views.tablehistograms(keyspace, self.engine.table_metrics().get(keyspace))
+
+    def netstats(self) -> dict[str, Any]:
+        ring = self.topology.ring
+        return metric_views.netstats(
+            mode=self.mode(),
+            hints=self.hints_pending(),
+            addresses={h: info.address for h, info in ring.nodes.items()},
+            repair=self.repair_status(),
+            metrics=self.metrics,
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every metric view at once, for the Prometheus exporter."""
+        return {
+            "now": self.wall(),
+            "tpstats": self.tpstats(),
+            "netstats": self.netstats(),
+            "proxyhistograms": self.metrics.summary(),
+            "tablehistograms": {k.name: self.tablehistograms(k.name) for k in self.schema.live()},
+            "repair": self.repair_status(),
+        }
+
     def set_filter(self, args: dict[str, Any]) -> dict[str, Any]:
         """Test hook: add drop/delay rules for messages to the given peers, clear them, or list."""
         flt = self.messaging.filter
@@ -338,6 +375,15 @@ def verbs(admin: Admin) -> dict[str, Handler]:
     def _proxyhistograms(s: Session, args: dict[str, Any]) -> dict[str, Any]:
         return admin.metrics.summary()
 
+    def _tpstats(s: Session, args: dict[str, Any]) -> dict[str, Any]:
+        return admin.tpstats()
+
+    def _tablehistograms(s: Session, args: dict[str, Any]) -> dict[str, Any]:
+        return admin.tablehistograms(arg(args, "keyspace", str))
+
+    def _netstats(s: Session, args: dict[str, Any]) -> dict[str, Any]:
+        return admin.netstats()
+
     def _optional_keyspace(args: dict[str, Any]) -> str | None:
         """The ``keyspace`` argument (which must exist) or ``None`` for all keyspaces."""
         keyspace = arg(args, "keyspace", str, None)
@@ -398,6 +444,9 @@ def verbs(admin: Admin) -> dict[str, Handler]:
         "getendpoints": _getendpoints,
         "gossipinfo": _gossipinfo,
         "proxyhistograms": _proxyhistograms,
+        "tpstats": _tpstats,
+        "tablehistograms": _tablehistograms,
+        "netstats": _netstats,
         "flush": _flush,
         "compact": _compact,
         "compactionstats": _compactionstats,

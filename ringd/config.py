@@ -38,6 +38,9 @@ class Config:
     listen: str = field(
         default=f"127.0.0.1:{DEFAULT_PORT}", metadata={"help": "HOST:PORT to serve"}
     )
+    metrics_listen: str = field(
+        default="", metadata={"help": "HOST:PORT serving Prometheus metrics (empty: off)"}
+    )
     data_dir: str = field(default_factory=_default_data_dir, metadata={"help": "data directory"})
     cluster_name: str = field(
         default="ringd", metadata={"help": "nodes only join a cluster of the same name"}
@@ -164,6 +167,13 @@ class Config:
                 split_address(getattr(self, name))
             except ValueError as exc:
                 raise bad(name, str(exc)) from None
+        if self.metrics_listen:
+            try:
+                split_address(self.metrics_listen)
+            except ValueError as exc:
+                raise bad("metrics_listen", str(exc)) from None
+            if self.metrics_listen == self.listen:
+                raise bad("metrics_listen", "must differ from listen")
         for seed in self.seeds:
             try:
                 split_address(seed, DEFAULT_PORT)

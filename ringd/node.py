@@ -51,7 +51,9 @@ from ringd.hints import verbs as hints_verbs
 from ringd.hints.cluster import ClusterView
 from ringd.hints.service import HintSettings, HintsService
 from ringd.hints.store import HintStore
-from ringd.metrics import CoordinatorMetrics
+from ringd.metrics import CoordinatorMetrics, prometheus
+from ringd.metrics.http import MetricsServer
+from ringd.net.address import split_address
 from ringd.net.messaging import Messaging
 from ringd.net.server import Server
 from ringd.protocol.errors import ProtocolError
@@ -253,6 +255,10 @@ class Node:
             server_counts=lambda: (self.server.connections, self.server.requests),
             clock_guard=self.clock_guard,
             repair_warnings=lambda: repair_verbs.stale_warnings(self.repair.status()),
+            stages=self._stages,
+            hints_pending=self.hints.pending,
+            repair_status=lambda: self.repair.status(),
+            mode=self._mode,
         )
         self.repair_replica = ReplicaRepair(
             self.engine,
@@ -302,7 +308,49 @@ class Node:
             gate=self.gate,
             max_connections=fit_max_connections(config.max_connections),
         )
+        self.metrics_listeners: list[Any] = []
         self.listeners: list[Any] = []
+
+    async def _serve_metrics(self, nursery: trio.Nursery) -> None:
+        """Serve the Prometheus text format on ``metrics_listen``."""
+        reg = prometheus.registry(self.admin.snapshot)
+        server = MetricsServer(lambda: prometheus.exposition(reg))
+        host, port = split_address(self.config.metrics_listen)
+        try:
+            self.metrics_listeners = await nursery.start(server.serve, host, port)
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen on {self.config.metrics_listen} for metrics: {exc.strerror}"
+            ) from None
+        log.info("metrics (Prometheus) on %s", self.config.metrics_listen)
+
+    def _stages(self) -> dict[str, dict[str, int]]:
+        """Every stage ``tpstats`` shows: requests, flush, compaction, hints, repair."""
+        hints = self.hints
+        dispatching = hints.dispatching
+        sessions = list(self.repair.sessions.values())
+        running = sum(1 for s in sessions if s.state == "RUNNING")
+        return {
+            "RequestStage": self.server.stage(),
+            **self.engine.stages(),
+            "HintsDispatcher": {
+                "active": len(dispatching),
+                "pending": len(set(hints.pending_hosts()) - dispatching),
+                "completed": hints.totals()["delivered"],
+            },
+            "RepairSession": {
+                "active": running,
+                "completed": len(sessions) - running,
+            },
+        }
+
+    def _mode(self) -> str:
+        """What ``netstats`` calls the node's mode: NORMAL, JOINING, LEAVING or DRAINING."""
+        if self.server.draining:
+            return "DRAINING"
+        state = self.gossiper.endpoint_states().get(self.host_id)
+        status = state.status if state is not None else None
+        return status if status in ("JOINING", "LEAVING") else "NORMAL"
 
     def _wake_hints(self, event: str, host_id: str, state: Any) -> None:
         """A node came up (or changed): look for hints to deliver to it now."""
@@ -484,6 +532,8 @@ class Node:
                         raise StartupError(
                             f"cannot listen on {config.listen}: {exc.strerror}"
                         ) from None
+                    if config.metrics_listen:
+                        await self._serve_metrics(nursery)
                     log.info(
                         "ringd %s listening on %s (host id %s, cluster %s, dc %s)",
                         ringd.__version__,

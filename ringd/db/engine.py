@@ -84,6 +84,7 @@ from ringd.db.sstable import (
     write_sstable,
 )
 from ringd.fsutil import fsync_dir
+from ringd.metrics import TableMetrics
 from ringd.protocol.errors import Overloaded
 
 __all__ = ["DiskFailure", "EngineOptions", "StorageCorruption", "StorageEngine"]
@@ -150,6 +151,7 @@ class _Store:
         self.inflight: dict[int, Position] = {}
         self.dropped = False
         self.flush_requested = False
+        self.metrics = TableMetrics()  # local reads and writes (``tablehistograms``)
         #: CBOR head of a commit-log record of this keyspace: array(3), keyspace name
         self.head = b"\x83" + cbor2.dumps(name)
 
@@ -226,6 +228,8 @@ class StorageEngine:
         self._flush_wake = trio.Event()
         self._compaction_wake = trio.Event()
         self._active: dict[int, _Compaction] = {}
+        self.flushes_completed = 0
+        self.compactions_completed = 0
         self._closed = False
         self._health = DiskHealth(data_dir, options.disk_failure_policy)
         self._compaction_logged = -COMPACTION_RETRY_S
@@ -489,9 +493,11 @@ class StorageEngine:
         as the sync mode promises (in batch and group mode the caller leads or joins an fsync
         itself, so this works without :meth:`run`). ``token`` (if the caller already has it)
         saves recomputing it at flush time."""
+        started = time.perf_counter()
         store, seg, encoded, size = self._append(keyspace, key, update)
         if self._periodic:
             self._to_memtable(store, key, update, encoded, token)
+            store.metrics.write(time.perf_counter() - started, size)
             return
         ticket = next(self._tickets)
         store.inflight[ticket] = (seg.id, seg.end - REC_HEADER - size)
@@ -503,6 +509,7 @@ class StorageEngine:
         finally:
             del store.inflight[ticket]
             self._to_memtable(store, key, update, encoded, token)
+            store.metrics.write(time.perf_counter() - started, size)
 
     def apply_then(
         self,
@@ -518,9 +525,11 @@ class StorageEngine:
         that fsync covered), ``done(error)`` if that fsync failed. Raises at once (nothing
         logged) while writes are stopped by a disk failure or if the record cannot be
         appended."""
+        started = time.perf_counter()
         store, seg, encoded, size = self._append(keyspace, key, update)
         if self._periodic:
             self._to_memtable(store, key, update, encoded, token)
+            store.metrics.write(time.perf_counter() - started, size)
             done(None)
             return
         ticket = next(self._tickets)
@@ -529,6 +538,7 @@ class StorageEngine:
         def synced(error: BaseException | None) -> None:
             del store.inflight[ticket]
             self._to_memtable(store, key, update, encoded, token)
+            store.metrics.write(time.perf_counter() - started, size)
             done(error)
 
         self._sync_waiters.append(synced)
@@ -585,6 +595,8 @@ class StorageEngine:
         store = self._stores.get(keyspace)
         if store is None:
             return None
+        started = time.perf_counter()
+        hits = 0
         result = store.memtable.get(key)
         for mt, _ in store.flushing:
             value = mt.rows.get(key)
@@ -598,10 +610,14 @@ class StorageEngine:
             for sst in store.sstables:
                 row = sst.get(key, h)
                 if row is not None:
+                    hits += 1
                     if result is None:
                         result = row
                     else:
                         result.merge_in(row)
+        store.metrics.read(
+            time.perf_counter() - started, hits, 0 if result is None else len(result.cells)
+        )
         return result
 
     def scan(
@@ -679,6 +695,7 @@ class StorageEngine:
                 )
                 store.sstables.append(reader)
                 store.flushing.pop(0)
+                self.flushes_completed += 1
                 self._log.release(store.name, floor)
                 flushed = True
             if flushed:
@@ -739,6 +756,7 @@ class StorageEngine:
                     self._install(job)
                 raise
             self._install(job)
+            self.compactions_completed += 1
         finally:
             store.compacting -= gens
             self._active.pop(job.id, None)
@@ -893,6 +911,29 @@ class StorageEngine:
                 }
             )
         return {"pending": pending + len(active), "active": active}
+
+    def table_metrics(self) -> dict[str, TableMetrics]:
+        """Per keyspace with a store: its local read and write metrics."""
+        return {name: store.metrics for name, store in self._stores.items()}
+
+    def stages(self) -> dict[str, dict[str, int]]:
+        """The flush and compaction stages as ``tpstats`` shows them."""
+        flushing = sum(len(s.flushing) for s in self._stores.values())
+        requested = sum(1 for s in self._stores.values() if s.flush_requested)
+        active = len(self._active)
+        pending = self.compaction_stats()["pending"] - active
+        return {
+            "MemtableFlushWriter": {
+                "active": flushing,
+                "pending": requested,
+                "completed": self.flushes_completed,
+            },
+            "CompactionExecutor": {
+                "active": active,
+                "pending": max(0, pending),
+                "completed": self.compactions_completed,
+            },
+        }
 
     def verify(self) -> list[dict[str, Any]]:
         """Check every sstable's checksums; one dict (file, offset, message) per problem."""

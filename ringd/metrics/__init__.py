@@ -1,67 +1,84 @@
-"""Latency histograms and counters: the numbers behind proxyhistograms and friends.
+"""The node's metric groups: per keyspace (``TableMetrics``), per verb and peer (``VerbMetrics``),
+and the coordinator's (``CoordinatorMetrics``); the histograms are in ``ringd.metrics.histogram``.
 
-``Histogram`` keeps counts in exponentially growing buckets (as Cassandra's
-EstimatedHistogram, here ~20% wide from 1 µs to ~100 s), so recording is O(1), memory is fixed,
-and percentiles are estimates within one bucket's width.
+Every group is plain counters and histograms updated in place on the request path (a few
+integer increments and at most one HDR record per request) and read by the views (``tpstats``,
+``tablehistograms``, ``proxyhistograms``, ``netstats``) and the Prometheus exporter at the time
+they are asked. See docs/metrics.md for names, decay and cost.
 """
 
 from __future__ import annotations
 
-import math
+from collections import defaultdict
 from typing import Any
 
-_GROWTH = 1.2
-_BUCKETS = 110  # 1 µs * 1.2**110 ~ 500 s
+from ringd.metrics.histogram import Buckets, Histogram
+
+__all__ = ["Buckets", "CoordinatorMetrics", "Histogram", "TableMetrics", "VerbMetrics"]
 
 
-def _bucket_of(micros: float) -> int:
-    if micros <= 1:
-        return 0
-    return min(_BUCKETS - 1, int(math.log(micros, _GROWTH)) + 1)
+class TableMetrics:
+    """One keyspace's local reads and writes, as the storage engine served them."""
 
+    __slots__ = (
+        "read_latency",
+        "write_latency",
+        "sstables_per_read",
+        "cells_per_read",
+        "row_bytes",
+    )
 
-def _upper_bound(index: int) -> float:
-    return _GROWTH**index
-
-
-class Histogram:
     def __init__(self) -> None:
-        self.counts = [0] * _BUCKETS
-        self.count = 0
-        self.total = 0.0
-        self.max = 0.0
+        self.read_latency = Histogram()
+        self.write_latency = Histogram()
+        self.sstables_per_read = Buckets()
+        self.cells_per_read = Buckets()
+        self.row_bytes = Buckets()
 
-    def add(self, seconds: float) -> None:
-        micros = seconds * 1e6
-        self.counts[_bucket_of(micros)] += 1
-        self.count += 1
-        self.total += micros
-        if micros > self.max:
-            self.max = micros
+    def read(self, seconds: float, sstables: int, cells: int) -> None:
+        self.read_latency.add(seconds)
+        self.sstables_per_read.add(sstables)
+        self.cells_per_read.add(cells)
 
-    def percentile(self, p: float) -> float:
-        """Estimated ``p``-th percentile in microseconds (0 when empty)."""
-        if not self.count:
-            return 0.0
-        rank = p / 100.0 * self.count
-        seen = 0
-        for i, n in enumerate(self.counts):
-            seen += n
-            if seen >= rank and n:
-                return min(_upper_bound(i), self.max)
-        return self.max
+    def write(self, seconds: float, size: int) -> None:
+        self.write_latency.add(seconds)
+        self.row_bytes.add(size)
 
     def summary(self) -> dict[str, Any]:
         return {
-            "count": self.count,
-            "p50_us": round(self.percentile(50), 1),
-            "p75_us": round(self.percentile(75), 1),
-            "p95_us": round(self.percentile(95), 1),
-            "p98_us": round(self.percentile(98), 1),
-            "p99_us": round(self.percentile(99), 1),
-            "max_us": round(self.max, 1),
-            "mean_us": round(self.total / self.count, 1) if self.count else 0.0,
+            "read_latency": self.read_latency.summary(),
+            "write_latency": self.write_latency.summary(),
+            "sstables_per_read": self.sstables_per_read.summary(),
+            "cells_per_read": self.cells_per_read.summary(),
+            "row_size": self.row_bytes.summary(),
         }
+
+
+class VerbMetrics:
+    """Internode messages per (peer address, verb): dropped by the message filter (test hooks),
+    and calls that timed out waiting for their response. Touched only when that happens."""
+
+    __slots__ = ("dropped", "timeouts")
+
+    def __init__(self) -> None:
+        self.dropped: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self.timeouts: defaultdict[tuple[str, str], int] = defaultdict(int)
+
+    def by_verb(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for kind, counts in (("dropped", self.dropped), ("timeouts", self.timeouts)):
+            for (_, verb), n in list(counts.items()):
+                row = out.setdefault(verb, {"dropped": 0, "timeouts": 0})
+                row[kind] += n
+        return out
+
+    def by_peer(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for kind, counts in (("dropped", self.dropped), ("timeouts", self.timeouts)):
+            for (peer, _), n in list(counts.items()):
+                row = out.setdefault(peer, {"dropped": 0, "timeouts": 0})
+                row[kind] += n
+        return out
 
 
 class CoordinatorMetrics:

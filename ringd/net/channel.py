@@ -91,6 +91,8 @@ class Channel:
         self._closed = False
         self._close_reason = "connection closed"
         self._cancel = trio.CancelScope()
+        #: where calls that timed out are counted by (address, verb), if anywhere
+        self.timeouts: dict[tuple[str, str], int] | None = None
 
     @property
     def closed(self) -> bool:
@@ -185,6 +187,9 @@ class Channel:
     def _expire(self, req_id: int, op: str, timeout: float) -> None:
         call = self._proto.forget(req_id)
         if call is not None:
+            if self.timeouts is not None:
+                key = (self.address, op)
+                self.timeouts[key] = self.timeouts.get(key, 0) + 1
             deliver(
                 call.callback,
                 None,

@@ -16,6 +16,7 @@ import trio
 
 from ringd.auth.gate import RateLimitedLog
 from ringd.auth.peer import Initiator as PeerInitiator
+from ringd.metrics import VerbMetrics
 from ringd.net.channel import (
     Callback,
     CallTimeout,
@@ -84,6 +85,7 @@ class Messaging:
         self._nursery: trio.Nursery | None = None
         self.filter = MessageFilter()
         self.sent = 0
+        self.verbs = VerbMetrics()  # dropped and timed-out messages per (peer, verb)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -116,6 +118,7 @@ class Messaging:
                         address, "cannot join the cluster through %s: %s", address, exc.message
                     )
                 raise
+            channel.timeouts = self.verbs.timeouts
             self._channels[address] = channel
             return channel
 
@@ -129,6 +132,7 @@ class Messaging:
         if rule is not None:
             if rule.action == "drop":
                 self.filter.dropped += 1
+                self.verbs.dropped[(address, verb)] += 1
                 await trio.sleep(timeout)
                 raise CallTimeout(f"no response from {address} to {verb} within {timeout:g}s")
             self.filter.delayed += 1

@@ -128,6 +128,7 @@ class Server:
         self._conns: set[_Conn] = set()
         self.connections = 0
         self.requests = 0
+        self.blocked = 0  # times a connection stopped reading until its responses drained
 
     async def serve(
         self,
@@ -300,6 +301,7 @@ class Server:
                     self._begin()
                     nursery.start_soon(self._run_async, conn, req_id, op, handler, session, args)
             if conn.crowded():
+                self.blocked += 1
                 conn.room = trio.Event()
                 conn.make_room()
                 await conn.room.wait()
@@ -325,6 +327,21 @@ class Server:
             return False
         conn.write(conn.proto.accept(req_id, {**self._node_info(), **extra}))
         return True
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    def stage(self) -> dict[str, int]:
+        """Requests as a ``tpstats`` stage: in flight (deferred and task verbs; inline ones are
+        answered at once), answered, and connections blocked now and ever on a full buffer."""
+        return {
+            "active": self._in_flight,
+            "pending": 0,  # every request starts when it is read
+            "completed": self.requests - self._in_flight,
+            "blocked": sum(1 for c in self._conns if c.crowded()),
+            "all_time_blocked": self.blocked,
+        }
 
     def _begin(self) -> None:
         self._in_flight += 1

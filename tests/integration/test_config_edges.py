@@ -54,6 +54,7 @@ def assert_one_line(result: subprocess.CompletedProcess[str], code: int, names: 
         (["--max-row-bytes", "100"], "max-row-bytes"),
         (["--max-frame-bytes", "1000000"], "max-row-bytes"),
         (["--dc", ""], "dc"),
+        (["--metrics-listen", "127.0.0.1:notaport"], "metrics-listen"),
         (["--no-such-flag"], "--no-such-flag"),
     ],
 )
