@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ringctl import output
+from ringctl import credentials, output
 from ringctl.client import DEFAULT_ADDRESS
 from ringctl.completion import KEYSPACES
 from ringctl.options import WRITE_LEVEL_VALUES, Json
@@ -179,6 +179,8 @@ def stress(
         rate=rate,
         interval=parse_duration(interval, "--interval"),
         timeout=timeout,
+        # as every other command: --user/--password-file, else the local cluster's admin
+        credentials=credentials.resolve(None, targets[0]),
     )
     summary = _run(config, as_json)
     if as_json:

@@ -49,6 +49,7 @@ class StressConfig:
     rate: float = 0.0
     interval: float = 1.0
     timeout: float = 30.0  # per request, on the client
+    credentials: dict[str, str] | None = None  # user and password, when the nodes need them
 
 
 class _Budget:
@@ -106,7 +107,11 @@ async def run(
     async with AsyncExitStack() as stack:
         clients = []
         for i in range(config.connections):
-            client = AsyncClient(config.targets[i % len(config.targets)], timeout=config.timeout)
+            client = AsyncClient(
+                config.targets[i % len(config.targets)],
+                timeout=config.timeout,
+                credentials=config.credentials,
+            )
             clients.append(await stack.enter_async_context(client))
         ring = await _ring(clients[0])
         rf = config.rf or (min(3, ring[1]) if ring else 1)
