@@ -31,6 +31,7 @@ from ringd.schema import Keyspace
 from ringd.service import requests
 from ringd.service.coordination import Consistency
 
+from . import convergence
 from .cluster import ClientHost, SimNode
 from .history import History, Read, Write, describe_row
 from .network import Handlers, Network, Scheduler
@@ -56,6 +57,12 @@ class Options:
     early_clients: bool = False
     #: ERROR records from ringd loggers the scenario expects (substrings of the message)
     expected_errors: tuple[str, ...] = ()
+    #: after the heal, wait for hinted handoff and check every acknowledged write is on every
+    #: natural replica (``convergence.check_handoff``); writes mostly at ONE
+    handoff: bool = False
+    #: hints off; after the heal, repair every node's primary ranges and check the replicas of
+    #: every range agree (``convergence.check_repair``)
+    repair: bool = False
 
 
 @dataclass
@@ -69,6 +76,7 @@ class Result:
     virtual_seconds: float
     wall_seconds: float
     events: int
+    stats: dict[str, int] = field(default_factory=dict)  # what the convergence checks counted
 
     @property
     def ok(self) -> bool:
@@ -175,6 +183,7 @@ def run(options: Options, workdir: Path | None = None) -> Result:
         virtual_seconds=sim.virtual_end,
         wall_seconds=time.perf_counter() - started,
         events=sim.scheduler.events if sim.scheduler else 0,
+        stats=dict(sim.stats),
     )
 
 
@@ -194,6 +203,7 @@ class Simulation:
         self._pending = 0
         self._idle = trio.Event()
         self._faulty: set[int] = set()  # nodes down or paused by a fault
+        self.stats: dict[str, int] = {}
 
     # ---- setup ------------------------------------------------------------------------------
 
@@ -204,6 +214,8 @@ class Simulation:
             "commitlog_sync": rng.choice(["batch", "group", "periodic"]),
             "memtable_flush_mb": 1,
         }
+        if self.options.repair:  # repair alone must bring the replicas together
+            settings["hinted_handoff_enabled"] = False
         settings.update(self.options.settings)
         return settings
 
@@ -242,6 +254,10 @@ class Simulation:
                 self.faults = faults
                 await self._workload()
             await self._heal()
+            if self.options.handoff:
+                await convergence.check_handoff(self)
+            if self.options.repair:
+                await convergence.check_repair(self)
             await self._check()
             self.virtual_end = trio.current_time()
             self._record_final_rows()
@@ -392,6 +408,7 @@ class Simulation:
         assert self.network is not None
         op = self._begin()
         write = Write(op, key, kind, op if kind == "put" else None, level, trio.current_time())
+        write.coordinator = coordinator.index
         self.history.writes[op] = write
 
         def answered(value: Any, error: ProtocolError | None) -> None:
@@ -463,6 +480,8 @@ class Simulation:
         rng = self.rng
         options = self.options
         levels = ["ONE", "QUORUM", "QUORUM", "QUORUM", "ALL"]
+        if options.handoff:
+            levels = ["ONE", "ONE", "ONE", "QUORUM", "ALL"]
         async with trio.open_nursery() as faults:
             for _ in range(options.steps):
                 await trio.sleep(rng.expovariate(options.ops_per_second))

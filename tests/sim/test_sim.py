@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
+from ringd.hints.service import HintsService
 from ringd.protocol.errors import Unavailable
+from ringd.repair import session as repair_session
 from ringd.service.coordination import Consistency
 from ringd.service.topology import Topology
 from ringd.service.writes import Writes
@@ -16,12 +18,16 @@ from sim.runner import Options, Result, run
 #: the CI set: 32 seeds of 3200 steps, over 100,000 client operations
 CI_SEEDS = range(1, 33)
 CI_STEPS = 3200
+#: the convergence scenarios (``--handoff``, ``--repair``): fewer seeds, writes and faults as above
+HANDOFF_SEEDS = range(1, 7)
+REPAIR_SEEDS = range(1, 6)
+CONVERGENCE_STEPS = 2500
 
 
-def _report(result: Result) -> str:
+def _report(result: Result, steps: int = CI_STEPS, flags: str = "") -> str:
     return (
         f"seed {result.seed} failed; replay with "
-        f"`python -m tests.sim --seed {result.seed} --steps {CI_STEPS} --log`:\n"
+        f"`python -m tests.sim --seed {result.seed} --steps {steps}{flags} --log`:\n"
         + "\n".join(result.failures[:20])
     )
 
@@ -102,3 +108,50 @@ def test_checks_catch_an_error_logged_by_a_node(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(Topology, "_on_gossip", on_gossip)
     result = run(Options(seed=5, steps=100))
     assert any("unexpected error logged" in f and "listener bug" in f for f in result.failures)
+
+
+@pytest.mark.parametrize("seed", HANDOFF_SEEDS)
+def test_handoff_seed(seed: int) -> None:
+    """Issue 10: after the heal and hinted handoff (no repair), every acknowledged write is on
+    every natural replica (``convergence.check_handoff``)."""
+    result = run(Options(seed=seed, steps=CONVERGENCE_STEPS, handoff=True))
+    assert result.ok, _report(result, CONVERGENCE_STEPS, " --handoff")
+    assert result.stats["handoff copies checked"] > 1000
+    assert result.stats["hints delivered"] > 0
+
+
+@pytest.mark.parametrize("seed", REPAIR_SEEDS)
+def test_repair_seed(seed: int) -> None:
+    """Issue 11: hints off; after the heal, repair -pr on every node, then every range's Merkle
+    root is the same on each of its replicas (``convergence.check_repair``)."""
+    result = run(Options(seed=seed, steps=CONVERGENCE_STEPS, repair=True))
+    assert result.ok, _report(result, CONVERGENCE_STEPS, " --repair")
+    assert result.stats["ranges compared"] == 40  # 5 nodes x 8 vnodes
+
+
+def test_handoff_check_catches_hints_that_are_never_delivered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A broken dispatcher: it drops every hint as if delivered."""
+
+    async def deliver(self: HintsService, host_id: str, hint: Any) -> str:
+        return "delivered"
+
+    monkeypatch.setattr(HintsService, "_deliver", deliver)
+    result = run(Options(seed=1, steps=CONVERGENCE_STEPS, handoff=True))
+    assert any("is not on replica" in f for f in result.failures), result.failures
+
+
+def test_repair_check_catches_a_repair_that_streams_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A broken repair: it finds the differences and reports them streamed, but applies
+    nothing."""
+    real_sync = repair_session._sync  # noqa: SLF001
+
+    async def sync(*args: Any, apply: bool) -> None:
+        await real_sync(*args, apply=False)
+
+    monkeypatch.setattr(repair_session, "_sync", sync)
+    result = run(Options(seed=1, steps=CONVERGENCE_STEPS, repair=True))
+    assert any("replicas of range" in f and "differ" in f for f in result.failures), result.failures
