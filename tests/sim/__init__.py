@@ -19,8 +19,8 @@ Run and replay::
     python -m tests.sim --seed 7 --steps 3000 --log    # ...and the operation log
     python -m tests.sim --seed 1 --seeds 32 --steps 3200   # the CI set (tests/sim/test_sim.py)
     python -m tests.sim --seed 7 -v                    # with ringd's INFO logs
-    python -m tests.sim --seed 1 --seeds 6 --steps 2500 --handoff   # the handoff CI set
-    python -m tests.sim --seed 1 --seeds 5 --steps 2500 --repair    # the repair CI set
+    python -m tests.sim --seed 1 --seeds 5 --steps 2500 --handoff   # the handoff CI set
+    python -m tests.sim --seed 1 --seeds 4 --steps 2500 --repair    # the repair CI set
 
 A step is one client operation (put, delete or get of one of 40 keys at ONE, QUORUM or ALL, to
 a random coordinator) or one fault: a partition, a paused node, a crash (a killed process; in

@@ -19,8 +19,8 @@ from sim.runner import Options, Result, run
 CI_SEEDS = range(1, 33)
 CI_STEPS = 3200
 #: the convergence scenarios (``--handoff``, ``--repair``): fewer seeds, writes and faults as above
-HANDOFF_SEEDS = range(1, 7)
-REPAIR_SEEDS = range(1, 6)
+HANDOFF_SEEDS = range(1, 6)
+REPAIR_SEEDS = range(1, 5)
 CONVERGENCE_STEPS = 2500
 
 
