@@ -79,6 +79,15 @@ def test_a_restarted_node_answers_from_a_complete_ring(seed: int) -> None:
     assert result.ok, _report(result)
 
 
+def test_a_power_loss_before_the_first_commit_log_sync_does_not_stop_the_node() -> None:
+    """Seed 75: n5 loses power 2 s in, before its first commit log segment's header was
+    fsynced; the power loss leaves the header torn. The node must start again (the segment
+    held nothing durable), not refuse with "bad commit log segment header"."""
+    result = run(Options(seed=75, steps=CI_STEPS))
+    assert "crash (power loss) n5" in "\n".join(result.log[:5])
+    assert result.ok, _report(result)
+
+
 def test_checks_catch_an_unavailable_write_that_was_stored(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
