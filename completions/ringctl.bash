@@ -59,8 +59,8 @@ _ringctl_options() {
         'gossipinfo') echo '--help --host --json --timeout' ;;
         'info') echo '--help --host --json --timeout' ;;
         'keyspace') echo '--help' ;;
-        'keyspace alter') echo '--default-ttl --gc-grace --help --hinted-handoff --host --json --no-hinted-handoff --no-sloppy-quorum --replication --rf --sloppy-quorum --timeout' ;;
-        'keyspace create') echo '--default-ttl --gc-grace --help --hinted-handoff --host --if-not-exists --json --no-hinted-handoff --no-sloppy-quorum --replication --rf --sloppy-quorum --timeout' ;;
+        'keyspace alter') echo '--default-ttl --gc-grace --help --hinted-handoff --host --json --no-hinted-handoff --no-sloppy-quorum --read-repair --replication --rf --sloppy-quorum --timeout' ;;
+        'keyspace create') echo '--default-ttl --gc-grace --help --hinted-handoff --host --if-not-exists --json --no-hinted-handoff --no-sloppy-quorum --read-repair --replication --rf --sloppy-quorum --timeout' ;;
         'keyspace drop') echo '--help --host --if-exists --json --timeout' ;;
         'keyspace list') echo '--help --host --json --names --timeout' ;;
         'listpendinghints') echo '--help --host --json --timeout' ;;
@@ -126,8 +126,8 @@ _ringctl_value_options() {
         'getmaxhintwindow') echo '--host --timeout' ;;
         'gossipinfo') echo '--host --timeout' ;;
         'info') echo '--host --timeout' ;;
-        'keyspace alter') echo '--default-ttl --gc-grace --host --replication --rf --timeout' ;;
-        'keyspace create') echo '--default-ttl --gc-grace --host --replication --rf --timeout' ;;
+        'keyspace alter') echo '--default-ttl --gc-grace --host --read-repair --replication --rf --timeout' ;;
+        'keyspace create') echo '--default-ttl --gc-grace --host --read-repair --replication --rf --timeout' ;;
         'keyspace drop') echo '--host --timeout' ;;
         'keyspace list') echo '--host --timeout' ;;
         'listpendinghints') echo '--host --timeout' ;;
@@ -198,6 +198,8 @@ _ringctl_choices() {
         'dump|--consistency') echo 'ONE TWO THREE QUORUM ALL LOCAL_ONE LOCAL_QUORUM EACH_QUORUM' ;;
         'get|-c') echo 'ONE TWO THREE QUORUM ALL LOCAL_ONE LOCAL_QUORUM EACH_QUORUM' ;;
         'get|--consistency') echo 'ONE TWO THREE QUORUM ALL LOCAL_ONE LOCAL_QUORUM EACH_QUORUM' ;;
+        'keyspace alter|--read-repair') echo 'BLOCKING NONE' ;;
+        'keyspace create|--read-repair') echo 'BLOCKING NONE' ;;
         'load|-c') echo 'ONE TWO THREE QUORUM ALL ANY LOCAL_ONE LOCAL_QUORUM EACH_QUORUM' ;;
         'load|--consistency') echo 'ONE TWO THREE QUORUM ALL ANY LOCAL_ONE LOCAL_QUORUM EACH_QUORUM' ;;
         'put|-c') echo 'ONE TWO THREE QUORUM ALL ANY LOCAL_ONE LOCAL_QUORUM EACH_QUORUM' ;;

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -48,6 +49,22 @@ Sloppy = Annotated[
 ]
 
 
+class ReadRepairMode(StrEnum):
+    BLOCKING = "BLOCKING"
+    NONE = "NONE"
+
+
+ReadRepair = Annotated[
+    ReadRepairMode | None,
+    typer.Option(
+        "--read-repair",
+        case_sensitive=False,
+        help="BLOCKING (default): a read whose replicas disagree repairs the stale ones before "
+        "answering; NONE: it does not (docs/repair.md).",
+    ),
+]
+
+
 def replication_setting(rf: int | None, replication: str | None) -> dict[str, Any] | None:
     if rf is not None and replication is not None:
         output.fail("give either --rf or --replication, not both", output.USAGE)
@@ -67,13 +84,18 @@ def replication_setting(rf: int | None, replication: str | None) -> dict[str, An
 
 
 def _options(
-    gc_grace: int | None, default_ttl: int | None, hints: bool | None, sloppy: bool | None
+    gc_grace: int | None,
+    default_ttl: int | None,
+    hints: bool | None,
+    sloppy: bool | None,
+    read_repair: ReadRepairMode | None,
 ) -> dict[str, Any]:
     values = {
         "gc_grace_seconds": gc_grace,
         "default_ttl": default_ttl,
         "hinted_handoff": hints,
         "sloppy_quorum": sloppy,
+        "read_repair": None if read_repair is None else read_repair.value,
     }
     return {k: v for k, v in values.items() if v is not None}
 
@@ -98,6 +120,7 @@ def create(
     default_ttl: DefaultTtl = None,
     hinted_handoff: Hints = None,
     sloppy_quorum: Sloppy = None,
+    read_repair: ReadRepair = None,
     if_not_exists: Annotated[
         bool,
         typer.Option("--if-not-exists", help="Succeed, changing nothing, if it already exists."),
@@ -108,7 +131,7 @@ def create(
 ) -> None:
     """Define a keyspace (default: SimpleStrategy, replication factor 1)."""
     setting = replication_setting(rf, replication)
-    options = _options(gc_grace, default_ttl, hinted_handoff, sloppy_quorum)
+    options = _options(gc_grace, default_ttl, hinted_handoff, sloppy_quorum, read_repair)
     with output.errors(), target.client(host, timeout) as db:
         ks = db.keyspace_create(name, replication=setting, if_not_exists=if_not_exists, **options)
     _warn(ks)
@@ -133,12 +156,13 @@ def alter(
     default_ttl: DefaultTtl = None,
     hinted_handoff: Hints = None,
     sloppy_quorum: Sloppy = None,
+    read_repair: ReadRepair = None,
     host: Host = None,
     timeout: Timeout = None,
     as_json: Json = False,
 ) -> None:
     """Change a keyspace's replication or options."""
-    changes = _options(gc_grace, default_ttl, hinted_handoff, sloppy_quorum)
+    changes = _options(gc_grace, default_ttl, hinted_handoff, sloppy_quorum, read_repair)
     setting = replication_setting(rf, replication)
     if setting is not None:
         changes["replication"] = setting

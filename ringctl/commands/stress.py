@@ -164,6 +164,7 @@ def stress(
         None if ops is not None else parse_duration(duration or DEFAULT_DURATION, "--duration")
     )
     targets = resolve_targets(host)
+    # as every other command: --user/--password-file, else each node's local cluster's admin
     logins = {a: c for a in targets if (c := credentials.resolve(None, a)) is not None}
     config = runner.StressConfig(
         targets=targets,

@@ -33,7 +33,9 @@ the rest of its segment with a warning (and the file truncated to its good lengt
 valid sync marker says the damaged bytes had been fsynced: one later in the same segment whose
 offset lies beyond the damage, or any marker in a later segment (a sync covers every older
 segment in full before it covers a newer one). Then :class:`StorageCorruption` names the file
-and byte offset. Without markers a power loss that persisted unsynced pages out of order would
+and byte offset. A zeroed or torn segment header follows the same rule: the header is fsynced
+with the segment's first records, so a power loss before that can damage it, and then the
+whole segment (which held nothing durable) is the torn tail. Without markers a power loss that persisted unsynced pages out of order would
 look like corruption; with them only damage to data known to be durable does. In practice the
 torn tail is the last record of the last segment.
 
@@ -228,7 +230,10 @@ def read_segment(
         return damaged(0, "truncated segment header")
     magic, sid, hcrc = _SEG_HEADER.unpack_from(data, 0)
     if magic != SEGMENT_MAGIC or crc32(data[:16]) != hcrc:
-        raise StorageCorruption(path, 0, "bad commit log segment header")
+        # the header is written with the segment's first records and fsynced with them: a
+        # power loss before that fsync can leave it zeroed or torn. Without a sync marker
+        # here or in a later segment, nothing in this segment was durable: a torn tail.
+        return damaged(0, "bad commit log segment header")
     if sid != seg_id:
         raise StorageCorruption(path, 0, f"segment header names id {sid}, file name {seg_id}")
     off = HEADER_SIZE

@@ -109,3 +109,22 @@ def test_keyspace_list_names_prints_one_name_a_line(populated: Ringd) -> None:
     both = runner.invoke(app, ["keyspace", "list", "--names", "--json"], env=env)
     assert both.exit_code == 2
     assert both.output == "ringctl: error: give either --json or --names, not both\n"
+
+
+def test_keyspace_read_repair_option(node: Ringd) -> None:
+    runner = CliRunner()
+    env = {"RINGCTL_HOST": node.address}
+
+    def mode(name: str) -> str:
+        listed = json.loads(runner.invoke(app, ["keyspace", "list", "--json"], env=env).stdout)
+        return next(k["read_repair"] for k in listed["keyspaces"] if k["name"] == name)
+
+    made = runner.invoke(app, ["keyspace", "create", "rr", "--read-repair", "none"], env=env)
+    assert made.exit_code == 0, made.output
+    assert mode("rr") == "NONE"
+    changed = runner.invoke(app, ["keyspace", "alter", "rr", "--read-repair", "BLOCKING"], env=env)
+    assert changed.exit_code == 0, changed.output
+    assert mode("rr") == "BLOCKING"
+    bad = runner.invoke(app, ["keyspace", "alter", "rr", "--read-repair", "sometimes"], env=env)
+    assert bad.exit_code == 2 and "sometimes" in bad.output
+    assert mode("rr") == "BLOCKING"

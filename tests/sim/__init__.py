@@ -19,6 +19,8 @@ Run and replay::
     python -m tests.sim --seed 7 --steps 3000 --log    # ...and the operation log
     python -m tests.sim --seed 1 --seeds 32 --steps 3200   # the CI set (tests/sim/test_sim.py)
     python -m tests.sim --seed 7 -v                    # with ringd's INFO logs
+    python -m tests.sim --seed 1 --seeds 5 --steps 2500 --handoff   # the handoff CI set
+    python -m tests.sim --seed 1 --seeds 4 --steps 2500 --repair    # the repair CI set
 
 A step is one client operation (put, delete or get of one of 40 keys at ONE, QUORUM or ALL, to
 a random coordinator) or one fault: a partition, a paused node, a crash (a killed process; in
@@ -28,8 +30,7 @@ internode link, a clock skew (within ``max_skew_ms``) or a memtable flush. At mo
 down or paused at once. Then the heal: every fault removed, every node started, gossip converged,
 every client operation answered (client timeout 15 s).
 
-Checks (``history.History`` and ``runner.Simulation._check``): what holds even without hinted
-handoff, read repair or anti-entropy (a replica that missed a write may stay stale):
+Checks (``history.History``, ``runner.Simulation._check`` and ``convergence``), in every run:
 
 1. Quorum intersection, during the run and after the heal: a read answered by r replicas
    (ONE 1, QUORUM 2, ALL 3 of RF 3) returns a newest version (largest timestamp of its cells
@@ -45,9 +46,19 @@ handoff, read repair or anti-entropy (a replica that missed a write may stay sta
 5. No unexpected exception: no handler raises, no service dies, no ringd logger logs ERROR
    (``Options.expected_errors`` lists the ones a scenario expects).
 
-Hints, read repair and repair allow a stronger check, not written yet: after the heal (and
-handoff or repair), every replica holds every acknowledged write. ``Simulation._check`` is where it goes;
-``SimNode.applied`` and ``History.acked`` have what it needs.
+Every node runs hinted handoff (``node.hints``) and the repair service (``node.repair``), as
+``Node.run`` does; background anti-entropy is off (the default). Two scenarios add a
+convergence check after the heal (``convergence``, whose docstring defines them exactly):
+
+6. ``--handoff`` (``Options.handoff``, writes mostly at ONE): once no node has hints pending and
+   gossip is settled, every acknowledged write is on every natural replica (its version or a
+   newer one), except on a replica that never applied it when the write's coordinator went down
+   between the write and its write deadline (it may not have kept the hint yet).
+7. ``--repair`` (``Options.repair``, hints off): after ``repair -pr`` on every node, with no
+   client operations, every vnode range has the same Merkle root on each of its replicas.
+8. ``Options.session``: one client session writes its own keys through random coordinators,
+   carrying ``session_us``, while clocks are skewed: each acknowledged write is stamped above
+   the earlier ones (``Simulation._check_session``).
 
 A restarted node knows every node from its first request (``system/peers.cbor``, see
 docs/cluster.md) and serves clients only once gossip settled (``Node.wait_for_gossip``): the
@@ -58,6 +69,6 @@ default the client picks only nodes whose ring holds every node.
 
 Simplifications: a paused node's timers still run (a real SIGSTOPped process fires them at
 resume); messages it sends or receives meanwhile are held and released in order at resume.
-Crashes lose only commit log data; fsyncs are instant (durability is modelled by the commit
+Crashes lose only commit log data (hint files survive a power loss whole); fsyncs are instant (durability is modelled by the commit
 log's synced positions). The admin verbs, range scans and the TCP server are not exercised.
 """

@@ -20,6 +20,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="send client requests to a restarted node at once (Options.early_clients)",
     )
+    parser.add_argument(
+        "--handoff",
+        action="store_true",
+        help="writes mostly at ONE; after the heal wait for hinted handoff and check every "
+        "acknowledged write is on every replica (Options.handoff)",
+    )
+    parser.add_argument(
+        "--repair",
+        action="store_true",
+        help="hints off; after the heal repair every node (-pr) and compare every range's "
+        "Merkle roots on its replicas (Options.repair)",
+    )
     parser.add_argument("--log", action="store_true", help="print the operation log")
     parser.add_argument("-v", "--verbose", action="store_true", help="ringd's INFO logs too")
     ns = parser.parse_args(argv)
@@ -30,7 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     total_wall = 0.0
     for seed in range(ns.seed, ns.seed + ns.seeds):
         result = run(
-            Options(seed=seed, steps=ns.steps, nodes=ns.nodes, early_clients=ns.early_clients)
+            Options(
+                seed=seed,
+                steps=ns.steps,
+                nodes=ns.nodes,
+                early_clients=ns.early_clients,
+                handoff=ns.handoff,
+                repair=ns.repair,
+            )
         )
         total_ops += result.ops
         total_wall += result.wall_seconds
@@ -42,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{result.wall_seconds:.2f}s wall, {result.events} events, digest {result.digest[:16]}"
         )
         print("  " + ", ".join(f"{k}: {v}" for k, v in result.outcomes.items()))
+        if result.stats:
+            print("  " + ", ".join(f"{k}: {v}" for k, v in result.stats.items()))
         for failure in result.failures[:20]:
             print(f"  - {failure}")
         failed += not result.ok

@@ -101,6 +101,10 @@ class SimNode:
         #: every (key, timestamp) this node's engine was asked to apply, over all incarnations
         self.applied: dict[bytes, set[int]] = {}
         self.applies = 0  # how many applies were asked of this node's engines
+        #: (key, timestamp) -> when this node's engine was first asked to apply it
+        self.applied_at: dict[tuple[bytes, int], float] = {}
+        #: (when, how) each incarnation ended: "stop", "crash" or "power loss"
+        self.downs: list[tuple[float, str]] = []
         self._scope: trio.CancelScope | None = None
         self._stopped: trio.Event | None = None
         seed_local_state(data_dir, self.host_id, self.tokens)
@@ -142,7 +146,9 @@ class SimNode:
                     await nursery.start(node.topology.run)
                     await nursery.start(node.schema_sync.run)
                     await nursery.start(node.gossiper.run)
+                    await nursery.start(node.hints.run)
                     await nursery.start(node.peers.run)
+                    await nursery.start(node.repair.run)
                     self.nursery = nursery
                     self.handlers = {
                         verb: (messages.VERBS[verb].mode, fn) for verb, fn in node.handlers.items()
@@ -168,9 +174,13 @@ class SimNode:
         def recording(keyspace: str, key: bytes, update: Row, token: int | None, done: Any) -> None:
             self.applies += 1
             stamps = applied.setdefault(key, set())
-            stamps.update(c.timestamp for c in update.cells.values())
+            new = {c.timestamp for c in update.cells.values()}
             if update.tombstone is not None:
-                stamps.add(update.tombstone.timestamp)
+                new.add(update.tombstone.timestamp)
+            stamps.update(new)
+            now = trio.current_time()
+            for ts in new:
+                self.applied_at.setdefault((key, ts), now)
             apply_then(keyspace, key, update, token, done)
 
         engine.apply_then = recording  # type: ignore[method-assign]
@@ -196,14 +206,17 @@ class SimNode:
             self.network.resume(self)
         with trio.move_on_after(2.0):
             await node.gossiper.announce_shutdown()
+        self.downs.append((trio.current_time(), "stop"))
         await self._teardown()
         await node.engine.close()
+        node.hints.store.close()
         os.close(node._lock_fd)  # noqa: SLF001
 
     async def crash(self, power_loss: bool) -> None:
         """Kill the process. ``power_loss``: the machine died too, so what the commit log had
         not fsynced is lost (a random prefix of it may have reached the disk)."""
         self.up = self.serving = False  # dead to the network at once
+        self.downs.append((trio.current_time(), "power loss" if power_loss else "crash"))
         node = await self._teardown()
         engine = node.engine
         unsynced = [
@@ -218,6 +231,12 @@ class SimNode:
                 with open(path, "r+b") as f:  # noqa: ASYNC230 (the node is gone)
                     f.seek(keep)
                     f.write(bytes(end - keep))
+        # the hint files stay as written (the sim does not model their loss at power loss)
+        for host in node.hints.store.hosts.values():
+            for hint_file in host.files:
+                if hint_file.fd is not None:
+                    os.close(hint_file.fd)
+                    hint_file.fd = None
         os.close(node._lock_fd)  # noqa: SLF001
 
     def pause(self) -> None:

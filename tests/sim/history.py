@@ -27,6 +27,7 @@ class Write:
     ts: int | None = None  # set when the coordinator stamped it
     outcome: str = "pending"  # ok, UNAVAILABLE, WRITE_TIMEOUT, closed, timeout, ...
     acked_at: float | None = None
+    coordinator: int = 0  # the node's index
 
 
 @dataclass

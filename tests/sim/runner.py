@@ -31,6 +31,7 @@ from ringd.schema import Keyspace
 from ringd.service import requests, sessions
 from ringd.service.coordination import Consistency
 
+from . import convergence
 from .cluster import ClientHost, SimNode
 from .history import History, Read, Write, describe_row
 from .network import Handlers, Network, Scheduler
@@ -61,6 +62,12 @@ class Options:
     #: stamped in the order they were made)
     session: bool = False
     session_only: bool = False  # no other client traffic besides the session's
+    #: after the heal, wait for hinted handoff and check every acknowledged write is on every
+    #: natural replica (``convergence.check_handoff``); writes mostly at ONE
+    handoff: bool = False
+    #: hints off; after the heal, repair every node's primary ranges and check the replicas of
+    #: every range agree (``convergence.check_repair``)
+    repair: bool = False
 
 
 @dataclass
@@ -74,6 +81,7 @@ class Result:
     virtual_seconds: float
     wall_seconds: float
     events: int
+    stats: dict[str, int] = field(default_factory=dict)  # what the convergence checks counted
 
     @property
     def ok(self) -> bool:
@@ -180,6 +188,7 @@ def run(options: Options, workdir: Path | None = None) -> Result:
         virtual_seconds=sim.virtual_end,
         wall_seconds=time.perf_counter() - started,
         events=sim.scheduler.events if sim.scheduler else 0,
+        stats=dict(sim.stats),
     )
 
 
@@ -202,6 +211,7 @@ class Simulation:
         self.session_keys = [b"s%03d" % i for i in range(3)]
         self.session_us = 0  # the session's high-water mark, as the client library keeps it
         self.session_writes: list[Write] = []  # acknowledged, in the order they were made
+        self.stats: dict[str, int] = {}
 
     # ---- setup ------------------------------------------------------------------------------
 
@@ -212,6 +222,8 @@ class Simulation:
             "commitlog_sync": rng.choice(["batch", "group", "periodic"]),
             "memtable_flush_mb": 1,
         }
+        if self.options.repair:  # repair alone must bring the replicas together
+            settings["hinted_handoff_enabled"] = False
         settings.update(self.options.settings)
         return settings
 
@@ -250,6 +262,10 @@ class Simulation:
                 self.faults = faults
                 await self._workload()
             await self._heal()
+            if self.options.handoff:
+                await convergence.check_handoff(self)
+            if self.options.repair:
+                await convergence.check_repair(self)
             await self._check()
             self.virtual_end = trio.current_time()
             self._record_final_rows()
@@ -409,6 +425,7 @@ class Simulation:
         assert self.network is not None
         op = self._begin()
         write = Write(op, key, kind, op if kind == "put" else None, level, trio.current_time())
+        write.coordinator = coordinator.index
         self.history.writes[op] = write
         args: dict[str, Any] = {"op": op, "key": key, "level": level}
         if session is not None:
@@ -485,6 +502,8 @@ class Simulation:
         rng = self.rng
         options = self.options
         levels = ["ONE", "QUORUM", "QUORUM", "QUORUM", "ALL"]
+        if options.handoff:
+            levels = ["ONE", "ONE", "ONE", "QUORUM", "ALL"]
         async with trio.open_nursery() as faults:
             if options.session:
                 faults.start_soon(self._session_loop)

@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
+from ringd.hints.service import HintsService
 from ringd.protocol.errors import Unavailable
+from ringd.repair import session as repair_session
 from ringd.service import sessions
 from ringd.service.coordination import Consistency
 from ringd.service.topology import Topology
@@ -17,12 +19,16 @@ from sim.runner import Options, Result, run
 #: the CI set: 32 seeds of 3200 steps, over 100,000 client operations
 CI_SEEDS = range(1, 33)
 CI_STEPS = 3200
+#: the convergence scenarios (``--handoff``, ``--repair``): fewer seeds, writes and faults as above
+HANDOFF_SEEDS = range(1, 6)
+REPAIR_SEEDS = range(1, 5)
+CONVERGENCE_STEPS = 2500
 
 
-def _report(result: Result) -> str:
+def _report(result: Result, steps: int = CI_STEPS, flags: str = "") -> str:
     return (
         f"seed {result.seed} failed; replay with "
-        f"`python -m tests.sim --seed {result.seed} --steps {CI_STEPS} --log`:\n"
+        f"`python -m tests.sim --seed {result.seed} --steps {steps}{flags} --log`:\n"
         + "\n".join(result.failures[:20])
     )
 
@@ -71,6 +77,15 @@ def test_a_restarted_node_answers_from_a_complete_ring(seed: int) -> None:
     serves once gossip settled (these seeds read nothing at ONE, or restarted with a partial
     ring, when peers were not saved)."""
     result = run(Options(seed=seed, steps=3000, early_clients=True))
+    assert result.ok, _report(result)
+
+
+def test_a_power_loss_before_the_first_commit_log_sync_does_not_stop_the_node() -> None:
+    """Seed 75: n5 loses power 2 s in, before its first commit log segment's header was
+    fsynced; the power loss leaves the header torn. The node must start again (the segment
+    held nothing durable), not refuse with "bad commit log segment header"."""
+    result = run(Options(seed=75, steps=CI_STEPS))
+    assert "crash (power loss) n5" in "\n".join(result.log[:5])
     assert result.ok, _report(result)
 
 
@@ -123,3 +138,50 @@ def test_the_session_check_catches_a_coordinator_that_ignores_the_session(
     options = {"steps": 1500, "session": True, "session_only": True, "fault_rate": 0.03}
     failures = [f for seed in range(1, 7) for f in run(Options(seed=seed, **options)).failures]
     assert any("session write" in f for f in failures), failures
+
+
+@pytest.mark.parametrize("seed", HANDOFF_SEEDS)
+def test_handoff_seed(seed: int) -> None:
+    """Issue 10: after the heal and hinted handoff (no repair), every acknowledged write is on
+    every natural replica (``convergence.check_handoff``)."""
+    result = run(Options(seed=seed, steps=CONVERGENCE_STEPS, handoff=True))
+    assert result.ok, _report(result, CONVERGENCE_STEPS, " --handoff")
+    assert result.stats["handoff copies checked"] > 1000
+    assert result.stats["hints delivered"] > 0
+
+
+@pytest.mark.parametrize("seed", REPAIR_SEEDS)
+def test_repair_seed(seed: int) -> None:
+    """Issue 11: hints off; after the heal, repair -pr on every node, then every range's Merkle
+    root is the same on each of its replicas (``convergence.check_repair``)."""
+    result = run(Options(seed=seed, steps=CONVERGENCE_STEPS, repair=True))
+    assert result.ok, _report(result, CONVERGENCE_STEPS, " --repair")
+    assert result.stats["ranges compared"] == 40  # 5 nodes x 8 vnodes
+
+
+def test_handoff_check_catches_hints_that_are_never_delivered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A broken dispatcher: it drops every hint as if delivered."""
+
+    async def deliver(self: HintsService, host_id: str, hint: Any) -> str:
+        return "delivered"
+
+    monkeypatch.setattr(HintsService, "_deliver", deliver)
+    result = run(Options(seed=1, steps=CONVERGENCE_STEPS, handoff=True))
+    assert any("is not on replica" in f for f in result.failures), result.failures
+
+
+def test_repair_check_catches_a_repair_that_streams_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A broken repair: it finds the differences and reports them streamed, but applies
+    nothing."""
+    real_sync = repair_session._sync  # noqa: SLF001
+
+    async def sync(*args: Any, apply: bool) -> None:
+        await real_sync(*args, apply=False)
+
+    monkeypatch.setattr(repair_session, "_sync", sync)
+    result = run(Options(seed=1, steps=CONVERGENCE_STEPS, repair=True))
+    assert any("replicas of range" in f and "differ" in f for f in result.failures), result.failures
