@@ -7,12 +7,13 @@
 # sub-commands of a command path
 _ringctl_commands() {
     case "$1" in
-        '') echo 'cluster compact compactionstats delete describecluster describering disablehandoff disablehintsfordc dump enablehandoff enablehintsfordc flush get getendpoints getmaxhintwindow gossipinfo info keyspace listpendinghints load pausehandoff ping proxyhistograms put repair repair_admin resumehandoff ring sethintedhandoffthrottlekb setmaxhintwindow status statushandoff stress tablestats truncatehints verify version' ;;
+        '') echo 'cluster compact compactionstats delete describecluster describering disablehandoff disablehintsfordc dump enablehandoff enablehintsfordc flush get getendpoints getmaxhintwindow gossipinfo info keyspace listpendinghints load pausehandoff ping proxyhistograms put repair repair_admin resumehandoff ring role sethintedhandoffthrottlekb setmaxhintwindow status statushandoff stress tablestats truncatehints verify version' ;;
         'cluster') echo 'create filters heal list logs node partition remove start status stop switch' ;;
         'cluster node') echo 'clock-offset kill logs pause resume show start stop' ;;
         'keyspace') echo 'alter create drop list' ;;
         'repair') echo 'run status' ;;
         'repair_admin') echo 'cancel list' ;;
+        'role') echo 'alter create drop list' ;;
         *) ;;
     esac
 }
@@ -77,6 +78,11 @@ _ringctl_options() {
         'repair_admin list') echo '--help --host --json --timeout' ;;
         'resumehandoff') echo '--help --host --json --timeout' ;;
         'ring') echo '--help --host --json --timeout' ;;
+        'role') echo '--help' ;;
+        'role alter') echo '--help --host --password-file --timeout' ;;
+        'role create') echo '--help --host --kind --password-file --timeout' ;;
+        'role drop') echo '--help --host --timeout' ;;
+        'role list') echo '--help --host --json --timeout' ;;
         'sethintedhandoffthrottlekb') echo '--help --host --json --timeout' ;;
         'setmaxhintwindow') echo '--help --host --json --timeout' ;;
         'status') echo '--help --host --json --timeout' ;;
@@ -139,6 +145,10 @@ _ringctl_value_options() {
         'repair_admin list') echo '--host --timeout' ;;
         'resumehandoff') echo '--host --timeout' ;;
         'ring') echo '--host --timeout' ;;
+        'role alter') echo '--host --password-file --timeout' ;;
+        'role create') echo '--host --kind --password-file --timeout' ;;
+        'role drop') echo '--host --timeout' ;;
+        'role list') echo '--host --timeout' ;;
         'sethintedhandoffthrottlekb') echo '--host --timeout' ;;
         'setmaxhintwindow') echo '--host --timeout' ;;
         'status') echo '--host --timeout' ;;
@@ -195,6 +205,7 @@ _ringctl_choices() {
         'load|--consistency') echo 'ONE TWO THREE QUORUM ALL ANY LOCAL_ONE LOCAL_QUORUM EACH_QUORUM' ;;
         'put|-c') echo 'ONE TWO THREE QUORUM ALL ANY LOCAL_ONE LOCAL_QUORUM EACH_QUORUM' ;;
         'put|--consistency') echo 'ONE TWO THREE QUORUM ALL ANY LOCAL_ONE LOCAL_QUORUM EACH_QUORUM' ;;
+        'role create|--kind') echo 'admin readwrite readonly' ;;
         'stress|-cl') echo 'ONE TWO THREE QUORUM ALL ANY LOCAL_ONE LOCAL_QUORUM EACH_QUORUM' ;;
         'stress|--consistency') echo 'ONE TWO THREE QUORUM ALL ANY LOCAL_ONE LOCAL_QUORUM EACH_QUORUM' ;;
         *) ;;
@@ -214,6 +225,8 @@ _ringctl_option_kind() {
         'cluster status|--name') echo cluster ;;
         'cluster stop|--name') echo cluster ;;
         'put|--value-file') echo file ;;
+        'role alter|--password-file') echo file ;;
+        'role create|--password-file') echo file ;;
         'stress|--keyspace') echo keyspace ;;
         *) ;;
     esac

@@ -8,7 +8,7 @@ import typer
 import typer.main
 
 from ringctl import credentials, target
-from ringctl.commands import admin, cluster, data, hints, keyspace, repair, stress
+from ringctl.commands import admin, cluster, data, hints, keyspace, repair, roles, stress
 
 app = typer.Typer(
     name="ringctl",
@@ -55,6 +55,7 @@ data.register(app)
 app.add_typer(keyspace.app, name="keyspace")
 admin.register(app)
 hints.register(app)
+app.add_typer(roles.app, name="role")
 app.add_typer(cluster.app, name="cluster")
 stress.register(app)
 repair.register(app)

@@ -35,6 +35,7 @@ import trio
 import ringd
 from ringd import admin, verbs
 from ringd.admin import Admin
+from ringd.auth import verbs as role_verbs
 from ringd.auth.gate import Gate
 from ringd.auth.peer import Initiator as PeerInitiator
 from ringd.auth.peer import SecretFileError, load_secret_file
@@ -294,6 +295,7 @@ class Node:
             hints_verbs.verbs(self.hints, self.hints_view),
             repair_verbs.verbs(self.repair_replica, self.repair, lambda: self.anti_entropy),
             {"auth": self.gate.auth},
+            role_verbs.verbs(self.gate),
         )
         self.server = Server(
             self.handlers,

@@ -8,6 +8,7 @@ Each subsystem that serves verbs has a ``verbs(...)`` function next to its code:
   ringd.service.schema_sync    schema_pull, schema_push
   ringd.gms.verbs              gossip_syn, gossip_ack2
   ringd.admin                  ping, the admin views, flush/compact/verify, test hooks
+  ringd.auth.verbs             role_create, role_alter, role_drop, role_list
   ringd.repair.verbs           repair_validate/leaves/rows/apply/release, repair_start/...
 
 Adding a verb is adding a row to the verb table and a handler to one of these (a new subsystem,
