@@ -72,6 +72,7 @@ class Admin:
         server_counts: Callable[[], tuple[int, int]],
         clock_guard: ClockGuard | None = None,
         repair_warnings: Callable[[], list[str]] = list,
+        server_limits: Callable[[], dict[str, int]] = dict,
     ) -> None:
         self.host_id = host_id
         self.generation = generation
@@ -86,6 +87,7 @@ class Admin:
         self.messaging = messaging
         self.metrics = metrics
         self.server_counts = server_counts
+        self.server_limits = server_limits
         self.clock_guard = clock_guard
         self.repair_warnings = repair_warnings
 
@@ -176,6 +178,7 @@ class Admin:
             "commitlog_sync": config.commitlog_sync,
             "connections": connections,
             "requests": served,
+            "connection_limits": self.server_limits(),
             "clock_offset_ms": self.clock.offset_ms,
             **self._measured_offset(),
             "hlc_us": self.clock.peek(),

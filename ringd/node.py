@@ -54,7 +54,7 @@ from ringd.hints.service import HintSettings, HintsService
 from ringd.hints.store import HintStore
 from ringd.metrics import CoordinatorMetrics
 from ringd.net.messaging import Messaging
-from ringd.net.server import Server
+from ringd.net.server import Limits, Server
 from ringd.protocol.errors import ProtocolError
 from ringd.protocol.messages import PEER, hello_args
 from ringd.repair import verbs as repair_verbs
@@ -252,6 +252,7 @@ class Node:
             messaging=self.messaging,
             metrics=self.metrics,
             server_counts=lambda: (self.server.connections, self.server.requests),
+            server_limits=lambda: self.server.stats(),
             clock_guard=self.clock_guard,
             repair_warnings=lambda: repair_verbs.stale_warnings(self.repair.status()),
         )
@@ -302,7 +303,15 @@ class Node:
             node_info=self.node_info,
             max_frame=config.max_frame_bytes,
             gate=self.gate,
-            max_connections=fit_max_connections(config.max_connections),
+            limits=Limits(
+                max_connections=fit_max_connections(
+                    config.max_connections, config.reserved_connections
+                ),
+                reserved_connections=config.reserved_connections,
+                client_idle_timeout_s=config.client_idle_timeout_s,
+                frame_timeout_s=config.frame_timeout_s,
+                max_unfinished_frame_bytes=config.max_unfinished_frame_bytes,
+            ),
         )
         self.listeners: list[Any] = []
 
