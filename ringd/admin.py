@@ -33,6 +33,9 @@ from ringd.service.topology import Topology
 LOAD_REPORT_INTERVAL = 5.0
 
 
+MAX_TEST_CLOCK_OFFSET_MS = 86_400_000  # the test_clock hook shifts a clock by a day at most
+
+
 def _raw_ownership(ring: Any) -> dict[str, float]:
     """Share of the token space each node is the primary owner of."""
     from ringd.dht.tokens import RING_SIZE
@@ -386,9 +389,11 @@ def verbs(admin: Admin) -> dict[str, Handler]:
     def test_clock(s: Session, args: dict[str, Any]) -> dict[str, Any]:
         admin.hooks_enabled()
         offset = arg(args, "offset_ms", int)
-        if abs(offset) > 10 * 365 * 86400 * 1000:
-            raise InvalidRequest("offset_ms is out of range")
-        clock.offset_ms = offset
+        if abs(offset) > MAX_TEST_CLOCK_OFFSET_MS:
+            raise InvalidRequest(
+                f"offset_ms must be within ±{MAX_TEST_CLOCK_OFFSET_MS} (one day); 0 removes it"
+            )
+        clock.set_offset(offset)
         return {"offset_ms": offset, "wall_us": int(clock.wall_seconds() * 1e6)}
 
     return {
