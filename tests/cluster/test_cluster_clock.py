@@ -20,7 +20,8 @@ def test_a_second_ringctl_put_through_a_node_behind_wins(ringctl: Ringctl) -> No
         "--conf", "max_clock_offset_ms=60000", "--json",
     )  # fmt: skip
     n1, n2 = f"127.0.0.1:{port}", f"127.0.0.2:{port}"
-    with Client(n1) as db:
+    password = (ringctl.home / "clusters" / "skew" / "admin.password").read_text().strip()
+    with Client(n1, credentials={"user": "admin", "password": password}) as db:
         db.keyspace_create("one", replication={"class": "SimpleStrategy", "replication_factor": 1})
         # keys n2 does not hold: nothing but the session tells n2 about the first write
         keys = [
