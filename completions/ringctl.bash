@@ -7,7 +7,7 @@
 # sub-commands of a command path
 _ringctl_commands() {
     case "$1" in
-        '') echo 'cluster compact compactionstats delete describecluster describering disablehandoff disablehintsfordc dump enablehandoff enablehintsfordc flush get getendpoints getmaxhintwindow gossipinfo info keyspace listpendinghints load pausehandoff ping proxyhistograms put repair repair_admin resumehandoff ring role sethintedhandoffthrottlekb setmaxhintwindow status statushandoff stress tablestats truncatehints verify version' ;;
+        '') echo 'assassinate cluster compact compactionstats delete describecluster describering disablehandoff disablehintsfordc dump enablehandoff enablehintsfordc flush get getendpoints getmaxhintwindow gossipinfo info keyspace listpendinghints load pausehandoff ping proxyhistograms put repair repair_admin resumehandoff ring role sethintedhandoffthrottlekb setmaxhintwindow status statushandoff stress tablestats truncatehints verify version' ;;
         'cluster') echo 'create filters heal list logs node partition remove start status stop switch' ;;
         'cluster node') echo 'clock-offset kill logs pause resume show start stop' ;;
         'keyspace') echo 'alter create drop list' ;;
@@ -22,6 +22,7 @@ _ringctl_commands() {
 _ringctl_options() {
     case "$1" in
         '') echo '--help --install-completion --password-file --show-completion --user --verbose -v' ;;
+        'assassinate') echo '--help --host --json --timeout' ;;
         'cluster') echo '--help' ;;
         'cluster create') echo '--conf --help --json --name --nodes --num-tokens --port --single-address -n' ;;
         'cluster filters') echo '--help --json --name' ;;
@@ -100,6 +101,7 @@ _ringctl_options() {
 _ringctl_value_options() {
     case "$1" in
         '') echo '--password-file --user' ;;
+        'assassinate') echo '--host --timeout' ;;
         'cluster create') echo '--conf --name --nodes --num-tokens --port -n' ;;
         'cluster filters') echo '--name' ;;
         'cluster heal') echo '--name' ;;

@@ -382,6 +382,14 @@ def verbs(admin: Admin) -> dict[str, Handler]:
         problems = await trio.to_thread.run_sync(engine.verify)
         return {"ok": not problems, "problems": problems}
 
+    def assassinate(s: Session, args: dict[str, Any]) -> dict[str, Any]:
+        address = arg(args, "address", str)
+        try:
+            host_id = admin.gossiper.assassinate(address)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+        return {"address": address, "host_id": host_id}
+
     def test_filter(s: Session, args: dict[str, Any]) -> dict[str, Any]:
         admin.hooks_enabled()
         return admin.set_filter(args)
@@ -411,6 +419,7 @@ def verbs(admin: Admin) -> dict[str, Handler]:
         "compactionstats": _compactionstats,
         "tablestats": _tablestats,
         "verify": _verify,
+        "assassinate": assassinate,
         "test_filter": test_filter,
         "test_clock": test_clock,
     }

@@ -83,6 +83,7 @@ VERB_CLASSES: dict[str, VerbClass] = {
     "repair_session": _C.ADMIN_VIEW,
     "repair_sessions": _C.ADMIN_VIEW,
     "repair_state": _C.ADMIN_VIEW,
+    "assassinate": _C.ADMIN_CHANGE,
     "role_create": _C.ROLES,
     "role_alter": _C.ROLES,
     "role_drop": _C.ROLES,

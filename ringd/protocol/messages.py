@@ -89,6 +89,7 @@ VERBS: dict[str, Verb] = _verbs(
     ("hints_set", _BOTH, 5.0, "hinted handoff: change this node's settings", INLINE),
     ("hints_truncate", _BOTH, 10.0, "hinted handoff: delete stored hints", INLINE),
     ("hints_pending", _BOTH, 5.0, "hinted handoff: hints waiting per target node", INLINE),
+    ("assassinate", _BOTH, 5.0, "remove a dead endpoint from gossip everywhere (admin)", INLINE),
     ("role_create", _BOTH, 10.0, "create a client role (admin): name, kind, password", TASK),
     ("role_alter", _BOTH, 10.0, "give a client role a new password (admin)", TASK),
     ("role_drop", _BOTH, 10.0, "drop a client role (admin; not the last admin)", TASK),
