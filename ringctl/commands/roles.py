@@ -104,28 +104,37 @@ def create(
     password_file: PasswordFile = None,
     host: Host = None,
     timeout: Timeout = None,
+    as_json: Json = False,
 ) -> None:
     """Create a role of a kind with a password."""
     if kind not in KINDS:
         output.fail(f"--kind must be one of {', '.join(KINDS)}, not {kind!r}", output.USAGE)
     password = _password(password_file)
     done = _apply(host, timeout, "role_create", name=name, kind=kind, password=password)
-    output.say(f"Created role {name} ({kind}) {_where(done, host)}")
+    _report(as_json, done, f"Created role {name} ({kind}) {_where(done, host)}")
 
 
 def alter(
-    name: Name, password_file: PasswordFile = None, host: Host = None, timeout: Timeout = None
+    name: Name,
+    password_file: PasswordFile = None,
+    host: Host = None,
+    timeout: Timeout = None,
+    as_json: Json = False,
 ) -> None:
     """Give a role a new password."""
     password = _password(password_file)
     done = _apply(host, timeout, "role_alter", name=name, password=password)
-    output.say(f"Changed the password of role {name} {_where(done, host)}")
+    _report(as_json, done, f"Changed the password of role {name} {_where(done, host)}")
 
 
-def drop(name: Name, host: Host = None, timeout: Timeout = None) -> None:
+def drop(name: Name, host: Host = None, timeout: Timeout = None, as_json: Json = False) -> None:
     """Drop a role (not the last admin)."""
     done = _apply(host, timeout, "role_drop", name=name)
-    output.say(f"Dropped role {name} {_where(done, host)}")
+    _report(as_json, done, f"Dropped role {name} {_where(done, host)}")
+
+
+def _report(as_json: bool, done: list[str], line: str) -> None:
+    output.emit({"nodes": done}, as_json, lambda _r: output.say(line))
 
 
 def _when(created: float) -> str:
