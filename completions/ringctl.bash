@@ -21,10 +21,10 @@ _ringctl_commands() {
 # options of a command path
 _ringctl_options() {
     case "$1" in
-        '') echo '--help --install-completion --password-file --show-completion --user --verbose -v' ;;
+        '') echo '--help --install-completion --password-file --show-completion --tls-ca --user --verbose -v' ;;
         'assassinate') echo '--help --host --json --timeout' ;;
         'cluster') echo '--help' ;;
-        'cluster create') echo '--conf --help --json --name --nodes --num-tokens --port --single-address -n' ;;
+        'cluster create') echo '--conf --help --json --name --nodes --num-tokens --port --single-address --tls -n' ;;
         'cluster filters') echo '--help --json --name' ;;
         'cluster heal') echo '--help --json --name' ;;
         'cluster list') echo '--help --json' ;;
@@ -80,9 +80,9 @@ _ringctl_options() {
         'resumehandoff') echo '--help --host --json --timeout' ;;
         'ring') echo '--help --host --json --timeout' ;;
         'role') echo '--help' ;;
-        'role alter') echo '--help --host --password-file --timeout' ;;
-        'role create') echo '--help --host --kind --password-file --timeout' ;;
-        'role drop') echo '--help --host --timeout' ;;
+        'role alter') echo '--help --host --json --password-file --timeout' ;;
+        'role create') echo '--help --host --json --kind --password-file --timeout' ;;
+        'role drop') echo '--help --host --json --timeout' ;;
         'role list') echo '--help --host --json --timeout' ;;
         'sethintedhandoffthrottlekb') echo '--help --host --json --timeout' ;;
         'setmaxhintwindow') echo '--help --host --json --timeout' ;;
@@ -100,7 +100,7 @@ _ringctl_options() {
 # options that take a value
 _ringctl_value_options() {
     case "$1" in
-        '') echo '--password-file --user' ;;
+        '') echo '--password-file --tls-ca --user' ;;
         'assassinate') echo '--host --timeout' ;;
         'cluster create') echo '--conf --name --nodes --num-tokens --port -n' ;;
         'cluster filters') echo '--name' ;;
@@ -218,6 +218,7 @@ _ringctl_choices() {
 _ringctl_option_kind() {
     case "$1|$2" in
         '|--password-file') echo file ;;
+        '|--tls-ca') echo file ;;
         'cluster filters|--name') echo cluster ;;
         'cluster heal|--name') echo cluster ;;
         'cluster logs|--name') echo cluster ;;

@@ -45,8 +45,18 @@ def _root(
             help="Read the password from FILE (else RINGCTL_PASSWORD_FILE).",
         ),
     ] = None,
+    tls_ca: Annotated[
+        str | None,
+        typer.Option(
+            "--tls-ca",
+            metavar="FILE",
+            help="Connect with TLS and verify the node's certificate against the CA in FILE "
+            "(else RINGCTL_TLS_CA, else the local cluster's own CA when it has one).",
+        ),
+    ] = None,
 ) -> None:
     target.verbose = verbose
+    target.tls_ca = tls_ca
     credentials.user = user
     credentials.password_file = password_file
 

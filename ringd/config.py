@@ -159,6 +159,20 @@ class Config:
     authenticator: str = field(
         default="password", metadata={"help": "client logins: password (roles) or none"}
     )
+    tls_cert_file: str = field(
+        default="", metadata={"help": "this node's TLS certificate (PEM); empty: no TLS"}
+    )
+    tls_key_file: str = field(default="", metadata={"help": "the key of tls_cert_file (PEM)"})
+    tls_ca_file: str = field(
+        default="", metadata={"help": "CA certificates to verify peers with (PEM)"}
+    )
+    client_tls: str = field(
+        default="off", metadata={"help": "clients: off, optional or required (TLS)"}
+    )
+    internode_tls: str = field(
+        default="off",
+        metadata={"help": "peers: off (plaintext), optional (connect with TLS) or required"},
+    )
     initial_admin_password_file: str = field(
         default="",
         metadata={"help": "first start with no roles: create role admin with this file's password"},
@@ -245,6 +259,18 @@ class Config:
                 f"must be one of {', '.join(DISK_FAILURE_POLICIES)}, "
                 f"not {self.disk_failure_policy!r}",
             )
+        for name in ("client_tls", "internode_tls"):
+            if getattr(self, name) not in ("off", "optional", "required"):
+                raise bad(name, f"must be off, optional or required, not {getattr(self, name)!r}")
+        wants_tls = self.client_tls != "off" or self.internode_tls != "off"
+        if wants_tls and not (self.tls_cert_file and self.tls_key_file):
+            raise bad(
+                "tls_cert_file", "client_tls or internode_tls needs tls_cert_file and tls_key_file"
+            )
+        if self.internode_tls != "off" and not self.tls_ca_file:
+            raise bad("tls_ca_file", "internode_tls needs tls_ca_file to verify peers with")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise bad("tls_key_file", "give both tls_cert_file and tls_key_file, or neither")
         if self.authenticator not in AUTHENTICATORS:
             raise bad("authenticator", f"must be password or none, not {self.authenticator!r}")
         if self.log_level not in ("debug", "info", "warning", "error"):

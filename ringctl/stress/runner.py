@@ -19,6 +19,7 @@ from typing import Any
 
 import trio
 
+from ringctl import credentials, target
 from ringctl.client import AsyncClient, ConnectError
 from ringctl.stress import cpu
 from ringctl.stress.stats import Stats, latency_ms
@@ -106,7 +107,13 @@ async def run(
     async with AsyncExitStack() as stack:
         clients = []
         for i in range(config.connections):
-            client = AsyncClient(config.targets[i % len(config.targets)], timeout=config.timeout)
+            address = config.targets[i % len(config.targets)]
+            client = AsyncClient(
+                address,
+                timeout=config.timeout,
+                credentials=credentials.resolve(None, address),
+                tls_ca=target.tls_ca_for(None, address),
+            )
             clients.append(await stack.enter_async_context(client))
         ring = await _ring(clients[0])
         rf = config.rf or (min(3, ring[1]) if ring else 1)

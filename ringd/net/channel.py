@@ -11,6 +11,7 @@ that times out or finds the connection closed fails; the connection keeps servin
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -112,7 +113,7 @@ class Channel:
                 nursery.cancel_scope.cancel()
         self._shutdown()
         with trio.CancelScope(shield=True):
-            await self._stream.aclose()
+            await trio.aclose_forcefully(self._stream)
 
     def _shutdown(self) -> None:
         self._closed = True
@@ -204,6 +205,23 @@ class Channel:
         self._cancel.cancel()
 
 
+async def _start_tls(
+    raw: trio.abc.Stream, ctx: ssl.SSLContext, host: str, address: str, timeout: float
+) -> trio.SSLStream[trio.abc.Stream]:
+    """The TLS handshake as a client of ``host``; ``ConnectionClosed`` saying why it failed."""
+    stream = trio.SSLStream(raw, ctx, server_hostname=host.strip("[]"))
+    try:
+        with trio.fail_after(timeout):
+            await stream.do_handshake()
+    except (trio.BrokenResourceError, trio.TooSlowError, ssl.SSLError) as exc:
+        await trio.aclose_forcefully(raw)
+        why = exc.__cause__ or exc or "timed out"
+        raise ConnectionClosed(
+            f"TLS handshake with {address} failed: {why} (does the node listen with TLS?)"
+        ) from None
+    return stream
+
+
 async def open_channel(
     nursery: trio.Nursery,
     address: str,
@@ -212,16 +230,20 @@ async def open_channel(
     connect_timeout: float = 5.0,
     max_frame: int = DEFAULT_MAX_FRAME,
     peer_auth: Callable[[], PeerInitiator] | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> Channel:
     """Connect to ``address``, start the channel in ``nursery`` and say hello; with
     ``peer_auth`` (a new ``ringd.auth.peer.Initiator`` per connection), prove membership of the
     cluster in the hello and one ``auth`` round trip (refused: ``Unauthorized``)."""
     host, port = split_address(address)
+    stream: trio.abc.Stream
     try:
         with trio.fail_after(connect_timeout):
             stream = await trio.open_tcp_stream(host, port)
     except (OSError, trio.TooSlowError) as exc:
         raise ConnectionClosed(f"cannot connect to {address}: {exc or 'timed out'}") from None
+    if tls is not None:
+        stream = await _start_tls(stream, tls, host, address, connect_timeout)
     channel = Channel(stream, address, max_frame)
     await nursery.start(channel.run)
     try:

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import inspect
 import logging
+import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -31,6 +33,7 @@ from typing import Any
 import trio
 
 from ringd.auth.gate import Gate, RateLimitedLog
+from ringd.auth.node_tls import TLS_RECORD, NodeTLS
 from ringd.auth.roles import ADMIN
 from ringd.net import accept
 from ringd.protocol import messages
@@ -78,13 +81,15 @@ class Session:
     kind: str = ""  # a client's role kind: admin, readwrite, readonly
     user: str = ""
     peer_auth: Any = None  # a peer's ``ringd.auth.peer.Acceptor`` until its auth is answered
+    tls: bool = False  # the connection is over TLS
+    peer_cert: bool = False  # ...and the other end presented a certificate the CA signed
 
 
 class _Conn:
     """One accepted connection's state: protocol state, outgoing buffer, in-flight count."""
 
     def __init__(self, stream: trio.SocketStream, max_frame: int) -> None:
-        self.stream = stream
+        self.stream: trio.abc.Stream = stream
         self.proto = Acceptor(max_frame)
         self.out: list[bytes] = []
         self.out_bytes = 0
@@ -121,6 +126,7 @@ class Server:
         max_frame: int = DEFAULT_MAX_FRAME,
         gate: Gate | None = None,
         limits: Limits | None = None,
+        tls: NodeTLS | None = None,
     ) -> None:
         missing = set(messages.VERBS) - set(handlers) - {"hello", "auth"}
         unknown = set(handlers) - set(messages.VERBS)
@@ -139,6 +145,7 @@ class Server:
         self._node_info = node_info
         self._max_frame = max_frame
         self.limits = limits or Limits()
+        self.tls = tls
         self._log = RateLimitedLog(logger=log)
         self._draining = False
         self._in_flight = 0
@@ -302,6 +309,10 @@ class Server:
         stream = conn.stream
         greeted = False
         with trio.move_on_after(HANDSHAKE_TIMEOUT) as hello_deadline:
+            if self.tls is not None and self.tls.server is not None:
+                if not await self._start_tls(conn, session):
+                    return
+                stream = conn.stream
             while not greeted:
                 data = await stream.receive_some(RECEIVE_SIZE)
                 if not data:
@@ -368,6 +379,28 @@ class Server:
             if not data:
                 return
 
+    async def _start_tls(self, conn: _Conn, session: Session) -> bool:
+        """If the first byte starts a TLS record, do the handshake (False: it failed)."""
+        raw = conn.stream
+        assert isinstance(raw, trio.SocketStream) and self.tls is not None
+        context = self.tls.server
+        assert context is not None
+        first = await raw.socket.recv(1, socket.MSG_PEEK)
+        if not first or first[0] != TLS_RECORD:
+            return bool(first)
+        tls_stream = trio.SSLStream(raw, context, server_side=True)
+        try:
+            await tls_stream.do_handshake()
+        except (trio.BrokenResourceError, ssl.SSLError) as exc:
+            self._log.warning(
+                "tls", "TLS handshake from %s failed: %s", session.remote, exc.__cause__ or exc
+            )
+            return False
+        conn.stream = tls_stream
+        session.tls = True
+        session.peer_cert = bool(tls_stream.getpeercert())
+        return True
+
     def _hold(self, conn: _Conn, session: Session) -> None:
         """Count the connection's unfinished frame; OVERLOADED if the node holds too much."""
         held = conn.proto.buffered()
@@ -431,6 +464,8 @@ class Server:
         try:
             session.role = conn.proto.role
             session.hello = args
+            if self.tls is not None:
+                self.tls.check_hello(session.role, session.tls, session.peer_cert)
             if self._gate is not None:
                 extra = await self._gate.hello(session, args)
             else:
