@@ -9,6 +9,9 @@
 - ``tls``: ``server_context`` / ``client_context`` from certificate paths, and ``make_local_ca``
   for local clusters.
 
-None of it is wired into the server, the hello or the handlers yet: these parts are sans-IO and
-take plain values, so the connection code calls them and turns their errors into wire errors.
+- ``gate``: the hello and per-request checks the server runs; ``verbs``: the role management
+  verbs; ``node_tls``: a node's TLS contexts, what each side requires, and reloading them.
+
+``peer``, ``roles`` and ``tls`` are sans-IO and take plain values; the connection code calls them
+and turns their errors into wire errors.
 """

@@ -22,7 +22,7 @@ from ringd.auth.peer import Initiator as PeerInitiator
 from ringd.net.address import split_address
 from ringd.net.deadlines import Deadline, Deadlines
 from ringd.protocol import messages
-from ringd.protocol.connection import Initiator
+from ringd.protocol.connection import CLOSED, Initiator
 from ringd.protocol.errors import ErrorCode, ProtocolError
 from ringd.protocol.framing import DEFAULT_MAX_FRAME
 
@@ -162,7 +162,7 @@ class Channel:
         """Send a request; ``callback`` gets its result or error (a timeout, a closed
         connection) exactly once, from the channel's tasks or, if the channel is already
         closed, at once."""
-        if self._closed:
+        if self._closed or self._proto.state == CLOSED:  # closed, or bad data already arrived
             deliver(callback, None, ConnectionClosed(self._close_reason))
             return
         if timeout is None:
