@@ -7,12 +7,13 @@
 # sub-commands of a command path
 _ringctl_commands() {
     case "$1" in
-        '') echo 'cluster compact compactionstats delete describecluster describering disablehandoff disablehintsfordc dump enablehandoff enablehintsfordc flush get getendpoints getmaxhintwindow gossipinfo info keyspace listpendinghints load netstats pausehandoff ping proxyhistograms put repair repair_admin resumehandoff ring sethintedhandoffthrottlekb setmaxhintwindow status statushandoff stress tablehistograms tablestats tpstats truncatehints verify version' ;;
+        '') echo 'assassinate cluster compact compactionstats delete describecluster describering disablehandoff disablehintsfordc dump enablehandoff enablehintsfordc flush get getendpoints getmaxhintwindow gossipinfo info keyspace listpendinghints load netstats pausehandoff ping proxyhistograms put repair repair_admin resumehandoff ring role sethintedhandoffthrottlekb setmaxhintwindow status statushandoff stress tablehistograms tablestats tpstats truncatehints verify version' ;;
         'cluster') echo 'create filters heal list logs node partition remove start status stop switch' ;;
         'cluster node') echo 'clock-offset kill logs pause resume show start stop' ;;
         'keyspace') echo 'alter create drop list' ;;
         'repair') echo 'run status' ;;
         'repair_admin') echo 'cancel list' ;;
+        'role') echo 'alter create drop list' ;;
         *) ;;
     esac
 }
@@ -20,9 +21,10 @@ _ringctl_commands() {
 # options of a command path
 _ringctl_options() {
     case "$1" in
-        '') echo '--help --install-completion --password-file --show-completion --user --verbose -v' ;;
+        '') echo '--help --install-completion --password-file --show-completion --tls-ca --user --verbose -v' ;;
+        'assassinate') echo '--help --host --json --timeout' ;;
         'cluster') echo '--help' ;;
-        'cluster create') echo '--conf --help --json --name --nodes --num-tokens --port --single-address -n' ;;
+        'cluster create') echo '--conf --help --json --name --nodes --num-tokens --port --single-address --tls -n' ;;
         'cluster filters') echo '--help --json --name' ;;
         'cluster heal') echo '--help --json --name' ;;
         'cluster list') echo '--help --json' ;;
@@ -78,6 +80,11 @@ _ringctl_options() {
         'repair_admin list') echo '--help --host --json --timeout' ;;
         'resumehandoff') echo '--help --host --json --timeout' ;;
         'ring') echo '--help --host --json --timeout' ;;
+        'role') echo '--help' ;;
+        'role alter') echo '--help --host --json --password-file --timeout' ;;
+        'role create') echo '--help --host --json --kind --password-file --timeout' ;;
+        'role drop') echo '--help --host --json --timeout' ;;
+        'role list') echo '--help --host --json --timeout' ;;
         'sethintedhandoffthrottlekb') echo '--help --host --json --timeout' ;;
         'setmaxhintwindow') echo '--help --host --json --timeout' ;;
         'status') echo '--help --host --json --timeout' ;;
@@ -96,7 +103,8 @@ _ringctl_options() {
 # options that take a value
 _ringctl_value_options() {
     case "$1" in
-        '') echo '--password-file --user' ;;
+        '') echo '--password-file --tls-ca --user' ;;
+        'assassinate') echo '--host --timeout' ;;
         'cluster create') echo '--conf --name --nodes --num-tokens --port -n' ;;
         'cluster filters') echo '--name' ;;
         'cluster heal') echo '--name' ;;
@@ -143,6 +151,10 @@ _ringctl_value_options() {
         'repair_admin list') echo '--host --timeout' ;;
         'resumehandoff') echo '--host --timeout' ;;
         'ring') echo '--host --timeout' ;;
+        'role alter') echo '--host --password-file --timeout' ;;
+        'role create') echo '--host --kind --password-file --timeout' ;;
+        'role drop') echo '--host --timeout' ;;
+        'role list') echo '--host --timeout' ;;
         'sethintedhandoffthrottlekb') echo '--host --timeout' ;;
         'setmaxhintwindow') echo '--host --timeout' ;;
         'status') echo '--host --timeout' ;;
@@ -204,6 +216,7 @@ _ringctl_choices() {
         'load|--consistency') echo 'ONE TWO THREE QUORUM ALL ANY LOCAL_ONE LOCAL_QUORUM EACH_QUORUM' ;;
         'put|-c') echo 'ONE TWO THREE QUORUM ALL ANY LOCAL_ONE LOCAL_QUORUM EACH_QUORUM' ;;
         'put|--consistency') echo 'ONE TWO THREE QUORUM ALL ANY LOCAL_ONE LOCAL_QUORUM EACH_QUORUM' ;;
+        'role create|--kind') echo 'admin readwrite readonly' ;;
         'stress|-cl') echo 'ONE TWO THREE QUORUM ALL ANY LOCAL_ONE LOCAL_QUORUM EACH_QUORUM' ;;
         'stress|--consistency') echo 'ONE TWO THREE QUORUM ALL ANY LOCAL_ONE LOCAL_QUORUM EACH_QUORUM' ;;
         *) ;;
@@ -214,6 +227,7 @@ _ringctl_choices() {
 _ringctl_option_kind() {
     case "$1|$2" in
         '|--password-file') echo file ;;
+        '|--tls-ca') echo file ;;
         'cluster filters|--name') echo cluster ;;
         'cluster heal|--name') echo cluster ;;
         'cluster logs|--name') echo cluster ;;
@@ -223,6 +237,8 @@ _ringctl_option_kind() {
         'cluster status|--name') echo cluster ;;
         'cluster stop|--name') echo cluster ;;
         'put|--value-file') echo file ;;
+        'role alter|--password-file') echo file ;;
+        'role create|--password-file') echo file ;;
         'stress|--keyspace') echo keyspace ;;
         *) ;;
     esac

@@ -8,7 +8,7 @@ import typer
 import typer.main
 
 from ringctl import credentials, target
-from ringctl.commands import admin, cluster, data, hints, keyspace, repair, stress, views
+from ringctl.commands import admin, cluster, data, hints, keyspace, repair, roles, stress, views
 
 app = typer.Typer(
     name="ringctl",
@@ -45,8 +45,18 @@ def _root(
             help="Read the password from FILE (else RINGCTL_PASSWORD_FILE).",
         ),
     ] = None,
+    tls_ca: Annotated[
+        str | None,
+        typer.Option(
+            "--tls-ca",
+            metavar="FILE",
+            help="Connect with TLS and verify the node's certificate against the CA in FILE "
+            "(else RINGCTL_TLS_CA, else the local cluster's own CA when it has one).",
+        ),
+    ] = None,
 ) -> None:
     target.verbose = verbose
+    target.tls_ca = tls_ca
     credentials.user = user
     credentials.password_file = password_file
 
@@ -56,6 +66,7 @@ app.add_typer(keyspace.app, name="keyspace")
 admin.register(app)
 views.register(app)
 hints.register(app)
+app.add_typer(roles.app, name="role")
 app.add_typer(cluster.app, name="cluster")
 stress.register(app)
 repair.register(app)

@@ -28,6 +28,8 @@ A malformed address (``"host:99999"``, ``":7400"``) raises ``ValueError``.
 from __future__ import annotations
 
 import socket
+import ssl
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ringd.config import DEFAULT_PORT
@@ -233,6 +235,26 @@ class _Api:
         return self._call(op, {k: v for k, v in args.items() if v is not None}, timeout)
 
 
+def _tls_context(ca: str) -> ssl.SSLContext:
+    from ringd.auth.tls import TLSConfigError, client_context
+
+    try:
+        return client_context(Path(ca).expanduser())
+    except TLSConfigError as exc:
+        raise ConnectError(str(exc)) from None
+
+
+def _wrap_tls(sock: socket.socket, ca: str, host: str, address: str) -> socket.socket:
+    """The TLS handshake over ``sock``, verifying the node's certificate against ``ca``."""
+    try:
+        return _tls_context(ca).wrap_socket(sock, server_hostname=host)
+    except (ssl.SSLError, OSError) as exc:
+        sock.close()
+        raise ConnectError(
+            f"TLS handshake with {address} failed: {exc} (does the node listen with TLS?)"
+        ) from None
+
+
 class Client(_Api):
     """Blocking client over a plain socket; one request at a time; reconnects when needed."""
 
@@ -244,11 +266,13 @@ class Client(_Api):
         credentials: Any = None,
         max_frame: int = DEFAULT_MAX_FRAME,
         cluster: str | None = None,
+        tls_ca: str | None = None,
     ) -> None:
         self.address = address
         self.timeout = timeout
         self.credentials = credentials
         self.cluster = cluster
+        self.tls_ca = tls_ca  # a CA file: connect with TLS and verify the node's certificate
         self._max_frame = max_frame
         self._sock: socket.socket | None = None
         self._proto: Initiator[str] = Initiator(max_frame)
@@ -272,6 +296,8 @@ class Client(_Api):
         except OSError as exc:
             raise ConnectError(f"cannot connect to {self.address}: {exc.strerror or exc}") from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls_ca is not None:
+            sock = _wrap_tls(sock, self.tls_ca, host, self.address)
         sock.settimeout(self.timeout)
         self._sock = sock
         self._proto = Initiator(self._max_frame)
@@ -354,11 +380,13 @@ class AsyncClient(_Api):
         credentials: Any = None,
         max_frame: int = DEFAULT_MAX_FRAME,
         cluster: str | None = None,
+        tls_ca: str | None = None,
     ) -> None:
         self.address = address
         self.timeout = timeout
         self.credentials = credentials
         self.cluster = cluster
+        self.tls_ca = tls_ca  # a CA file: connect with TLS and verify the node's certificate
         self._max_frame = max_frame
         self._channel: Channel | None = None
         self._nursery_cm: Any = None
@@ -379,6 +407,7 @@ class AsyncClient(_Api):
                 messages.hello_args(messages.CLIENT, self.credentials),
                 connect_timeout=min(self.timeout, 5.0),
                 max_frame=self._max_frame,
+                tls=_tls_context(self.tls_ca) if self.tls_ca is not None else None,
             )
             self.server_info = check_hello(self.address, self._channel.peer_info, self.cluster)
         except BaseException as exc:

@@ -21,6 +21,21 @@ from ringd.net.address import split_address
 
 DEFAULT_TIMEOUT = 30.0
 verbose = False  # set by ``ringctl -v``: say which node and cluster a command talks to
+tls_ca: str | None = None  # set by ``ringctl --tls-ca``
+TLS_CA_ENV = "RINGCTL_TLS_CA"
+
+
+def tls_ca_for(cluster: str | None, address: str) -> str | None:
+    """The CA file to verify the node with (then ringctl connects with TLS): ``--tls-ca``, else
+    ``RINGCTL_TLS_CA``, else the local cluster's ``tls/ca.pem`` when it was made with ``--tls``."""
+    explicit = tls_ca or os.environ.get(TLS_CA_ENV) or None
+    if explicit is not None:
+        return explicit
+    name = cluster if cluster is not None else layout.cluster_of(address)
+    if name is None:
+        return None
+    ca = cluster_dir(name) / layout.TLS_DIR / "ca.pem"
+    return str(ca) if ca.exists() else None
 
 
 SESSION_FILE = "session.json"  # in the cluster's directory: the session high-water mark
@@ -119,12 +134,14 @@ def client(host: str | None, timeout: float | None = None) -> Client:
             cluster=to.cluster,
             session_file=cluster_dir(to.cluster) / SESSION_FILE,
             credentials=credentials.resolve(to.cluster, to.address),
+            tls_ca=tls_ca_for(to.cluster, to.address),
         )
     else:
         db = Client(
             to.address,
             timeout=timeout or DEFAULT_TIMEOUT,
             credentials=credentials.resolve(None, to.address),
+            tls_ca=tls_ca_for(None, to.address),
         )
     with output.errors():
         db.connect()
@@ -140,6 +157,7 @@ def async_client(host: str | None, timeout: float | None = None) -> AsyncClient:
         timeout=timeout or DEFAULT_TIMEOUT,
         cluster=to.cluster,
         credentials=credentials.resolve(to.cluster, to.address),
+        tls_ca=tls_ca_for(to.cluster, to.address),
     )
 
 

@@ -34,6 +34,9 @@ from ringd.service.topology import Topology
 LOAD_REPORT_INTERVAL = 5.0
 
 
+MAX_TEST_CLOCK_OFFSET_MS = 86_400_000  # the test_clock hook shifts a clock by a day at most
+
+
 def _raw_ownership(ring: Any) -> dict[str, float]:
     """Share of the token space each node is the primary owner of."""
     from ringd.dht.tokens import RING_SIZE
@@ -77,6 +80,7 @@ class Admin:
         hints_pending: Callable[[], list[dict[str, Any]]] = list,
         repair_status: Callable[[], dict[str, Any]] = dict,
         mode: Callable[[], str] = lambda: "NORMAL",
+        server_limits: Callable[[], dict[str, int]] = dict,
     ) -> None:
         self.host_id = host_id
         self.generation = generation
@@ -91,6 +95,7 @@ class Admin:
         self.messaging = messaging
         self.metrics = metrics
         self.server_counts = server_counts
+        self.server_limits = server_limits
         self.clock_guard = clock_guard
         self.repair_warnings = repair_warnings
         self.stages = stages
@@ -185,6 +190,7 @@ class Admin:
             "commitlog_sync": config.commitlog_sync,
             "connections": connections,
             "requests": served,
+            "connection_limits": self.server_limits(),
             "clock_offset_ms": self.clock.offset_ms,
             **self._measured_offset(),
             "hlc_us": self.clock.peek(),
@@ -422,6 +428,14 @@ def verbs(admin: Admin) -> dict[str, Handler]:
         problems = await trio.to_thread.run_sync(engine.verify)
         return {"ok": not problems, "problems": problems}
 
+    def assassinate(s: Session, args: dict[str, Any]) -> dict[str, Any]:
+        address = arg(args, "address", str)
+        try:
+            host_id = admin.gossiper.assassinate(address)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+        return {"address": address, "host_id": host_id}
+
     def test_filter(s: Session, args: dict[str, Any]) -> dict[str, Any]:
         admin.hooks_enabled()
         return admin.set_filter(args)
@@ -429,9 +443,11 @@ def verbs(admin: Admin) -> dict[str, Handler]:
     def test_clock(s: Session, args: dict[str, Any]) -> dict[str, Any]:
         admin.hooks_enabled()
         offset = arg(args, "offset_ms", int)
-        if abs(offset) > 10 * 365 * 86400 * 1000:
-            raise InvalidRequest("offset_ms is out of range")
-        clock.offset_ms = offset
+        if abs(offset) > MAX_TEST_CLOCK_OFFSET_MS:
+            raise InvalidRequest(
+                f"offset_ms must be within ±{MAX_TEST_CLOCK_OFFSET_MS} (one day); 0 removes it"
+            )
+        clock.set_offset(offset)
         return {"offset_ms": offset, "wall_us": int(clock.wall_seconds() * 1e6)}
 
     return {
@@ -452,6 +468,7 @@ def verbs(admin: Admin) -> dict[str, Handler]:
         "compactionstats": _compactionstats,
         "tablestats": _tablestats,
         "verify": _verify,
+        "assassinate": assassinate,
         "test_filter": test_filter,
         "test_clock": test_clock,
     }

@@ -62,7 +62,24 @@ class Config:
         metadata={"help": "on a disk failure (full, I/O error): stop_writes or die"},
     )
     max_connections: int = field(
-        default=1024, metadata={"help": "connections held at once (clients and peers)"}
+        default=1024,
+        metadata={"help": "client connections held at once (peers and admins: also reserved)"},
+    )
+    reserved_connections: int = field(
+        default=16,
+        metadata={"help": "connections beyond max_connections that only peers and admins get"},
+    )
+    client_idle_timeout_s: float = field(
+        default=300.0,
+        metadata={"help": "close a client connection with no request for this long (0: never)"},
+    )
+    frame_timeout_s: float = field(
+        default=30.0,
+        metadata={"help": "close a connection whose started frame gets no bytes for this long"},
+    )
+    max_unfinished_frame_bytes: int = field(
+        default=64 * 1024 * 1024,
+        metadata={"help": "bytes all connections may hold in unfinished frames; more: OVERLOADED"},
     )
     max_frame_bytes: int = field(
         default=16 * 1024 * 1024, metadata={"help": "largest frame accepted"}
@@ -145,6 +162,20 @@ class Config:
     authenticator: str = field(
         default="password", metadata={"help": "client logins: password (roles) or none"}
     )
+    tls_cert_file: str = field(
+        default="", metadata={"help": "this node's TLS certificate (PEM); empty: no TLS"}
+    )
+    tls_key_file: str = field(default="", metadata={"help": "the key of tls_cert_file (PEM)"})
+    tls_ca_file: str = field(
+        default="", metadata={"help": "CA certificates to verify peers with (PEM)"}
+    )
+    client_tls: str = field(
+        default="off", metadata={"help": "clients: off, optional or required (TLS)"}
+    )
+    internode_tls: str = field(
+        default="off",
+        metadata={"help": "peers: off (plaintext), optional (connect with TLS) or required"},
+    )
     initial_admin_password_file: str = field(
         default="",
         metadata={"help": "first start with no roles: create role admin with this file's password"},
@@ -193,6 +224,8 @@ class Config:
             ("read_timeout_ms", 1, 3_600_000),
             ("memtable_flush_mb", 1, 64 * 1024),
             ("max_connections", 1, 1_000_000),
+            ("reserved_connections", 0, 100_000),
+            ("max_unfinished_frame_bytes", 64 * 1024, 1 << 40),
             ("max_frame_bytes", 64 * 1024, 1 << 30),
             ("clock_offset_ms", -MAX_CLOCK_OFFSET_MS, MAX_CLOCK_OFFSET_MS),
             ("max_hint_window_ms", 0, 30 * 86400 * 1000),
@@ -205,6 +238,12 @@ class Config:
                 raise bad(name, f"must be between {low} and {high}")
         if not 0 <= self.commitlog_group_window_ms <= 1000:
             raise bad("commitlog_group_window_ms", "must be between 0 and 1000")
+        if not 0 <= self.client_idle_timeout_s <= 86400:
+            raise bad("client_idle_timeout_s", "must be between 0 and 86400")
+        if not 0.1 <= self.frame_timeout_s <= 3600:
+            raise bad("frame_timeout_s", "must be between 0.1 and 3600")
+        if self.max_unfinished_frame_bytes < self.max_frame_bytes:
+            raise bad("max_unfinished_frame_bytes", "must be at least max_frame_bytes")
         if not 0 <= self.drain_timeout_s <= 3600:
             raise bad("drain_timeout_s", "must be between 0 and 3600")
         if not 0 <= self.gossip_settle_s <= 600:
@@ -230,6 +269,18 @@ class Config:
                 f"must be one of {', '.join(DISK_FAILURE_POLICIES)}, "
                 f"not {self.disk_failure_policy!r}",
             )
+        for name in ("client_tls", "internode_tls"):
+            if getattr(self, name) not in ("off", "optional", "required"):
+                raise bad(name, f"must be off, optional or required, not {getattr(self, name)!r}")
+        wants_tls = self.client_tls != "off" or self.internode_tls != "off"
+        if wants_tls and not (self.tls_cert_file and self.tls_key_file):
+            raise bad(
+                "tls_cert_file", "client_tls or internode_tls needs tls_cert_file and tls_key_file"
+            )
+        if self.internode_tls != "off" and not self.tls_ca_file:
+            raise bad("tls_ca_file", "internode_tls needs tls_ca_file to verify peers with")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise bad("tls_key_file", "give both tls_cert_file and tls_key_file, or neither")
         if self.authenticator not in AUTHENTICATORS:
             raise bad("authenticator", f"must be password or none, not {self.authenticator!r}")
         if self.log_level not in ("debug", "info", "warning", "error"):

@@ -16,9 +16,10 @@ log = logging.getLogger(__name__)
 HEADROOM = 128
 
 
-def fit_max_connections(max_connections: int) -> int:
-    """The number of connections the node can hold; may raise the soft RLIMIT_NOFILE."""
-    need = max_connections + HEADROOM
+def fit_max_connections(max_connections: int, reserved: int = 0) -> int:
+    """The number of ordinary connections the node can hold besides ``reserved`` ones (for
+    peers and admins); may raise the soft RLIMIT_NOFILE."""
+    need = max_connections + reserved + HEADROOM
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or soft >= need:
         return max_connections
@@ -32,7 +33,7 @@ def fit_max_connections(max_connections: int) -> int:
             log.warning("cannot raise the open-file limit from %d: %s", soft, exc)
     if soft >= need:
         return max_connections
-    fitted = max(soft - HEADROOM, soft // 2, 1)
+    fitted = max(soft - HEADROOM - reserved, soft // 2 - reserved, 1)
     log.warning(
         "the open-file limit (%d) is too low for max_connections %d: serving at most %d "
         "connections (raise the limit, e.g. ulimit -n %d)",

@@ -11,7 +11,8 @@ wall clock function (the hybrid clock, gossip and the generation read it);
 
 Signals: the first SIGTERM or SIGINT starts the drain; more of them while draining are logged
 and ignored (the drain is bounded by ``drain_timeout_s``). SIGHUP re-reads the configuration
-and applies what can change while running (the log level); it never stops the node.
+and applies what can change while running (the log level) and re-reads the TLS certificate
+files; it never stops the node.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ import trio
 import ringd
 from ringd import admin, verbs
 from ringd.admin import Admin
+from ringd.auth import verbs as role_verbs
 from ringd.auth.gate import Gate
+from ringd.auth.node_tls import NodeTLS, TLSConfigError
 from ringd.auth.peer import Initiator as PeerInitiator
 from ringd.auth.peer import SecretFileError, load_secret_file
 from ringd.auth.roles import ADMIN, RoleStore, RoleStoreError
@@ -55,7 +58,7 @@ from ringd.metrics import CoordinatorMetrics, prometheus
 from ringd.metrics.http import MetricsServer
 from ringd.net.address import split_address
 from ringd.net.messaging import Messaging
-from ringd.net.server import Server
+from ringd.net.server import Limits, Server
 from ringd.protocol.errors import ProtocolError
 from ringd.protocol.messages import PEER, hello_args
 from ringd.repair import verbs as repair_verbs
@@ -151,6 +154,11 @@ class Node:
                     "data for unknown keyspace %s is kept until the schema says otherwise", ks
                 )
         self.gate = _make_gate(config, self.host_id, system)
+        try:
+            self.tls = NodeTLS.from_config(config)
+        except TLSConfigError as exc:
+            raise StartupError(str(exc)) from None
+        tls = self.tls
         secret = self.gate.secret
         self._runs_messaging = messaging is None
         self.messaging = messaging or Messaging(
@@ -162,6 +170,7 @@ class Node:
                 if secret is not None
                 else None
             ),
+            tls=(lambda: tls.client) if tls is not None else None,
         )
         gossip_interval = config.gossip_interval_ms / 1000.0
         self.gossiper = Gossiper(
@@ -253,6 +262,7 @@ class Node:
             messaging=self.messaging,
             metrics=self.metrics,
             server_counts=lambda: (self.server.connections, self.server.requests),
+            server_limits=lambda: self.server.stats(),
             clock_guard=self.clock_guard,
             repair_warnings=lambda: repair_verbs.stale_warnings(self.repair.status()),
             stages=self._stages,
@@ -300,13 +310,23 @@ class Node:
             hints_verbs.verbs(self.hints, self.hints_view),
             repair_verbs.verbs(self.repair_replica, self.repair, lambda: self.anti_entropy),
             {"auth": self.gate.auth},
+            role_verbs.verbs(self.gate),
         )
         self.server = Server(
             self.handlers,
             node_info=self.node_info,
             max_frame=config.max_frame_bytes,
             gate=self.gate,
-            max_connections=fit_max_connections(config.max_connections),
+            tls=self.tls,
+            limits=Limits(
+                max_connections=fit_max_connections(
+                    config.max_connections, config.reserved_connections
+                ),
+                reserved_connections=config.reserved_connections,
+                client_idle_timeout_s=config.client_idle_timeout_s,
+                frame_timeout_s=config.frame_timeout_s,
+                max_unfinished_frame_bytes=config.max_unfinished_frame_bytes,
+            ),
         )
         self.metrics_listeners: list[Any] = []
         self.listeners: list[Any] = []
@@ -577,6 +597,12 @@ class Node:
         except ConfigError as exc:
             log.warning("received SIGHUP: configuration not reloaded: %s", exc)
             return
+        if self.tls is not None:
+            try:
+                self.tls.reload()
+                log.info("received SIGHUP: reloaded the TLS certificate files")
+            except TLSConfigError as exc:
+                log.warning("received SIGHUP: TLS files not reloaded (old ones kept): %s", exc)
         logging.getLogger().setLevel(new.log_level.upper())
         self.config.log_level = new.log_level
         later = [

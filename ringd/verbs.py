@@ -9,6 +9,7 @@ Each subsystem that serves verbs has a ``verbs(...)`` function next to its code:
   ringd.gms.verbs              gossip_syn, gossip_ack2
   ringd.admin                  ping, the admin views, flush/compact/verify, test hooks
   ringd.hints.verbs            hints_*, mutate_hinted, read_hinted
+  ringd.auth.verbs             role_create, role_alter, role_drop, role_list
   ringd.repair.verbs           repair_validate/leaves/rows/apply/release, repair_start/...
   ringd.auth.gate              auth (a peer's proof of the cluster secret)
 

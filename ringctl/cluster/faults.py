@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ringctl.client import Client
-from ringctl.cluster.layout import ClusterSpec, LayoutError, NodeSpec, credentials_for
+from ringctl.cluster.layout import ClusterSpec, LayoutError, NodeSpec, connect_args
 from ringctl.cluster.manager import RUNNING, ClusterError, node_process
 from ringctl.output import CONNECT, NOT_FOUND, USAGE
 
@@ -39,7 +39,7 @@ def _live(spec: ClusterSpec, numbers: Iterable[int]) -> list[NodeSpec]:
 
 
 def _filter(node: NodeSpec, **args: Any) -> dict[str, Any]:
-    with Client(node.address, timeout=5.0, credentials=credentials_for(node.address)) as db:
+    with Client(node.address, timeout=5.0, **connect_args(node.address)) as db:
         return dict(db.admin("test_filter", **args))
 
 
@@ -84,6 +84,6 @@ def filters(spec: ClusterSpec) -> list[dict[str, Any]]:
 def clock_offset(spec: ClusterSpec, number: int, offset_ms: int) -> dict[str, Any]:
     """Shift one node's wall clock by ``offset_ms`` (until it restarts)."""
     node = _live(spec, [number])[0]
-    with Client(node.address, timeout=5.0, credentials=credentials_for(node.address)) as db:
+    with Client(node.address, timeout=5.0, **connect_args(node.address)) as db:
         result = db.admin("test_clock", offset_ms=offset_ms)
     return {"node": node.name, "address": node.address, **result}

@@ -57,6 +57,7 @@ MANAGED_SETTINGS = frozenset(
 SECRET_FILE = "cluster.secret"
 ADMIN_PASSWORD_FILE = "admin.password"
 ADMIN_USER = "admin"
+TLS_DIR = "tls"  # in the cluster's directory, when made with --tls: the CA and node certificates
 
 
 class LayoutError(Exception):
@@ -368,6 +369,7 @@ def node_settings(spec: ClusterSpec, node: NodeSpec) -> dict[str, Any]:
         "anti_entropy": True,
         "anti_entropy_interval_s": LOCAL_ANTI_ENTROPY_INTERVAL_S,
         **_auth_settings(spec.dir),
+        **_tls_settings(spec.dir, node.host),
         **spec.settings,
     }
 
@@ -383,6 +385,27 @@ def _auth_settings(directory: Path) -> dict[str, str]:
         if (directory / name).exists():
             found[key] = str(directory / name)
     return found
+
+
+def _tls_settings(directory: Path, host: str) -> dict[str, str]:
+    """TLS required on both sides, when the cluster was made with ``--tls``."""
+    tls = directory / TLS_DIR
+    if not (tls / "ca.pem").exists():
+        return {}
+    return {
+        "tls_cert_file": str(tls / f"node-{host}.pem"),
+        "tls_key_file": str(tls / f"node-{host}-key.pem"),
+        "tls_ca_file": str(tls / "ca.pem"),
+        "client_tls": "required",
+        "internode_tls": "required",
+    }
+
+
+def write_tls_files(directory: Path, hosts: list[str]) -> None:
+    """A local CA and a certificate per host, for a cluster made with ``--tls``."""
+    from ringd.auth.tls import make_local_ca
+
+    make_local_ca(directory / TLS_DIR, sorted(set(hosts)))
 
 
 def write_auth_files(directory: Path) -> None:
@@ -405,16 +428,35 @@ def admin_credentials(name: str) -> dict[str, str] | None:
     return {"user": ADMIN_USER, "password": password}
 
 
-def credentials_for(address: str) -> dict[str, str] | None:
-    """The stored admin credentials of the local cluster that has a node at ``address``."""
+def cluster_of(address: str) -> str | None:
+    """The local cluster that has a node at ``address``, if any."""
     for name in names():
         try:
             spec = load(name)
-        except Exception:  # a damaged cluster.json: it has no usable credentials
+        except Exception:  # a damaged cluster.json: not one to use
             continue
         if any(n.address == address for n in spec.nodes):
-            return admin_credentials(name)
+            return name
     return None
+
+
+def connect_args(address: str) -> dict[str, Any]:
+    """What the cluster manager connects to its node at ``address`` with: the cluster's admin
+    credentials and, for a cluster made with ``--tls``, its CA."""
+    name = cluster_of(address)
+    if name is None:
+        return {"credentials": None}
+    ca = cluster_dir(name) / TLS_DIR / "ca.pem"
+    return {
+        "credentials": admin_credentials(name),
+        "tls_ca": str(ca) if ca.exists() else None,
+    }
+
+
+def credentials_for(address: str) -> dict[str, str] | None:
+    """The stored admin credentials of the local cluster that has a node at ``address``."""
+    name = cluster_of(address)
+    return admin_credentials(name) if name is not None else None
 
 
 def render_config(spec: ClusterSpec, node: NodeSpec) -> str:

@@ -259,9 +259,11 @@ def create(
     num_tokens: int | None = None,
     settings: list[str] | None = None,
     rf: int | None = None,
+    tls: bool = False,
 ) -> ClusterSpec:
     """Create a cluster on disk (nothing is started) and make it the current one. With ``rf``,
-    refuse a cluster that cannot hold that replication factor."""
+    refuse a cluster that cannot hold that replication factor; with ``tls``, make a local CA and
+    node certificates and require TLS between nodes and from clients."""
     name = name or layout.DEFAULT_CLUSTER
     try:
         layout.check_name(name)
@@ -285,6 +287,8 @@ def create(
         replication_for(spec, rf)
     spec.save()
     layout.write_auth_files(spec.dir)
+    if tls:
+        layout.write_tls_files(spec.dir, [n.host for n in spec.nodes])
     for node in spec.nodes:
         layout.write_config(spec, node)
         spec.paths(node).data.mkdir(parents=True, exist_ok=True)
@@ -452,7 +456,7 @@ def start(
 
 def _ping(address: str, timeout: float = 2.0) -> bool:
     try:
-        with Client(address, credentials=layout.credentials_for(address), timeout=timeout) as db:
+        with Client(address, **layout.connect_args(address), timeout=timeout) as db:
             db.ping()
         return True
     except ProtocolError:
@@ -496,7 +500,7 @@ def _wait_serving(
 def _seen_up(address: str) -> set[str] | None:
     """Addresses the node at ``address`` reports UP, or None if it does not answer."""
     try:
-        with Client(address, credentials=layout.credentials_for(address), timeout=2.0) as db:
+        with Client(address, **layout.connect_args(address), timeout=2.0) as db:
             status = db.admin("status")
     except ProtocolError:
         return None
@@ -689,9 +693,7 @@ def node_status(spec: ClusterSpec, node: NodeSpec, *, info: bool = False) -> dic
     if proc.state != RUNNING:
         return entry
     try:
-        with Client(
-            node.address, credentials=layout.credentials_for(node.address), timeout=2.0
-        ) as db:
+        with Client(node.address, **layout.connect_args(node.address), timeout=2.0) as db:
             status = db.admin("status")
             entry["status"] = "UP"
             entry["sees_up"] = sorted(
@@ -756,15 +758,13 @@ def create_keyspace(
     until every running node knows it."""
     replication = replication_for(spec, rf)
     node = first_live(spec)
-    with Client(node.address, credentials=layout.credentials_for(node.address)) as db:
+    with Client(node.address, **layout.connect_args(node.address)) as db:
         ks = db.keyspace_create(keyspace, replication=replication, if_not_exists=True)
     deadline = time.monotonic() + timeout
     for other in running_nodes(spec):
         while True:
             try:
-                with Client(
-                    other.address, credentials=layout.credentials_for(other.address), timeout=2.0
-                ) as db:
+                with Client(other.address, **layout.connect_args(other.address), timeout=2.0) as db:
                     names = {k["name"] for k in db.keyspace_list()["keyspaces"]}
                 if keyspace in names:
                     break

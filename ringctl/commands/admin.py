@@ -334,6 +334,25 @@ def verify(host: Host = None, timeout: Timeout = None, as_json: Json = False) ->
         raise typer.Exit(output.NOT_FOUND)
 
 
+def assassinate(
+    address: Annotated[
+        str, typer.Argument(help="The endpoint to remove, as gossip lists it.", metavar="HOST:PORT")
+    ],
+    host: Host = None,
+    timeout: Timeout = None,
+    as_json: Json = False,
+) -> None:
+    """Remove a dead or bogus endpoint from gossip on every node (admin): it is marked LEFT with
+    a newer generation, so every node drops it from the ring and its saved peers. The endpoint
+    must be down; a node that restarts later rejoins."""
+    result = _call(host, timeout, "assassinate", address=address)
+    output.emit(
+        result,
+        as_json,
+        lambda r: output.say(f"Assassinated {r['address']} ({r['host_id']}); gossip spreads it"),
+    )
+
+
 def register(app: typer.Typer) -> None:
     for fn in (
         status,
@@ -349,5 +368,6 @@ def register(app: typer.Typer) -> None:
         compactionstats,
         tablestats,
         verify,
+        assassinate,
     ):
         app.command()(fn)

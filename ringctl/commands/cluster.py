@@ -140,6 +140,14 @@ def create(
     single_address: SingleAddress = False,
     num_tokens: NumTokens = None,
     conf: Conf = None,
+    tls: Annotated[
+        bool,
+        typer.Option(
+            "--tls",
+            help="Make a local CA and node certificates (in the cluster's tls/) and require TLS "
+            "between nodes and from clients; ringctl uses the CA by itself.",
+        ),
+    ] = False,
     as_json: Json = False,
 ) -> None:
     """Create a cluster on disk (nothing starts) and make it the current one."""
@@ -151,6 +159,7 @@ def create(
             single_address=single_address,
             num_tokens=num_tokens,
             settings=conf,
+            tls=tls,
         )
     data = {"name": spec.name, "dir": str(spec.dir), **spec.to_json()}
     output.emit(data, as_json, lambda _d: _describe(spec, "created"))

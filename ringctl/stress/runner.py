@@ -19,6 +19,7 @@ from typing import Any
 
 import trio
 
+from ringctl import target
 from ringctl.client import AsyncClient, ConnectError
 from ringctl.stress import cpu
 from ringctl.stress.stats import Stats, latency_ms
@@ -110,7 +111,10 @@ async def run(
         for i in range(config.connections):
             address = config.targets[i % len(config.targets)]
             client = AsyncClient(
-                address, timeout=config.timeout, credentials=config.credentials.get(address)
+                address,
+                timeout=config.timeout,
+                credentials=config.credentials.get(address),
+                tls_ca=target.tls_ca_for(None, address),
             )
             clients.append(await stack.enter_async_context(client))
         ring = await _ring(clients[0])

@@ -9,8 +9,9 @@
 - ``tls``: ``server_context`` / ``client_context`` from certificate paths, and ``make_local_ca``
   for local clusters.
 
-- ``gate``: ``Gate``, what the server asks at each hello (and a peer's ``auth``) and per request.
+- ``gate``: the hello and per-request checks the server runs; ``verbs``: the role management
+  verbs; ``node_tls``: a node's TLS contexts, what each side requires, and reloading them.
 
-``peer`` and ``roles`` are sans-IO and take plain values; the gate calls them and turns their
-errors into wire errors. ``tls`` is not wired into the server or the channels yet.
+``peer``, ``roles`` and ``tls`` are sans-IO and take plain values; the connection code calls them
+and turns their errors into wire errors.
 """

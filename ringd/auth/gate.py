@@ -43,8 +43,9 @@ class Session(Protocol):
 class RateLimitedLog:
     """Log a kind of event at most once per ``every`` seconds, with how many were not logged."""
 
-    def __init__(self, every: float = 5.0) -> None:
+    def __init__(self, every: float = 5.0, logger: logging.Logger | None = None) -> None:
         self.every = every
+        self._logger = logger or log
         self._last: dict[str, float] = {}
         self._skipped: dict[str, int] = {}
 
@@ -58,7 +59,7 @@ class RateLimitedLog:
         if skipped:
             fmt += " (%d more like it not logged)"
             args = (*args, skipped)
-        log.warning(fmt, *args)
+        self._logger.warning(fmt, *args)
 
 
 class Gate:

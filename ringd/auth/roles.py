@@ -43,6 +43,7 @@ class VerbClass(StrEnum):
     SCHEMA = "schema"  # keyspace changes
     ADMIN_VIEW = "admin-view"  # read-only views of the node and cluster
     ADMIN_CHANGE = "admin-change"  # flush, compaction, verification
+    ROLES = "roles"  # role management: admins only
     TEST_HOOK = "test-hook"  # fault injection; the node must also have been started with hooks
     INTERNODE = "internode"  # peer verbs: never a client's
 
@@ -85,6 +86,11 @@ VERB_CLASSES: dict[str, VerbClass] = {
     "repair_session": _C.ADMIN_VIEW,
     "repair_sessions": _C.ADMIN_VIEW,
     "repair_state": _C.ADMIN_VIEW,
+    "assassinate": _C.ADMIN_CHANGE,
+    "role_create": _C.ROLES,
+    "role_alter": _C.ROLES,
+    "role_drop": _C.ROLES,
+    "role_list": _C.ROLES,
     "test_filter": _C.TEST_HOOK,
     "test_clock": _C.TEST_HOOK,
     "mutate": _C.INTERNODE,

@@ -66,6 +66,7 @@ from ringd.gms.state import (
     EndpointState,
     GossipDigest,
     HeartBeatState,
+    Status,
     VersionedValue,
     check_address,
     check_app_key,
@@ -231,6 +232,29 @@ class Gossiper:
         self._states[host_id] = state
         self._down_since[host_id] = trio.current_time()
         return True
+
+    def assassinate(self, address: str) -> str:
+        """Remove the endpoint gossiping ``address``, as Cassandra's ``assassinateEndpoint``:
+        its state is replaced by one with a newer generation whose STATUS is LEFT, which gossip
+        spreads to every node (each drops it from the ring and from its saved peers). The
+        endpoint must be down. Its host id; ``ValueError`` with a one-line reason otherwise."""
+        address = check_address(address)
+        host_id = self.host_id_for_address(address)
+        if host_id is None:
+            raise ValueError(f"no endpoint at {address} in gossip")
+        if host_id == self.local_host_id:
+            raise ValueError(f"{address} is this node; assassinate it from another node")
+        if self.is_alive(host_id):
+            raise ValueError(f"{address} ({host_id}) is UP; stop it before assassinating it")
+        old = self._states[host_id]
+        version = old.max_version + 1
+        left = old.merged(
+            HeartBeatState(old.generation + 1, version),
+            {AppState.STATUS.value: VersionedValue(Status.LEFT.value, version)},
+        )
+        self._apply({host_id: left})
+        logger.warning("assassinated node %s (%s): marked LEFT", host_id, address)
+        return host_id
 
     def _beat(self) -> None:
         local = self.local_state

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -38,7 +39,7 @@ MAX_INT64 = 2**63 - 1
 MAX_ID_LENGTH = 256
 MAX_KEY_LENGTH = 64
 MAX_TEXT_LENGTH = 65536
-MAX_TOKENS = 65536
+MAX_TOKENS = 1024  # a node's num_tokens may be at most this (ringd.config)
 MAX_LIST_LENGTH = 65536
 MAX_APP_STATES = 256
 
@@ -103,6 +104,10 @@ def check_host_id(value: object) -> str:
     return _check_text(value, "host id", max_len=MAX_ID_LENGTH)
 
 
+_HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252}[A-Za-z0-9])?")
+_IPV6 = re.compile(r"[0-9A-Fa-f:.]{2,45}(%[A-Za-z0-9_.-]{1,32})?")
+
+
 def check_address(value: object) -> str:
     """Validate a ``host:port`` address (IPv6 hosts in brackets); return it."""
     text = _check_text(value, "address", max_len=MAX_ID_LENGTH)
@@ -111,13 +116,15 @@ def check_address(value: object) -> str:
         raise ValueError(f"address must be host:port, not {text!r}")
     if not (port.isascii() and port.isdigit()) or not 0 < int(port) <= 65535:
         raise ValueError(f"address {text!r} has an invalid port")
+    if any(c.isspace() for c in host):
+        raise ValueError(f"address {text!r} contains whitespace")
     if host.startswith("["):
-        if not host.endswith("]") or len(host) < 3:
+        if not host.endswith("]") or not _IPV6.fullmatch(host[1:-1]):
             raise ValueError(f"address {text!r} has an invalid IPv6 host")
     elif ":" in host:
         raise ValueError(f"address {text!r}: put an IPv6 host in brackets, as [::1]:7000")
-    if any(c.isspace() for c in host):
-        raise ValueError(f"address {text!r} contains whitespace")
+    elif not _HOSTNAME.fullmatch(host):
+        raise ValueError(f"address {text!r} has an invalid host (letters, digits, . and - only)")
     return text
 
 
@@ -147,7 +154,10 @@ def _check_tokens(value: object) -> tuple[int, ...]:
         raise ValueError(f"TOKENS must be a list of integers, not {type(value).__name__}")
     if len(value) > MAX_TOKENS:
         raise ValueError(f"too many TOKENS ({len(value)} > {MAX_TOKENS})")
-    return tuple(_check_int(t, "token", lo=MIN_INT64) for t in value)
+    tokens = tuple(_check_int(t, "token", lo=MIN_INT64) for t in value)
+    if len(set(tokens)) != len(tokens):
+        raise ValueError("TOKENS must not repeat a token")
+    return tokens
 
 
 def _check_name(value: object, what: str) -> str:

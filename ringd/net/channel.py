@@ -11,6 +11,7 @@ that times out or finds the connection closed fails; the connection keeps servin
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -21,7 +22,7 @@ from ringd.auth.peer import Initiator as PeerInitiator
 from ringd.net.address import split_address
 from ringd.net.deadlines import Deadline, Deadlines
 from ringd.protocol import messages
-from ringd.protocol.connection import Initiator
+from ringd.protocol.connection import CLOSED, Initiator
 from ringd.protocol.errors import ErrorCode, ProtocolError
 from ringd.protocol.framing import DEFAULT_MAX_FRAME
 
@@ -114,7 +115,7 @@ class Channel:
                 nursery.cancel_scope.cancel()
         self._shutdown()
         with trio.CancelScope(shield=True):
-            await self._stream.aclose()
+            await trio.aclose_forcefully(self._stream)
 
     def _shutdown(self) -> None:
         self._closed = True
@@ -163,7 +164,7 @@ class Channel:
         """Send a request; ``callback`` gets its result or error (a timeout, a closed
         connection) exactly once, from the channel's tasks or, if the channel is already
         closed, at once."""
-        if self._closed:
+        if self._closed or self._proto.state == CLOSED:  # closed, or bad data already arrived
             deliver(callback, None, ConnectionClosed(self._close_reason))
             return
         if timeout is None:
@@ -209,6 +210,23 @@ class Channel:
         self._cancel.cancel()
 
 
+async def _start_tls(
+    raw: trio.abc.Stream, ctx: ssl.SSLContext, host: str, address: str, timeout: float
+) -> trio.SSLStream[trio.abc.Stream]:
+    """The TLS handshake as a client of ``host``; ``ConnectionClosed`` saying why it failed."""
+    stream = trio.SSLStream(raw, ctx, server_hostname=host.strip("[]"))
+    try:
+        with trio.fail_after(timeout):
+            await stream.do_handshake()
+    except (trio.BrokenResourceError, trio.TooSlowError, ssl.SSLError) as exc:
+        await trio.aclose_forcefully(raw)
+        why = exc.__cause__ or exc or "timed out"
+        raise ConnectionClosed(
+            f"TLS handshake with {address} failed: {why} (does the node listen with TLS?)"
+        ) from None
+    return stream
+
+
 async def open_channel(
     nursery: trio.Nursery,
     address: str,
@@ -217,16 +235,20 @@ async def open_channel(
     connect_timeout: float = 5.0,
     max_frame: int = DEFAULT_MAX_FRAME,
     peer_auth: Callable[[], PeerInitiator] | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> Channel:
     """Connect to ``address``, start the channel in ``nursery`` and say hello; with
     ``peer_auth`` (a new ``ringd.auth.peer.Initiator`` per connection), prove membership of the
     cluster in the hello and one ``auth`` round trip (refused: ``Unauthorized``)."""
     host, port = split_address(address)
+    stream: trio.abc.Stream
     try:
         with trio.fail_after(connect_timeout):
             stream = await trio.open_tcp_stream(host, port)
     except (OSError, trio.TooSlowError) as exc:
         raise ConnectionClosed(f"cannot connect to {address}: {exc or 'timed out'}") from None
+    if tls is not None:
+        stream = await _start_tls(stream, tls, host, address, connect_timeout)
     channel = Channel(stream, address, max_frame)
     await nursery.start(channel.run)
     try:

@@ -8,6 +8,7 @@ message is lost as a real network would lose it: the caller waits out its timeou
 from __future__ import annotations
 
 import random
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,8 +75,10 @@ class Messaging:
         connect_timeout: float = 1.0,
         max_frame: int = DEFAULT_MAX_FRAME,
         peer_auth: Callable[[], PeerInitiator] | None = None,
+        tls: Callable[[], ssl.SSLContext | None] | None = None,
     ) -> None:
         self._hello = hello
+        self._tls = tls
         self._peer_auth = peer_auth
         self._refusals = RateLimitedLog(every=10.0)
         self._max_frame = max_frame
@@ -111,6 +114,7 @@ class Messaging:
                     connect_timeout=self._connect_timeout,
                     max_frame=self._max_frame,
                     peer_auth=self._peer_auth,
+                    tls=self._tls() if self._tls is not None else None,
                 )
             except ProtocolError as exc:
                 if exc.code == ErrorCode.UNAUTHORIZED:

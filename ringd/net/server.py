@@ -10,14 +10,21 @@ task. A handler answers with a result or ``ProtocolError``; anything else it rai
 Bad input gets an error frame; framing errors also close the connection. Nothing a client sends
 escapes its connection. Buffers are bounded: a connection stops reading while it has too many
 requests in flight or too many response bytes unsent, and a node holds at most
-``max_connections`` connections (more get ``OVERLOADED`` and are closed), so a node's memory for
-buffers is bounded whatever clients do.
+``max_connections`` ordinary client connections plus ``reserved_connections`` more for peers
+and admins (more get ``OVERLOADED`` and are closed), so a node's memory for buffers is bounded
+whatever clients do. ``Limits`` also closes a client connection idle (no request, nothing in
+flight) for ``client_idle_timeout_s``, a connection whose started frame makes no progress for
+``frame_timeout_s``, and one whose unfinished frame would take the node's bytes held in
+unfinished frames past ``max_unfinished_frame_bytes``. Each is counted (``stats``) and logged,
+rate-limited.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -25,12 +32,15 @@ from typing import Any
 
 import trio
 
-from ringd.auth.gate import Gate
+from ringd.auth.gate import Gate, RateLimitedLog
+from ringd.auth.node_tls import TLS_RECORD, NodeTLS
+from ringd.auth.roles import ADMIN
 from ringd.net import accept
 from ringd.protocol import messages
 from ringd.protocol.connection import Acceptor
 from ringd.protocol.errors import ErrorCode, ProtocolError
 from ringd.protocol.framing import DEFAULT_MAX_FRAME
+from ringd.protocol.messages import PEER
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +59,17 @@ Handler = (
 )
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What a node lets its connections hold (see the module docstring); 0 idle timeout: none."""
+
+    max_connections: int = 1024
+    reserved_connections: int = 16
+    client_idle_timeout_s: float = 300.0
+    frame_timeout_s: float = 30.0
+    max_unfinished_frame_bytes: int = 64 * 1024 * 1024
+
+
 @dataclass
 class Session:
     """Who is on the other end of a connection, as the handlers see it."""
@@ -60,13 +81,15 @@ class Session:
     kind: str = ""  # a client's role kind: admin, readwrite, readonly
     user: str = ""
     peer_auth: Any = None  # a peer's ``ringd.auth.peer.Acceptor`` until its auth is answered
+    tls: bool = False  # the connection is over TLS
+    peer_cert: bool = False  # ...and the other end presented a certificate the CA signed
 
 
 class _Conn:
     """One accepted connection's state: protocol state, outgoing buffer, in-flight count."""
 
     def __init__(self, stream: trio.SocketStream, max_frame: int) -> None:
-        self.stream = stream
+        self.stream: trio.abc.Stream = stream
         self.proto = Acceptor(max_frame)
         self.out: list[bytes] = []
         self.out_bytes = 0
@@ -76,6 +99,8 @@ class _Conn:
         self.closing = False
         self.writer_done = trio.Event()
         self.last_receive = trio.current_time()
+        self.held = 0  # bytes of unfinished frames, as counted in Server.unfinished_bytes
+        self.ordinary = False  # holds one of the max_connections ordinary slots
 
     def write(self, data: bytes) -> None:
         self.out.append(data)
@@ -100,7 +125,8 @@ class Server:
         node_info: Callable[[], dict[str, Any]],
         max_frame: int = DEFAULT_MAX_FRAME,
         gate: Gate | None = None,
-        max_connections: int = 1024,
+        limits: Limits | None = None,
+        tls: NodeTLS | None = None,
     ) -> None:
         missing = set(messages.VERBS) - set(handlers) - {"hello", "auth"}
         unknown = set(handlers) - set(messages.VERBS)
@@ -118,7 +144,9 @@ class Server:
         self._gate = gate
         self._node_info = node_info
         self._max_frame = max_frame
-        self._max_connections = max_connections
+        self.limits = limits or Limits()
+        self.tls = tls
+        self._log = RateLimitedLog(logger=log)
         self._draining = False
         self._in_flight = 0
         self._idle = trio.Event()
@@ -129,6 +157,31 @@ class Server:
         self.connections = 0
         self.requests = 0
         self.blocked = 0  # times a connection stopped reading until its responses drained
+        self.ordinary = 0  # connections holding an ordinary (not reserved) slot
+        self.unfinished_bytes = 0  # bytes held in unfinished frames, all connections
+        self.refused_connections = 0
+        self.refused_frames = 0
+        self.idle_closed = 0
+        self.frame_timeouts = 0
+
+    def stats(self) -> dict[str, int]:
+        """The connection limits' counters, for ``info``."""
+        return {
+            "connections": self.connections,
+            "ordinary_connections": self.ordinary,
+            "max_connections": self.limits.max_connections,
+            "reserved_connections": self.limits.reserved_connections,
+            "unfinished_frame_bytes": self.unfinished_bytes,
+            "max_unfinished_frame_bytes": self.limits.max_unfinished_frame_bytes,
+            "refused_connections": self.refused_connections,
+            "refused_frames": self.refused_frames,
+            "idle_closed": self.idle_closed,
+            "frame_timeouts": self.frame_timeouts,
+        }
+
+    def _refuse(self, kind: str, remote: str, why: str) -> ProtocolError:
+        self._log.warning(kind, "closed connection from %s: %s", remote, why)
+        return ProtocolError(why, ErrorCode.OVERLOADED)
 
     async def serve(
         self,
@@ -194,10 +247,14 @@ class Server:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer, conn, nursery.cancel_scope)
                 try:
-                    if self.connections > self._max_connections:
-                        raise ProtocolError(
-                            f"too many connections ({self._max_connections}); try again later or another node",
-                            ErrorCode.OVERLOADED,
+                    limits = self.limits
+                    if self.connections > limits.max_connections + limits.reserved_connections:
+                        self.refused_connections += 1
+                        raise self._refuse(
+                            "connections",
+                            remote,
+                            f"too many connections ({limits.max_connections}); "
+                            "try again later or another node",
                         )
                     await self._read_loop(conn, session, nursery)
                 except ProtocolError as exc:
@@ -221,6 +278,9 @@ class Server:
             log.exception("connection from %s failed", remote)
         finally:
             self.connections -= 1
+            self.unfinished_bytes -= conn.held
+            if conn.ordinary:
+                self.ordinary -= 1
             self._conns.discard(conn)
             with trio.CancelScope(shield=True):
                 await stream.aclose()
@@ -250,6 +310,10 @@ class Server:
         stream = conn.stream
         greeted = False
         with trio.move_on_after(HANDSHAKE_TIMEOUT) as hello_deadline:
+            if self.tls is not None and self.tls.server is not None:
+                if not await self._start_tls(conn, session):
+                    return
+                stream = conn.stream
             while not greeted:
                 data = await stream.receive_some(RECEIVE_SIZE)
                 if not data:
@@ -300,16 +364,100 @@ class Server:
                     conn.in_flight += 1
                     self._begin()
                     nursery.start_soon(self._run_async, conn, req_id, op, handler, session, args)
+            self._hold(conn, session)
             if conn.crowded():
                 self.blocked += 1
                 conn.room = trio.Event()
                 conn.make_room()
                 await conn.room.wait()
-            data = await stream.receive_some(RECEIVE_SIZE)
+            with trio.move_on_after(self._patience(conn, session)) as waited:
+                data = await stream.receive_some(RECEIVE_SIZE)
+            if waited.cancelled_caught:
+                if self._gave_up(conn, session):
+                    return
+                continue
             conn.last_receive = trio.current_time()
             proto.receive(data)
             if not data:
                 return
+
+    async def _start_tls(self, conn: _Conn, session: Session) -> bool:
+        """If the first byte starts a TLS record, do the handshake (False: it failed)."""
+        raw = conn.stream
+        assert isinstance(raw, trio.SocketStream) and self.tls is not None
+        context = self.tls.server
+        assert context is not None
+        first = await raw.socket.recv(1, socket.MSG_PEEK)
+        if not first or first[0] != TLS_RECORD:
+            return bool(first)
+        tls_stream = trio.SSLStream(raw, context, server_side=True)
+        try:
+            await tls_stream.do_handshake()
+        except (trio.BrokenResourceError, ssl.SSLError) as exc:
+            self._log.warning(
+                "tls", "TLS handshake from %s failed: %s", session.remote, exc.__cause__ or exc
+            )
+            return False
+        conn.stream = tls_stream
+        session.tls = True
+        session.peer_cert = bool(tls_stream.getpeercert())
+        return True
+
+    def _hold(self, conn: _Conn, session: Session) -> None:
+        """Count the connection's unfinished frame; OVERLOADED if the node holds too much."""
+        held = conn.proto.buffered()
+        grown = held - conn.held
+        if grown > 0 and self.unfinished_bytes + grown > self.limits.max_unfinished_frame_bytes:
+            self.refused_frames += 1
+            raise self._refuse(
+                "frames",
+                session.remote,
+                "the node holds too many unfinished frames "
+                f"({self.limits.max_unfinished_frame_bytes} bytes); try again later",
+            )
+        self.unfinished_bytes += grown
+        conn.held = held
+
+    def _patience(self, conn: _Conn, session: Session) -> float:
+        """How long to wait for the next bytes: a started frame must progress; a client (or a
+        peer not yet authenticated) must not idle."""
+        if conn.proto.buffered():
+            return self.limits.frame_timeout_s
+        if session.role == PEER:
+            return float("inf") if session.authenticated else HANDSHAKE_TIMEOUT
+        return self.limits.client_idle_timeout_s or float("inf")
+
+    def _gave_up(self, conn: _Conn, session: Session) -> bool:
+        """The wait timed out: True to close (an error frame says why), False to keep waiting."""
+        if conn.proto.buffered():
+            self.frame_timeouts += 1
+            why = f"a started frame made no progress for {self.limits.frame_timeout_s:g}s"
+            self._log.warning("frame-timeout", "closed connection from %s: %s", session.remote, why)
+            conn.write(conn.proto.reject(None, ProtocolError(why)))
+            return True
+        if conn.in_flight or conn.out:
+            return False  # waiting for this node's own answers, not idle
+        self.idle_closed += 1
+        why = "idle for too long (client_idle_timeout_s); closed"
+        self._log.warning("idle", "closed connection from %s: %s", session.remote, why)
+        conn.write(conn.proto.reject(None, ProtocolError(why, ErrorCode.OVERLOADED)))
+        return True
+
+    def _take_slot(self, conn: _Conn, session: Session) -> None:
+        """Ordinary clients share ``max_connections`` slots; peers and admins may use the
+        reserved ones too."""
+        if session.role == PEER or session.kind == ADMIN:
+            return
+        if self.ordinary >= self.limits.max_connections:
+            self.refused_connections += 1
+            raise self._refuse(
+                "connections",
+                session.remote,
+                f"too many connections ({self.limits.max_connections}); "
+                "try again later or another node",
+            )
+        self.ordinary += 1
+        conn.ordinary = True
 
     async def _hello(
         self, conn: _Conn, session: Session, req_id: int | None, args: dict[str, Any]
@@ -318,10 +466,13 @@ class Server:
         try:
             session.role = conn.proto.role
             session.hello = args
+            if self.tls is not None:
+                self.tls.check_hello(session.role, session.tls, session.peer_cert)
             if self._gate is not None:
                 extra = await self._gate.hello(session, args)
             else:
                 session.authenticated = True
+            self._take_slot(conn, session)
         except ProtocolError as exc:
             conn.write(conn.proto.reject(req_id, exc))
             return False

@@ -37,6 +37,13 @@ class HybridClock:
         """This node's wall clock (with its test offset), in seconds."""
         return self._wall() + self.offset_ms / 1000.0
 
+    def set_offset(self, offset_ms: int) -> None:
+        """Test hook: shift the wall clock. Lowering the offset also takes back the timestamps
+        the higher offset ran ahead (so a reset hook leaves no clock in the future): the one
+        place where ``now()`` may go backwards."""
+        self.offset_ms = offset_ms
+        self._last = min(self._last, int(self.wall_seconds() * 1_000_000))
+
     def now(self) -> int:
         """A fresh timestamp in microseconds, greater than every earlier one."""
         wall = int(self.wall_seconds() * 1_000_000)

@@ -47,7 +47,9 @@ scalars = st.one_of(
 
 known_values: dict[str, st.SearchStrategy[Any]] = {
     AppState.STATUS: st.sampled_from([s.value for s in Status]),
-    AppState.TOKENS: st.lists(st.integers(MIN_INT64, MAX_INT64), max_size=20).map(tuple),
+    AppState.TOKENS: st.lists(st.integers(MIN_INT64, MAX_INT64), max_size=20, unique=True).map(
+        tuple
+    ),
     AppState.DC: names,
     AppState.RACK: names,
     AppState.ADDRESS: addresses,
@@ -171,6 +173,8 @@ def test_mutated_state_raises_only_value_error(state: EndpointState, data: st.Da
         {"heartbeat": [1, 2], "states": {"TOKENS": [[1, "2"], 1]}},
         {"heartbeat": [1, 2], "states": {"TOKENS": [[2**63], 1]}},
         {"heartbeat": [1, 2], "states": {"TOKENS": [5, 1]}},
+        {"heartbeat": [1, 2], "states": {"TOKENS": [list(range(1025)), 1]}},
+        {"heartbeat": [1, 2], "states": {"TOKENS": [[7, 7], 1]}},
         {"heartbeat": [1, 2], "states": {"ADDRESS": ["localhost", 1]}},
         {"heartbeat": [1, 2], "states": {"ADDRESS": ["localhost:0", 1]}},
         {"heartbeat": [1, 2], "states": {"ADDRESS": ["::1:7000", 1]}},
@@ -206,7 +210,24 @@ def test_good_addresses(address: str) -> None:
     assert check_address(address) == address
 
 
-@pytest.mark.parametrize("address", ["", "7000", ":7000", "h:", "h:x", "h:70000", "a b:1", "[::1"])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "",
+        "7000",
+        ":7000",
+        "h:",
+        "h:x",
+        "h:70000",
+        "a b:1",
+        "[::1",
+        "[zz]:1",
+        "evil/../x:1",
+        "h\x00:1",
+        "-h:1",
+        "[]:1",
+    ],
+)
 def test_bad_addresses(address: str) -> None:
     with pytest.raises(ValueError):
         check_address(address)

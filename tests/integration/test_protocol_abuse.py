@@ -217,7 +217,7 @@ def test_column_values_must_be_plain_data(node: Ringd, bystander) -> None:
 def test_connections_beyond_the_limit_are_refused_and_others_served(
     ringd_factory: Callable[..., Ringd],
 ) -> None:
-    node = ringd_factory(max_connections=3)
+    node = ringd_factory(max_connections=3, reserved_connections=0)
     with node.client() as first, connect_raw(node.address) as second:
         assert first.ping()
         second.sendall(HELLO)
