@@ -247,6 +247,7 @@ class Node:
             messaging=self.messaging,
             timeout=self.timeouts.schema,
             interval=gossip_interval,
+            max_future_ms=config.max_future_timestamp_ms,
         )
         self.admin = Admin(
             host_id=self.host_id,

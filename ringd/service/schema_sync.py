@@ -17,7 +17,7 @@ from ringd.db.engine import StorageEngine
 from ringd.gms.gossiper import Gossiper
 from ringd.net.messaging import Messaging
 from ringd.net.server import Handler, Session
-from ringd.protocol.errors import ProtocolError
+from ringd.protocol.errors import InvalidRequest, ProtocolError
 from ringd.schema import Keyspace, Schema
 from ringd.service.hlc import HybridClock
 from ringd.service.messages import (
@@ -43,7 +43,9 @@ class SchemaSync:
         messaging: Messaging,
         timeout: float,
         interval: float,
+        max_future_ms: int = 60_000,
     ) -> None:
+        self.max_future_ms = max_future_ms  # a peer's definition stamped further ahead: refused
         self.schema = schema
         self.engine = engine
         self.clock = clock
@@ -98,6 +100,19 @@ class SchemaSync:
                 log.info("keyspace %s defined: %s", ks.name, ks.replication)
         self.gossiper.set_application_state("SCHEMA", self.schema.version)
 
+    def check_from_peer(self, definitions: tuple[Keyspace, ...]) -> None:
+        """INVALID (nothing applied) if a peer's definition is stamped further ahead of this
+        node's clock than ``max_future_timestamp_ms``: such a change (a drop, say) could never
+        be overridden by a real one."""
+        limit_us = self.clock.wall_seconds() * 1_000_000 + self.max_future_ms * 1000
+        for ks in definitions:
+            if ks.timestamp > limit_us:
+                ahead_ms = int((ks.timestamp - limit_us) / 1000) + self.max_future_ms
+                raise InvalidRequest(
+                    f"keyspace definition {ks.name!r} is stamped {ahead_ms} ms ahead of this "
+                    f"node's clock (limit max_future_timestamp_ms {self.max_future_ms}); refused"
+                )
+
     async def _sync(self) -> None:
         topology = self.topology
         mine = self.schema.version
@@ -109,7 +124,9 @@ class SchemaSync:
                     value = await self.messaging.call(
                         state.address, "schema_pull", SchemaPullRequest().to_wire(), self.timeout
                     )
-                    self.apply(SchemaPullResponse.from_wire(value).keyspaces)
+                    pulled = SchemaPullResponse.from_wire(value).keyspaces
+                    self.check_from_peer(pulled)
+                    self.apply(pulled)
                 except (ProtocolError, OSError) as exc:
                     log.debug("schema pull from %s failed: %s", state.address, exc)
                 mine = self.schema.version
@@ -123,7 +140,9 @@ def verbs(sync: SchemaSync) -> dict[str, Handler]:
         return SchemaPullResponse(tuple(sync.schema.all_definitions())).to_wire()
 
     def schema_push(s: Session, args: dict[str, Any]) -> dict[str, Any]:
-        sync.apply(SchemaPushRequest.from_wire(args).keyspaces)
+        pushed = SchemaPushRequest.from_wire(args).keyspaces
+        sync.check_from_peer(pushed)
+        sync.apply(pushed)
         return SchemaPushResponse(sync.schema.version).to_wire()
 
     return {"schema_pull": schema_pull, "schema_push": schema_push}

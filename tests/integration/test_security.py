@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -175,3 +176,23 @@ def test_peer_mutate_with_an_integer_key_is_invalid(node: Ringd) -> None:
         assert code(reply) == "INVALID", reply
     finally:
         raw.close()
+
+
+def test_peer_schema_push_stamped_in_the_future_is_invalid(node: Ringd) -> None:
+    """The attack of a drop stamped 2**64-1 (it could never be overridden): refused, and the
+    keyspace and its data stay."""
+    with node.client() as db:
+        db.put("demo", "k", {"v": 1})
+        definition = next(k for k in db.keyspace_list()["keyspaces"] if k["name"] == "demo")
+    raw = _authenticated_peer(node)
+    try:
+        for stamp in ((1 << 63) - 1, int(time.time() * 1e6) + 3_600_000_000):
+            forged = {**definition, "dropped": True, "timestamp": stamp}
+            reply = raw.request("schema_push", {"keyspaces": [forged]})
+            assert code(reply) == "INVALID", reply
+            assert "ahead of this node's clock" in reply["error"]["message"]
+    finally:
+        raw.close()
+    with node.client() as db:
+        assert "demo" in [k["name"] for k in db.keyspace_list()["keyspaces"]]
+        assert db.get("demo", "k")["columns"] == {"v": 1}
