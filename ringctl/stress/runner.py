@@ -49,6 +49,8 @@ class StressConfig:
     rate: float = 0.0
     interval: float = 1.0
     timeout: float = 30.0  # per request, on the client
+    #: the login for each target (None: none); default: ``ringctl.credentials`` per target
+    credentials: Callable[[str], dict[str, str] | None] | None = None
 
 
 class _Budget:
@@ -106,7 +108,9 @@ async def run(
     async with AsyncExitStack() as stack:
         clients = []
         for i in range(config.connections):
-            client = AsyncClient(config.targets[i % len(config.targets)], timeout=config.timeout)
+            target = config.targets[i % len(config.targets)]
+            login = config.credentials(target) if config.credentials else None
+            client = AsyncClient(target, timeout=config.timeout, credentials=login)
             clients.append(await stack.enter_async_context(client))
         ring = await _ring(clients[0])
         rf = config.rf or (min(3, ring[1]) if ring else 1)
