@@ -20,7 +20,7 @@ _ringctl_commands() {
 # options of a command path
 _ringctl_options() {
     case "$1" in
-        '') echo '--help --install-completion --password-file --show-completion --user --verbose -v' ;;
+        '') echo '--help --password-file --user --verbose -v' ;;
         'cluster') echo '--help' ;;
         'cluster create') echo '--conf --help --json --name --nodes --num-tokens --port --single-address -n' ;;
         'cluster filters') echo '--help --json --name' ;;

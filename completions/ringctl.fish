@@ -292,8 +292,6 @@ complete -c ringctl -n '__ringctl_using \'ringctl\'' -s 'v' -d 'Say which node, 
 complete -c ringctl -n '__ringctl_using \'ringctl\'' -l 'verbose' -d 'Say which node, ringd version and cluster a command talks to.'
 complete -c ringctl -n '__ringctl_within \'ringctl\'' -l 'user' -r -d 'Log in as this role (else RINGCTL_USER, else the current cluster\'s admin).'
 complete -c ringctl -n '__ringctl_within \'ringctl\'' -l 'password-file' -r -F -d 'Read the password from FILE (else RINGCTL_PASSWORD_FILE).'
-complete -c ringctl -n '__ringctl_using \'ringctl\'' -l 'install-completion' -d 'Install completion for the current shell.'
-complete -c ringctl -n '__ringctl_using \'ringctl\'' -l 'show-completion' -d 'Show completion for the current shell, to copy it or customize the installation.'
 complete -c ringctl -n '__ringctl_using \'ringctl\'' -l 'help' -d 'Show help and exit'
 complete -c ringctl -n '__ringctl_needs_command \'ringctl cluster\'' -a 'create' -d 'Create a cluster on disk (nothing starts) and make it the current one.'
 complete -c ringctl -n '__ringctl_needs_command \'ringctl cluster\'' -a 'filters' -d 'Each running node\'s message filter: rules, sent, dropped and delayed messages.'
