@@ -96,6 +96,8 @@ COMPACTION_RETRY_S = 60.0  # after a failed compaction, try again this much late
 _dumps = cbor2.dumps
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]*$")
 SYNC_MODES = ("periodic", "batch", "group")
+#: bytes merging one row's encoding into another's can add (map and array headers)
+MERGE_SLACK = 16
 
 
 def _default_gc_grace(keyspace: str) -> int:
@@ -603,6 +605,23 @@ class StorageEngine:
                     else:
                         result.merge_in(row)
         return result
+
+    def row_bytes_bound(self, keyspace: str, key: bytes) -> int:
+        """An upper bound on the encoded size of what :meth:`read` returns for ``key`` (and of
+        that merged with a row, less that row's own size), without reading any sstable: the
+        encoded row of each memtable holding it, and each sstable's largest possible row."""
+        store = self._stores.get(keyspace)
+        if store is None:
+            return 0
+        bound = 0
+        for mt in (store.memtable, *(mt for mt, _ in store.flushing)):
+            value = mt.rows.get(key)
+            if value is not None:
+                size = len(value) if type(value) is bytes else len(encode_wire(value))  # type: ignore[arg-type]
+                bound += size + MERGE_SLACK
+        for sst in store.sstables:
+            bound += sst.max_row_bytes + MERGE_SLACK
+        return bound + MERGE_SLACK
 
     def scan(
         self,
