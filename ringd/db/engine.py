@@ -372,8 +372,9 @@ class StorageEngine:
             health.recovered()
 
     async def _group_sync(self) -> None:
-        """batch/group: one fsync (one thread hop) for every write that arrived since the last,
-        then one pass over their callbacks."""
+        """batch/group: one fsync for every write that arrived since the last (in the loop's
+        thread while fsyncs are fast, see ``CommitLog.sync``), then one pass over their
+        callbacks."""
         while True:
             await self._sync_wake.wait()
             self._sync_wake = trio.Event()
@@ -382,7 +383,7 @@ class StorageEngine:
             waiters, self._sync_waiters = self._sync_waiters, []
             error: BaseException | None = None
             try:
-                await self._log.sync()
+                await self._log.sync(inline=True)
             except OSError as exc:
                 self._health.failed("commit log sync", exc)
                 error = self._health.error()

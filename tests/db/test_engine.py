@@ -347,3 +347,27 @@ async def test_row_bytes_bound_covers_the_merged_row(open_engine: Opener) -> Non
         if step % 2:
             await e.flush()
 
+
+async def test_group_commit_fsyncs_inline_while_fsyncs_are_fast(
+    open_engine: Opener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The group commit fsyncs in the loop's thread (no thread hop) while recent fsyncs were
+    fast, and in a worker thread once they are slow; either way the log is durable after."""
+    e = open_engine(commitlog_sync="batch")
+    log = e.commitlog
+    hops: list[object] = []
+    real = trio.to_thread.run_sync
+
+    async def counting(fn: Callable[..., object], *args: object, **kw: object) -> object:
+        hops.append(fn)
+        return await real(fn, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", counting)
+    e.apply_then("ks", b"k", put(1, a=b"1"), None, lambda error: None)
+    await log.sync(inline=True)
+    assert hops == [] and log.synced_pos == log.position()
+    log.sync_seconds = 1.0  # as after slow fsyncs
+    e.apply_then("ks", b"k", put(2, a=b"2"), None, lambda error: None)
+    await log.sync(inline=True)
+    assert len(hops) == 1 and log.synced_pos == log.position()
+    assert log.sync_seconds < 1.0  # the fast fsync pulls the average down again
