@@ -59,6 +59,7 @@ from zlib import crc32
 import trio
 
 from ringd.db.errors import StorageCorruption
+from ringd.db.syncthread import SyncThread
 from ringd.fsutil import fsync_dir
 
 log = logging.getLogger(__name__)
@@ -294,6 +295,7 @@ class CommitLog:
         self._sync_lock = trio.Lock()
         #: recent fsync duration (seconds, moving average), see :meth:`sync`
         self.sync_seconds = 0.0
+        self._sync_thread = SyncThread()
         self._sync_done: trio.Event | None = None
         self._dir_dirty = False
         self.failed: BaseException | None = None
@@ -440,7 +442,7 @@ class CommitLog:
             if inline and self.sync_seconds < INLINE_SYNC_S:
                 took = self._timed_sync(jobs)
             else:
-                took = await trio.to_thread.run_sync(self._timed_sync, jobs)
+                took = await self._sync_thread.run(self._timed_sync, jobs)
             # a moving average: one slow fsync moves the next ones to the thread for a while
             self.sync_seconds += (took - self.sync_seconds) * 0.25
             if target > self.synced_pos:

@@ -258,3 +258,26 @@ async def test_repeated_syncs_without_writes_do_not_fill_a_segment(open_engine: 
     e = open_engine()
     assert all(present(e, 30))
     await e.close()
+
+
+async def test_sync_thread_runs_jobs_raises_their_errors_and_restarts_after_idle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    from ringd.db import syncthread
+
+    monkeypatch.setattr(syncthread, "IDLE_S", 0.01)
+    worker = syncthread.SyncThread()
+    assert await worker.run(lambda a, b: (a + b, threading.current_thread().name), 1, 2) == (
+        3,
+        worker.name,
+    )
+
+    def boom() -> None:
+        raise OSError(5, "EIO")
+
+    with pytest.raises(OSError, match="EIO"):
+        await worker.run(boom)
+    await eventually(lambda: not worker._running)  # idle: it exits; the next job starts one
+    assert await worker.run(lambda: 7) == 7

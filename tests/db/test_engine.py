@@ -356,13 +356,13 @@ async def test_group_commit_fsyncs_inline_while_fsyncs_are_fast(
     e = open_engine(commitlog_sync="batch")
     log = e.commitlog
     hops: list[object] = []
-    real = trio.to_thread.run_sync
+    real = log._sync_thread.run
 
-    async def counting(fn: Callable[..., object], *args: object, **kw: object) -> object:
+    async def counting(fn: Callable[..., object], *args: object) -> object:
         hops.append(fn)
-        return await real(fn, *args, **kw)  # type: ignore[arg-type]
+        return await real(fn, *args)
 
-    monkeypatch.setattr(trio.to_thread, "run_sync", counting)
+    monkeypatch.setattr(log._sync_thread, "run", counting)
     e.apply_then("ks", b"k", put(1, a=b"1"), None, lambda error: None)
     await log.sync(inline=True)
     assert hops == [] and log.synced_pos == log.position()
