@@ -44,7 +44,7 @@ def serve_ceiling(port: int) -> None:
 
     address = f"127.0.0.1:{port}"
     canned: dict[str, Any] = {
-        "hello": {"server": "ceiling"},
+        "hello": {"server": "ceiling", "host_id": "ceiling"},
         "status": {"nodes": [{"address": address, "status": "UP"}]},
         "keyspace_list": {"keyspaces": [{"name": "stress"}]},
         "keyspace_create": {"name": "stress"},
