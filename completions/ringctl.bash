@@ -21,7 +21,7 @@ _ringctl_commands() {
 # options of a command path
 _ringctl_options() {
     case "$1" in
-        '') echo '--help --install-completion --password-file --show-completion --tls-ca --user --verbose -v' ;;
+        '') echo '--help --password-file --tls-ca --user --verbose -v' ;;
         'assassinate') echo '--help --host --json --timeout' ;;
         'cluster') echo '--help' ;;
         'cluster create') echo '--conf --help --json --name --nodes --num-tokens --port --single-address --tls -n' ;;

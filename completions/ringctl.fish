@@ -316,8 +316,6 @@ complete -c ringctl -n '__ringctl_using \'ringctl\'' -l 'verbose' -d 'Say which 
 complete -c ringctl -n '__ringctl_within \'ringctl\'' -l 'user' -r -d 'Log in as this role (else RINGCTL_USER, else the current cluster\'s admin).'
 complete -c ringctl -n '__ringctl_within \'ringctl\'' -l 'password-file' -r -F -d 'Read the password from FILE (else RINGCTL_PASSWORD_FILE).'
 complete -c ringctl -n '__ringctl_within \'ringctl\'' -l 'tls-ca' -r -F -d 'Connect with TLS and verify the node\'s certificate against the CA in FILE (else RINGCTL_TLS_CA, else the local cluster\'s own CA when it has one).'
-complete -c ringctl -n '__ringctl_using \'ringctl\'' -l 'install-completion' -d 'Install completion for the current shell.'
-complete -c ringctl -n '__ringctl_using \'ringctl\'' -l 'show-completion' -d 'Show completion for the current shell, to copy it or customize the installation.'
 complete -c ringctl -n '__ringctl_using \'ringctl\'' -l 'help' -d 'Show help and exit'
 complete -c ringctl -n '__ringctl_within \'ringctl assassinate\'' -l 'host' -r -d 'Node to talk to (default: the current local cluster, else 127.0.0.1:7400). [env var: RINGCTL_HOST]'
 complete -c ringctl -n '__ringctl_within \'ringctl assassinate\'' -l 'timeout' -r -d 'Give up on an answer after this many seconds (exit 3; default 30). [x>=0.1]'

@@ -8,6 +8,7 @@ import sys
 import trio
 
 import ringd
+from ringd import gctune
 from ringd.config import ConfigError, load
 
 
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     from ringd.node import Node, StartupError
 
     try:
-        node = Node(config, reload=lambda: load(args))
+        node = Node(config, reload=lambda: load(args), on_ready=gctune.settle)
         trio.run(node.run)
     except BaseException as exc:
         reason = _startup_error(exc, (StartupError, StorageCorruption, DiskFailure))

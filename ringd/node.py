@@ -115,8 +115,10 @@ class Node:
         *,
         messaging: Messaging | None = None,
         wall: Callable[[], float] | None = None,
+        on_ready: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
+        self._on_ready = on_ready  # called once the node listens (ringd.main: gctune.settle)
         self._reload_config = reload
         self._wall = wall or time.time
         self.started_at = self._wall()
@@ -564,6 +566,8 @@ class Node:
                         config.dc,
                     )
                     task_status.started()
+                    if self._on_ready is not None:
+                        self._on_ready()
                     await stop.wait()
                     await self.server.drain(config.drain_timeout_s)
                     await self.gossiper.announce_shutdown()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -12,8 +12,11 @@ from ringctl import credentials, output
 from ringctl.client import DEFAULT_ADDRESS
 from ringctl.completion import KEYSPACES
 from ringctl.options import WRITE_LEVEL_VALUES, Json
-from ringctl.stress import cpu, report, runner
+from ringctl.stress import cpu, report
 from ringctl.stress.workload import DISTS, MODES, ZIPF_MAX_KEYS, Workload
+
+if TYPE_CHECKING:  # the runner (trio, hdrhistogram) is imported when stress runs
+    from ringctl.stress import runner
 
 DEFAULT_DURATION = "10s"
 INTERRUPTED = 130
@@ -164,11 +167,10 @@ def stress(
         None if ops is not None else parse_duration(duration or DEFAULT_DURATION, "--duration")
     )
     targets = resolve_targets(host)
-    # as every other command: --user/--password-file, else each node's local cluster's admin
-    logins = {a: c for a in targets if (c := credentials.resolve(None, a)) is not None}
+    from ringctl.stress import runner
+
     config = runner.StressConfig(
         targets=targets,
-        credentials=logins,
         workload=Workload(mode, read_ratio, keys, dist, zipf_exponent, value_size, seed),
         concurrency=concurrency,
         connections=connections or len(targets),
@@ -182,6 +184,7 @@ def stress(
         rate=rate,
         interval=parse_duration(interval, "--interval"),
         timeout=timeout,
+        credentials=lambda address: credentials.resolve(None, address),
     )
     summary = _run(config, as_json)
     if as_json:
@@ -194,6 +197,8 @@ def stress(
 
 def _run(config: runner.StressConfig, as_json: bool) -> dict[str, Any]:
     import trio
+
+    from ringctl.stress import runner
 
     printed: list[bool] = []
 

@@ -50,8 +50,8 @@ class StressConfig:
     rate: float = 0.0
     interval: float = 1.0
     timeout: float = 30.0  # per request, on the client
-    #: the login for each target (``ringctl.credentials``); a target not listed logs in with none
-    credentials: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: the login for each target (None: none); default: ``ringctl.credentials`` per target
+    credentials: Callable[[str], dict[str, str] | None] | None = None
 
 
 class _Budget:
@@ -110,10 +110,11 @@ async def run(
         clients = []
         for i in range(config.connections):
             address = config.targets[i % len(config.targets)]
+            login = config.credentials(address) if config.credentials else None
             client = AsyncClient(
                 address,
                 timeout=config.timeout,
-                credentials=config.credentials.get(address),
+                credentials=login,
                 tls_ca=target.tls_ca_for(None, address),
             )
             clients.append(await stack.enter_async_context(client))

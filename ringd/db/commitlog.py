@@ -52,6 +52,7 @@ import mmap
 import os
 import re
 import struct
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -60,6 +61,7 @@ from zlib import crc32
 import trio
 
 from ringd.db.errors import StorageCorruption
+from ringd.db.syncthread import SyncThread
 from ringd.fsutil import fsync_dir
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,8 @@ _ZEROS = bytes(REC_HEADER)
 _LEN_CRC: dict[int, int] = {}
 #: room kept free at the end of a segment: one sync marker and the final seal marker
 _RESERVE = 2 * MARKER_SIZE
+#: group-commit fsyncs run in the event loop's thread while they average less than this
+INLINE_SYNC_S = 0.002
 
 Position = tuple[int, int]
 
@@ -294,6 +298,12 @@ class CommitLog:
         self.segments: list[Segment] = list(old)
         self._next_id = next_id
         self._sync_lock = trio.Lock()
+        #: recent fsync duration (seconds, moving average), see :meth:`sync`
+        self.sync_seconds = 0.0
+        #: inline fsyncs while ``sync_seconds`` is below this (in-process test clusters set
+        #: ``math.inf``: where an fsync runs must not depend on the real disk's timing there)
+        self.inline_sync_s = INLINE_SYNC_S
+        self._sync_thread = SyncThread()
         self._sync_done: trio.Event | None = None
         self._dir_dirty = False
         self.failed: BaseException | None = None
@@ -378,6 +388,12 @@ class CommitLog:
 
     # -- syncing ------------------------------------------------------------------------------
 
+    def _timed_sync(self, jobs: list[tuple[Segment, int]]) -> float:
+        """:meth:`_sync_segments`, and how long it took (seconds)."""
+        started = time.perf_counter()
+        self._sync_segments(jobs)
+        return time.perf_counter() - started
+
     def _sync_segments(self, jobs: list[tuple[Segment, int]]) -> None:
         """Fsync ``jobs`` in order; an ``OSError`` leaves the rest for the next sync."""
         for seg, end in jobs:
@@ -419,8 +435,11 @@ class CommitLog:
                 finally:
                     os.close(fd)
 
-    async def sync(self) -> None:
-        """Make everything appended so far durable (fsync in a worker thread)."""
+    async def sync(self, *, inline: bool = False) -> None:
+        """Make everything appended so far durable: fsync in a worker thread, or (``inline``,
+        for the group commit) in the event loop's own thread while recent fsyncs have been
+        fast (:data:`INLINE_SYNC_S`), which saves the thread hop and its wake-ups; a slow disk
+        sends them back to the worker thread so that it cannot stall the loop."""
         async with self._sync_lock:
             if self.failed is not None:
                 raise RuntimeError("commit log failed earlier") from self.failed
@@ -428,7 +447,12 @@ class CommitLog:
                 self._mark(self.active)
             jobs = [(seg, seg.end) for seg in self.segments if not seg.done]
             target = self.position()
-            await trio.to_thread.run_sync(self._sync_segments, jobs)
+            if inline and self.sync_seconds < self.inline_sync_s:
+                took = self._timed_sync(jobs)
+            else:
+                took = await self._sync_thread.run(self._timed_sync, jobs)
+            # a moving average: one slow fsync moves the next ones to the thread for a while
+            self.sync_seconds += (took - self.sync_seconds) * 0.25
             if target > self.synced_pos:
                 self.synced_pos = target
 

@@ -97,6 +97,8 @@ COMPACTION_RETRY_S = 60.0  # after a failed compaction, try again this much late
 _dumps = cbor2.dumps
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]*$")
 SYNC_MODES = ("periodic", "batch", "group")
+#: bytes merging one row's encoding into another's can add (map and array headers)
+MERGE_SLACK = 16
 
 
 def _default_gc_grace(keyspace: str) -> int:
@@ -374,8 +376,9 @@ class StorageEngine:
             health.recovered()
 
     async def _group_sync(self) -> None:
-        """batch/group: one fsync (one thread hop) for every write that arrived since the last,
-        then one pass over their callbacks."""
+        """batch/group: one fsync for every write that arrived since the last (in the loop's
+        thread while fsyncs are fast, see ``CommitLog.sync``), then one pass over their
+        callbacks."""
         while True:
             await self._sync_wake.wait()
             self._sync_wake = trio.Event()
@@ -384,7 +387,7 @@ class StorageEngine:
             waiters, self._sync_waiters = self._sync_waiters, []
             error: BaseException | None = None
             try:
-                await self._log.sync()
+                await self._log.sync(inline=True)
             except OSError as exc:
                 self._health.failed("commit log sync", exc)
                 error = self._health.error()
@@ -619,6 +622,23 @@ class StorageEngine:
             time.perf_counter() - started, hits, 0 if result is None else len(result.cells)
         )
         return result
+
+    def row_bytes_bound(self, keyspace: str, key: bytes) -> int:
+        """An upper bound on the encoded size of what :meth:`read` returns for ``key`` (and of
+        that merged with a row, less that row's own size), without reading any sstable: the
+        encoded row of each memtable holding it, and each sstable's largest possible row."""
+        store = self._stores.get(keyspace)
+        if store is None:
+            return 0
+        bound = 0
+        for mt in (store.memtable, *(mt for mt, _ in store.flushing)):
+            value = mt.rows.get(key)
+            if value is not None:
+                size = len(value) if type(value) is bytes else len(encode_wire(value))  # type: ignore[arg-type]
+                bound += size + MERGE_SLACK
+        for sst in store.sstables:
+            bound += sst.max_row_bytes + MERGE_SLACK
+        return bound + MERGE_SLACK
 
     def scan(
         self,

@@ -351,6 +351,10 @@ class SSTableReader:
             self.bloom = _unpack("Q", bloom[1])
         except (KeyError, TypeError, IndexError, ValueError) as exc:
             raise self._corrupt(ioff, f"sstable index malformed: {exc}") from None
+        #: the largest encoded row (``cbor2.dumps(row.to_wire())``) this sstable can hold: a row
+        #: entry lies within one block, and its wire form adds at most one byte per cell (4+
+        #: bytes each) and a few header bytes to the entry
+        self.max_row_bytes = (max(self.block_lengths, default=0) * 5) // 4 + 32
         nblocks = len(self.block_offsets)
         if not (
             len(self.block_lengths) == len(self.block_first_ord) == nblocks

@@ -28,15 +28,13 @@ class Deadline:
         self.seq = seq
         self.fn = fn
 
-    def __lt__(self, other: Deadline) -> bool:
-        return (self.when, self.seq) < (other.when, other.seq)
-
 
 class Deadlines:
     """Calls ``fn`` at its deadline unless cancelled first. Start :meth:`run` in a nursery."""
 
     def __init__(self) -> None:
-        self._heap: list[Deadline] = []
+        #: (when, seq, deadline): tuples compare in C, which keeps a push cheap
+        self._heap: list[tuple[float, int, Deadline]] = []
         self._seq = itertools.count()
         self._wake: trio.Event | None = None
         self._next = math.inf  # the deadline the runner sleeps until
@@ -48,16 +46,18 @@ class Deadlines:
         """Call ``fn`` in ``seconds`` (no deadline at all if ``seconds`` is not positive)."""
         if seconds <= 0 or seconds == math.inf:
             return Deadline(math.inf, 0, None)
-        entry = Deadline(trio.current_time() + seconds, next(self._seq), fn)
-        heapq.heappush(self._heap, entry)
-        if entry.when < self._next and self._wake is not None:
+        when = trio.current_time() + seconds
+        seq = next(self._seq)
+        entry = Deadline(when, seq, fn)
+        heapq.heappush(self._heap, (when, seq, entry))
+        if when < self._next and self._wake is not None:
             self._wake.set()
         return entry
 
     def cancel(self, entry: Deadline) -> None:
         entry.fn = None
         heap = self._heap
-        while heap and heap[0].fn is None:
+        while heap and heap[0][2].fn is None:
             heapq.heappop(heap)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -65,12 +65,12 @@ class Deadlines:
         heap = self._heap
         while True:
             self._wake = trio.Event()
-            self._next = heap[0].when if heap else math.inf
+            self._next = heap[0][0] if heap else math.inf
             with trio.move_on_at(self._next):
                 await self._wake.wait()
             now = trio.current_time()
-            while heap and (heap[0].fn is None or heap[0].when <= now):
-                entry = heapq.heappop(heap)
+            while heap and (heap[0][2].fn is None or heap[0][0] <= now):
+                entry = heapq.heappop(heap)[2]
                 fn, entry.fn = entry.fn, None
                 if fn is not None:
                     try:

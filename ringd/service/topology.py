@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # nodes that own their tokens (a SHUTDOWN node is down, not gone: it keeps its place on the ring)
+PLAN_CACHE_SIZE = 4096
 RING_STATUSES = ("NORMAL", "LEAVING", "SHUTDOWN")
 
 
@@ -55,6 +56,9 @@ class Topology:
         self.interval = interval
         self.ring = Ring([self._local_info()])
         self._strategies: dict[tuple[Any, ...], Any] = {}
+        #: replica plans by (strategy, natural, alive, level, count, write); cleared when the
+        #: ring changes (plans are immutable values)
+        self._plans: dict[tuple[Any, ...], cl.ReplicaPlan] = {}
         self._changed = trio.Event()
 
     def _local_info(self) -> NodeInfo:
@@ -103,6 +107,7 @@ class Topology:
         ring = Ring(infos)
         if ring != self.ring:
             self.ring = ring
+            self._plans.clear()
             log.info("ring now has %d nodes", len(ring.nodes))
 
     def is_alive(self, host_id: str) -> bool:
@@ -149,20 +154,30 @@ class Topology:
     def plan(
         self, keyspace: Keyspace, natural: list[str], consistency: Consistency, *, write: bool
     ) -> cl.ReplicaPlan:
-        """Whom to contact and how many must answer; ``Unavailable`` if too few are alive."""
-        try:
-            plan = cl.plan_request(
-                cl.RequestKind.WRITE if write else cl.RequestKind.READ,
-                strategy=self.strategy(keyspace),
-                natural={h: self.dc(h) for h in natural},
-                alive=[h for h in natural if self.is_alive(h)],
-                local_dc=self.local_dc,
-                level=consistency.level or None,
-                count=consistency.count,
-                coordinator=self.local_host_id,
-            )
-        except ValueError as exc:
-            raise InvalidRequest(str(exc)) from None
+        """Whom to contact and how many must answer; ``Unavailable`` if too few are alive.
+        The same question (replicas, who of them is alive, level) gets the same plan, from a
+        small cache."""
+        strategy = self.strategy(keyspace)
+        alive = tuple(h for h in natural if self.is_alive(h))
+        key = (strategy, tuple(natural), alive, consistency.level, consistency.count, write)
+        plan = self._plans.get(key)
+        if plan is None:
+            try:
+                plan = cl.plan_request(
+                    cl.RequestKind.WRITE if write else cl.RequestKind.READ,
+                    strategy=strategy,
+                    natural={h: self.dc(h) for h in natural},
+                    alive=alive,
+                    local_dc=self.local_dc,
+                    level=consistency.level or None,
+                    count=consistency.count,
+                    coordinator=self.local_host_id,
+                )
+            except ValueError as exc:
+                raise InvalidRequest(str(exc)) from None
+            if len(self._plans) >= PLAN_CACHE_SIZE:
+                self._plans.clear()
+            self._plans[key] = plan
         if not plan.contacts and not plan.hint_counts:
             raise cl.Unavailable(plan.required, 0, replicas=len(natural))
         return plan

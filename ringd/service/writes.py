@@ -228,7 +228,7 @@ class Writes:
             natural = [next((f for f, h in stand_ins.items() if h == n), n) for n in natural]
         plan = coordination.plan(topology, self.metrics, keyspace, natural, consistency, write=True)
         replica = self.replica
-        replica.check_row_size(keyspace.name, key, row, new_only=True)
+        size = replica.check_row_size(keyspace.name, key, row, new_only=True)
         hinting = self.hints is not None and keyspace.hinted_handoff
         mutation = (keyspace.name, key, row) if hinting else None
         write = _Write(self, plan, consistency, start, done, mutation, stand_ins)
@@ -252,7 +252,7 @@ class Writes:
                 continue
             if host == local:
                 try:
-                    replica.check_row_size(keyspace.name, key, row)
+                    replica.check_row_size(keyspace.name, key, row, size=size)
                     self.engine.apply_then(
                         keyspace.name, key, row, token, partial(write.local_done, host)
                     )

@@ -44,7 +44,7 @@ def serve_ceiling(port: int) -> None:
 
     address = f"127.0.0.1:{port}"
     canned: dict[str, Any] = {
-        "hello": {"server": "ceiling"},
+        "hello": {"server": "ceiling", "host_id": "ceiling"},
         "status": {"nodes": [{"address": address, "status": "UP"}]},
         "keyspace_list": {"keyspaces": [{"name": "stress"}]},
         "keyspace_create": {"name": "stress"},
@@ -118,14 +118,18 @@ class Bench:
         self.args = args
         self.rows: list[dict[str, Any]] = []
 
-    def ringctl(self, *argv: str, pythonpath: str | None = None) -> str:
+    def ringctl(self, *argv: str, tree: Path | None = None) -> str:
+        """Run ringctl: the current one, or (``tree``) that tree's own, whose cluster commands
+        write the configuration its ringd understands."""
         env = {**os.environ, "RINGCTL_HOME": str(self.home)}
         env.pop("RINGCTL_HOST", None)
         env.pop("PYTHONPATH", None)
-        if pythonpath:
-            env["PYTHONPATH"] = pythonpath  # for the ringd processes ringctl starts
+        code = RINGCTL
+        if tree:
+            env["PYTHONPATH"] = str(tree)  # for the ringd processes ringctl starts
+            code = RINGCTL.replace(repr(str(ROOT)), repr(str(tree)))
         done = subprocess.run(
-            [sys.executable, "-c", RINGCTL, *argv],
+            [sys.executable, "-c", code, *argv],
             capture_output=True,
             text=True,
             env=env,
@@ -148,14 +152,18 @@ class Bench:
 
     def cluster(self, label: str, sync: str, tree: Path | None) -> None:
         name = f"{label.split()[0]}-{sync}"
-        start = ["cluster", "start", "--name", name, "-n", "3", "--port", str(free_port())]
+        port = free_port()
+        start = ["cluster", "start", "--name", name, "-n", "3", "--port", str(port)]
         start += ["--conf", f"commitlog_sync={sync}", "--rf", "3", "--keyspace", "stress", "--json"]
+        # an older tree's cluster is driven by the current stress through --host (its nodes
+        # take no login); the current cluster's through its local cluster (and its login)
+        hosts = ",".join(f"127.0.0.{i}:{port}" for i in range(1, 4))
         try:
-            self.ringctl(*start, pythonpath=str(tree) if tree else None)
-            self.stress(label, sync, [])
+            self.ringctl(*start, tree=tree)
+            self.stress(label, sync, ["--host", hosts] if tree else [])
         finally:
             try:
-                self.ringctl("cluster", "remove", name, "--json")
+                self.ringctl("cluster", "remove", name, "--json", tree=tree)
             except RuntimeError as exc:
                 print(f"cleanup: {exc}", file=sys.stderr)
 

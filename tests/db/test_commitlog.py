@@ -315,3 +315,26 @@ async def test_a_damaged_header_of_a_synced_segment_still_stops_the_node(
         assert "bad commit log segment header" in str(info.value)
         flip(seg, 3)
     open_engine(commitlog_segment_bytes=1024)
+
+
+async def test_sync_thread_runs_jobs_raises_their_errors_and_restarts_after_idle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    from ringd.db import syncthread
+
+    monkeypatch.setattr(syncthread, "IDLE_S", 0.01)
+    worker = syncthread.SyncThread()
+    assert await worker.run(lambda a, b: (a + b, threading.current_thread().name), 1, 2) == (
+        3,
+        worker.name,
+    )
+
+    def boom() -> None:
+        raise OSError(5, "EIO")
+
+    with pytest.raises(OSError, match="EIO"):
+        await worker.run(boom)
+    await eventually(lambda: not worker._running)  # idle: it exits; the next job starts one
+    assert await worker.run(lambda: 7) == 7

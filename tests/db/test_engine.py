@@ -322,3 +322,52 @@ async def test_a_quiet_keyspace_does_not_pin_the_commit_log(
         await eventually(lambda: len(list((tmp_path / "data" / "commitlog").iterdir())) <= 2)
         nursery.cancel_scope.cancel()
     assert live(e, b"k", 0, ks="quiet") == {"v": b"x"}
+
+
+async def test_row_bytes_bound_covers_the_merged_row(open_engine: Opener) -> None:
+    """The bound ``check_row_size`` trusts to skip reading the stored row is never below the
+    encoded size of the stored row merged with a new one: in a memtable (encoded and decoded),
+    in sstables, with tombstones, long values and many cells."""
+    from ringd.service.replica import row_bytes
+
+    e = open_engine()
+    assert e.row_bytes_bound("ks", b"k") == 0
+    updates = [
+        put(10, a=b"1"),
+        put(11, **{f"c{i}": bytes(40 + i) for i in range(30)}),
+        Row({"z": Cell(12, bytes(300), None)}, RowTombstone(11, 0)),
+        put(13, a=b"x" * 1000),
+    ]
+    for step, update in enumerate(updates):
+        for new in (put(20, a=b"2"), put(21, **{f"d{i}": b"y" * i for i in range(40)})):
+            stored = e.read("ks", b"k")
+            merged = new if stored is None else stored.merge(new).normalized()
+            assert row_bytes(new) + e.row_bytes_bound("ks", b"k") >= row_bytes(merged)
+        await e.apply("ks", b"k", update)
+        if step % 2:
+            await e.flush()
+
+
+async def test_group_commit_fsyncs_inline_while_fsyncs_are_fast(
+    open_engine: Opener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The group commit fsyncs in the loop's thread (no thread hop) while recent fsyncs were
+    fast, and in a worker thread once they are slow; either way the log is durable after."""
+    e = open_engine(commitlog_sync="batch")
+    log = e.commitlog
+    hops: list[object] = []
+    real = log._sync_thread.run
+
+    async def counting(fn: Callable[..., object], *args: object) -> object:
+        hops.append(fn)
+        return await real(fn, *args)
+
+    monkeypatch.setattr(log._sync_thread, "run", counting)
+    e.apply_then("ks", b"k", put(1, a=b"1"), None, lambda error: None)
+    await log.sync(inline=True)
+    assert hops == [] and log.synced_pos == log.position()
+    log.sync_seconds = 1.0  # as after slow fsyncs
+    e.apply_then("ks", b"k", put(2, a=b"2"), None, lambda error: None)
+    await log.sync(inline=True)
+    assert len(hops) == 1 and log.synced_pos == log.position()
+    assert log.sync_seconds < 1.0  # the fast fsync pulls the average down again

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import uuid
@@ -45,6 +46,9 @@ def make_node(
     a socket."""
     node = Node(config, messaging=endpoint, wall=wall)  # type: ignore[arg-type]
     node.gossiper._rng = rng  # noqa: SLF001 - the one collaborator the seam does not take
+    # group-commit fsyncs always inline: whether one goes to a thread must not depend on the
+    # real disk's timing, or a seed would not replay exactly
+    node.engine.commitlog.inline_sync_s = math.inf
     return node
 
 

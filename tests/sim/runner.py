@@ -21,6 +21,7 @@ import trio
 import trio.testing
 
 from ringd.db.cells import Row, row_digest
+from ringd.db.syncthread import SyncThread
 from ringd.dht.murmur3 import token_for
 from ringd.gms import peers
 from ringd.net.channel import CallTimeout, ConnectionClosed
@@ -101,7 +102,7 @@ class _ErrorRecords(logging.Handler):
 
 @contextlib.contextmanager
 def deterministic_io() -> Iterator[None]:
-    """Worker threads run inline and fsyncs return at once, so that nothing real-time decides
+    """Worker threads (trio's and the commit log's ``SyncThread``) run inline and fsyncs return at once, so that nothing real-time decides
     the order of events. Durability is modelled instead: a crash with power loss discards
     what the commit log had not (logically) synced."""
 
@@ -124,7 +125,9 @@ def deterministic_io() -> Iterator[None]:
     run_module = trio._core._run  # noqa: SLF001
     saved = (trio.to_thread.run_sync, os.fsync, os.fdatasync, deadlines.add)
     saved_order = run_module._ALLOW_DETERMINISTIC_SCHEDULING
+    saved_sync_thread = SyncThread.run
     trio.to_thread.run_sync = inline  # type: ignore[assignment]
+    SyncThread.run = lambda self, fn, *args: inline(fn, *args)  # type: ignore[method-assign]
     os.fsync = os.fdatasync = lambda fd: None
     deadlines.add = add
     run_module._ALLOW_DETERMINISTIC_SCHEDULING = False
@@ -132,6 +135,7 @@ def deterministic_io() -> Iterator[None]:
         yield
     finally:
         trio.to_thread.run_sync, os.fsync, os.fdatasync, deadlines.add = saved  # type: ignore[assignment]
+        SyncThread.run = saved_sync_thread  # type: ignore[method-assign]
         run_module._ALLOW_DETERMINISTIC_SCHEDULING = saved_order
 
 
