@@ -267,8 +267,7 @@ class Reads:
         # sloppy quorum: the nodes standing in for down replicas answer from what they hold
         stand_ins: dict[str, str] = {}
         if keyspace.sloppy_quorum and self.hints is not None:
-            stand_ins = {f: h for h, f in topology.fallbacks(natural, token).items()}
-            natural = [next((f for f, h in stand_ins.items() if h == n), n) for n in natural]
+            natural, stand_ins = topology.sloppy_replicas(natural, token)
         plan = coordination.plan(
             topology, self.metrics, keyspace, natural, consistency, write=False
         )

@@ -151,6 +151,15 @@ class Topology:
                 candidates.remove(pick)
         return out
 
+    def sloppy_replicas(self, natural: list[str], token: int) -> tuple[list[str], dict[str, str]]:
+        """Sloppy quorum: ``natural`` with each down replica replaced by its stand-in
+        (:meth:`fallbacks`), and the stand-ins as ``{stand-in: the replica it stands for}``."""
+        stand_ins = {f: h for h, f in self.fallbacks(natural, token).items()}
+        if not stand_ins:
+            return natural, {}
+        by_replica = {h: f for f, h in stand_ins.items()}
+        return [by_replica.get(n, n) for n in natural], stand_ins
+
     def plan(
         self, keyspace: Keyspace, natural: list[str], consistency: Consistency, *, write: bool
     ) -> cl.ReplicaPlan:

@@ -224,8 +224,7 @@ class Writes:
         # write as a hint for them and count towards w (fallback -> the replica it stands for)
         stand_ins: dict[str, str] = {}
         if keyspace.sloppy_quorum and self.hints is not None:
-            stand_ins = {f: h for h, f in topology.fallbacks(natural, token).items()}
-            natural = [next((f for f, h in stand_ins.items() if h == n), n) for n in natural]
+            natural, stand_ins = topology.sloppy_replicas(natural, token)
         plan = coordination.plan(topology, self.metrics, keyspace, natural, consistency, write=True)
         replica = self.replica
         size = replica.check_row_size(keyspace.name, key, row, new_only=True)
