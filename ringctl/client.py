@@ -113,6 +113,22 @@ class _Api:
 
     session_us: int = 0
 
+    def __init__(
+        self,
+        address: str,
+        timeout: float,
+        credentials: Any,
+        max_frame: int,
+        cluster: str | None,
+        tls_ca: str | None,
+    ) -> None:
+        self.address = address
+        self.timeout = timeout
+        self.credentials = credentials
+        self.cluster = cluster
+        self.tls_ca = tls_ca  # a CA file: connect with TLS and verify the node's certificate
+        self._max_frame = max_frame
+
     def _call(self, op: str, args: dict[str, Any], timeout: float | None = None) -> Any:
         raise NotImplementedError
 
@@ -268,12 +284,7 @@ class Client(_Api):
         cluster: str | None = None,
         tls_ca: str | None = None,
     ) -> None:
-        self.address = address
-        self.timeout = timeout
-        self.credentials = credentials
-        self.cluster = cluster
-        self.tls_ca = tls_ca  # a CA file: connect with TLS and verify the node's certificate
-        self._max_frame = max_frame
+        super().__init__(address, timeout, credentials, max_frame, cluster, tls_ca)
         self._sock: socket.socket | None = None
         self._proto: Initiator[str] = Initiator(max_frame)
         self.server_info: dict[str, Any] = {}
@@ -382,12 +393,7 @@ class AsyncClient(_Api):
         cluster: str | None = None,
         tls_ca: str | None = None,
     ) -> None:
-        self.address = address
-        self.timeout = timeout
-        self.credentials = credentials
-        self.cluster = cluster
-        self.tls_ca = tls_ca  # a CA file: connect with TLS and verify the node's certificate
-        self._max_frame = max_frame
+        super().__init__(address, timeout, credentials, max_frame, cluster, tls_ca)
         self._channel: Channel | None = None
         self._nursery_cm: Any = None
         self.server_info: dict[str, Any] = {}
