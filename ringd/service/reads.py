@@ -263,11 +263,10 @@ class Reads:
         start = trio.current_time()
         topology = self.topology
         token = token_for(key)
-        natural = topology.replicas(keyspace, token)
         # sloppy quorum: the nodes standing in for down replicas answer from what they hold
-        stand_ins: dict[str, str] = {}
-        if keyspace.sloppy_quorum and self.hints is not None:
-            natural, stand_ins = topology.sloppy_replicas(natural, token)
+        natural, stand_ins = topology.request_replicas(
+            keyspace, token, sloppy=keyspace.sloppy_quorum and self.hints is not None
+        )
         plan = coordination.plan(
             topology, self.metrics, keyspace, natural, consistency, write=False
         )

@@ -151,9 +151,15 @@ class Topology:
                 candidates.remove(pick)
         return out
 
-    def sloppy_replicas(self, natural: list[str], token: int) -> tuple[list[str], dict[str, str]]:
-        """Sloppy quorum: ``natural`` with each down replica replaced by its stand-in
-        (:meth:`fallbacks`), and the stand-ins as ``{stand-in: the replica it stands for}``."""
+    def request_replicas(
+        self, keyspace: Keyspace, token: int, *, sloppy: bool
+    ) -> tuple[list[str], dict[str, str]]:
+        """The replicas a read or write of ``token`` goes to: the natural ones, and with
+        ``sloppy`` (sloppy quorum) each down one replaced by its stand-in (:meth:`fallbacks`);
+        and the stand-ins as ``{stand-in: the replica it stands for}``."""
+        natural = self.replicas(keyspace, token)
+        if not sloppy:
+            return natural, {}
         stand_ins = {f: h for h, f in self.fallbacks(natural, token).items()}
         if not stand_ins:
             return natural, {}

@@ -219,12 +219,11 @@ class Writes:
         start = trio.current_time()
         topology = self.topology
         token = token_for(key)
-        natural = topology.replicas(keyspace, token)
         # sloppy quorum: down replicas are stood in for by the next live nodes, which hold the
         # write as a hint for them and count towards w (fallback -> the replica it stands for)
-        stand_ins: dict[str, str] = {}
-        if keyspace.sloppy_quorum and self.hints is not None:
-            natural, stand_ins = topology.sloppy_replicas(natural, token)
+        natural, stand_ins = topology.request_replicas(
+            keyspace, token, sloppy=keyspace.sloppy_quorum and self.hints is not None
+        )
         plan = coordination.plan(topology, self.metrics, keyspace, natural, consistency, write=True)
         replica = self.replica
         size = replica.check_row_size(keyspace.name, key, row, new_only=True)
