@@ -2,6 +2,7 @@
 
     python tests/bench/bench_cluster.py [--duration 10s] [--baseline REV] [--sync batch,periodic]
                                         [--concurrency 1,64] [--keys 10000] [--no-ceiling]
+                                        [--metrics-off]
 
 For each commit-log sync mode it starts a fresh local cluster (``ringctl cluster``, 3 nodes on
 127.0.0.1-3, RF 3, a free non-default port, a temporary RINGCTL_HOME), runs ``ringctl stress write``
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
+METRICS_OFF = Path(__file__).resolve().parent / "metrics_off"
 RINGCTL = (
     f"import sys; sys.path.insert(0, {str(ROOT)!r}); sys.argv[0] = 'ringctl'; "
     "from ringctl.app import main; main()"
@@ -120,12 +122,15 @@ class Bench:
 
     def ringctl(self, *argv: str, tree: Path | None = None) -> str:
         """Run ringctl: the current one, or (``tree``) that tree's own, whose cluster commands
-        write the configuration its ringd understands."""
+        write the configuration its ringd understands (``METRICS_OFF``: the current one, whose
+        nodes load the no-op metrics)."""
         env = {**os.environ, "RINGCTL_HOME": str(self.home)}
         env.pop("RINGCTL_HOST", None)
         env.pop("PYTHONPATH", None)
         code = RINGCTL
-        if tree:
+        if tree == METRICS_OFF:
+            env["PYTHONPATH"] = str(METRICS_OFF)
+        elif tree:
             env["PYTHONPATH"] = str(tree)  # for the ringd processes ringctl starts
             code = RINGCTL.replace(repr(str(ROOT)), repr(str(tree)))
         done = subprocess.run(
@@ -160,7 +165,7 @@ class Bench:
         hosts = ",".join(f"127.0.0.{i}:{port}" for i in range(1, 4))
         try:
             self.ringctl(*start, tree=tree)
-            self.stress(label, sync, ["--host", hosts] if tree else [])
+            self.stress(label, sync, ["--host", hosts] if tree and tree != METRICS_OFF else [])
         finally:
             try:
                 self.ringctl("cluster", "remove", name, "--json", tree=tree)
@@ -207,23 +212,23 @@ def line(row: dict[str, Any]) -> str:
 
 
 def ratios(rows: list[dict[str, Any]]) -> None:
-    base = {(r["sync"], r["mode"], r["c"]): r for r in rows if r["tree"].startswith("baseline")}
-    print("\ncurrent / baseline")
-    print(f"{'sync':<9} {'mode':<6} {'c':>3} {'op/s':>7} {'p50':>7} {'p99.9':>7} {'cpu/op':>7}")
-    for r in rows:
-        b = base.get((r["sync"], r["mode"], r["c"]))
-        if r["tree"] != "current" or b is None:
-            continue
+    def ratio(x: float | None, y: float | None) -> str:
+        return "-" if not x or not y else f"{x / y:.2f}"
 
-        def ratio(x: float | None, y: float | None) -> str:
-            return "-" if not x or not y else f"{x / y:.2f}"
-
-        print(
-            f"{r['sync']:<9} {r['mode']:<6} {r['c']:>3} {ratio(r['op_rate'], b['op_rate']):>7} "
-            f"{ratio(r['latency_ms']['p50'], b['latency_ms']['p50']):>7} "
-            f"{ratio(r['latency_ms']['p999'], b['latency_ms']['p999']):>7} "
-            f"{ratio(r['cluster_cpu_us_per_op'], b['cluster_cpu_us_per_op']):>7}"
-        )
+    for label in dict.fromkeys(r["tree"] for r in rows if r["tree"].startswith("baseline")):
+        base = {(r["sync"], r["mode"], r["c"]): r for r in rows if r["tree"] == label}
+        print(f"\ncurrent / {label}")
+        print(f"{'sync':<9} {'mode':<6} {'c':>3} {'op/s':>7} {'p50':>7} {'p99.9':>7} {'cpu/op':>7}")
+        for r in rows:
+            b = base.get((r["sync"], r["mode"], r["c"]))
+            if r["tree"] != "current" or b is None:
+                continue
+            print(
+                f"{r['sync']:<9} {r['mode']:<6} {r['c']:>3} {ratio(r['op_rate'], b['op_rate']):>7} "
+                f"{ratio(r['latency_ms']['p50'], b['latency_ms']['p50']):>7} "
+                f"{ratio(r['latency_ms']['p999'], b['latency_ms']['p999']):>7} "
+                f"{ratio(r['cluster_cpu_us_per_op'], b['cluster_cpu_us_per_op']):>7}"
+            )
 
 
 def main() -> None:
@@ -234,6 +239,9 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,64", help="in-flight counts")
     parser.add_argument("--keys", type=int, default=10_000)
     parser.add_argument("--no-ceiling", action="store_true", help="skip the ceiling server")
+    parser.add_argument(
+        "--metrics-off", action="store_true", help="also run with metric records as no-ops"
+    )
     parser.add_argument("--serve-ceiling", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_ceiling:
@@ -252,6 +260,8 @@ def main() -> None:
             ).stdout
             subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
             trees.append((f"baseline {args.baseline[:8]}", tree))
+        if args.metrics_off:
+            trees.append(("baseline nometric", METRICS_OFF))
         bench = Bench(Path(tmp) / "home", args)
         print(
             f"3 nodes, RF 3, QUORUM, 48-byte values, {args.duration} per run, {os.cpu_count()} cores"
@@ -262,7 +272,7 @@ def main() -> None:
                 bench.cluster(label, sync, tree)
         if not args.no_ceiling:
             bench.ceiling()
-        if args.baseline:
+        if args.baseline or args.metrics_off:
             ratios(bench.rows)
 
 
