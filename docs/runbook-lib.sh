@@ -34,12 +34,11 @@ print(value if isinstance(value, str) else json.dumps(value))
 jtest() { [ "$(jpy "bool($1)")" = true ]; }
 
 # fresh_cluster ARGS...: remove the cluster, start it afresh with ARGS (ringctl cluster start
-# options), stop it when the runbook exits, and set ADDR[N] to node N's address.
+# options) and set ADDR[N] to node N's address. It is stopped when the runbook exits.
 ADDR=()
 fresh_cluster() {
   local status
   ringctl cluster remove "$CLUSTER" >/dev/null 2>&1 || true
-  trap finish EXIT
   ringctl cluster start --name "$CLUSTER" --port "$PORT" "$@" >/dev/null
   status="$(ringctl cluster status --json)"
   for n in $(jpy '" ".join(str(n["number"]) for n in d["nodes"])' <<<"$status"); do
@@ -49,13 +48,23 @@ fresh_cluster() {
       "%s=%s (%s)" % (n["node"], n["address"], n["dc"]) for n in d["nodes"])' <<<"$status")"
 }
 
+WORK="$(mktemp -d)"  # scratch files, removed at exit
+BACKGROUND=()        # pids of background commands, stopped at exit if still running
+
 finish() {
+  local pid
+  for pid in "${BACKGROUND[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+  rm -rf "$WORK"
   if [ "${RUNBOOK_KEEP:-0}" = 1 ]; then
     echo "cluster '$CLUSTER' keeps running; 'ringctl cluster remove $CLUSTER' deletes it"
   else
     ringctl cluster stop --name "$CLUSTER" >/dev/null 2>&1 || true
   fi
 }
+
+trap finish EXIT
 
 # number_of ADDRESS: the node number of the node at ADDRESS.
 number_of() {
