@@ -67,3 +67,22 @@ def test_runbook_cart(ringctl: Ringctl) -> None:
     assert "now reads the whole cart: book checkout gift_wrap lamp mug pen" in out
     assert "no hints pending on any node" in out
     assert "The cart took every write with a replica down and converged." in out
+
+
+def test_runbook_chat(ringctl: Ringctl) -> None:
+    out = run_runbook(ringctl, "chat", "chat", 4)
+    assert "node2 reads room:general at LOCAL_QUORUM: m01 m02" in out  # each side its own
+    assert "node4 reads room:general at LOCAL_QUORUM: m01 m03" in out
+    assert "node3 reads room:general at ALL: m01 m02 m03" in out  # read repair
+    assert "node3 reads room:random at LOCAL_QUORUM: m04 m05" in out  # after repair
+    assert "no hints pending on any node" in out
+    assert "after heal and repair all agree" in out
+
+
+def test_runbook_iot(ringctl: Ringctl) -> None:
+    out = run_runbook(ringctl, "iot", "iot", 3)
+    assert "every write succeeded at w=1 with node3 down" in out
+    assert "stale reads at r=1" in out
+    assert "digest mismatches counted, and repaired" in out
+    assert "no hints pending on any node" in out
+    assert "stress read -r 1 through node3: found 500/500" in out
