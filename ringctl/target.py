@@ -14,7 +14,7 @@ from typing import Any
 from ringctl import credentials, output
 from ringctl.client import DEFAULT_ADDRESS, AsyncClient, Client
 from ringctl.cluster import layout
-from ringctl.cluster.layout import LayoutError, cluster_dir
+from ringctl.cluster.layout import cluster_dir
 from ringctl.cluster.manager import current_cluster
 from ringd.config import DEFAULT_PORT
 from ringd.net.address import split_address
@@ -115,11 +115,7 @@ def _current_cluster_with(address: str) -> str | None:
     name = layout.read_current()
     if name is None:
         return None
-    try:
-        spec = layout.load(name)
-    except (LayoutError, OSError, ValueError):
-        return None
-    return name if any(n.address == address for n in spec.nodes) else None
+    return name if layout.cluster_of(address) == name else None
 
 
 def client(host: str | None, timeout: float | None = None) -> Client:

@@ -429,15 +429,27 @@ def admin_credentials(name: str) -> dict[str, str] | None:
 
 
 def cluster_of(address: str) -> str | None:
-    """The local cluster that has a node at ``address``, if any."""
+    """The local cluster that has a node at ``address``, if any. Clusters made one after the
+    other on the same port share addresses (only one can run at a time): the one whose node
+    at ``address`` runs (or is paused) wins, else the current cluster, else the first by name."""
+    from ringctl.cluster.manager import STOPPED, node_process  # manager imports this module
+
+    found = []
     for name in names():
         try:
             spec = load(name)
         except Exception:  # a damaged cluster.json: not one to use
             continue
-        if any(n.address == address for n in spec.nodes):
+        for node in spec.nodes:
+            if node.address == address:
+                found.append((name, spec, node))
+    if len(found) <= 1:
+        return found[0][0] if found else None
+    for name, spec, node in found:
+        if node_process(spec, node, clean=False).state != STOPPED:
             return name
-    return None
+    current = read_current()
+    return current if any(name == current for name, _, _ in found) else found[0][0]
 
 
 def connect_args(address: str) -> dict[str, Any]:

@@ -59,3 +59,20 @@ def test_verbose_and_info_name_the_cluster(ringctl: Ringctl, node: Ringd) -> Non
     info = ringctl.ok("info", "--host", node.address).stdout
     assert "Cluster" in info and ": ringd" in info
     assert ringctl.json("ping", "--host", node.address)["cluster"] == "ringd"
+
+
+def test_clusters_one_after_the_other_on_the_same_port(ringctl: Ringctl) -> None:
+    """A stopped cluster on the same addresses (say, the last runbook's) lends its credentials
+    neither to the cluster manager nor to ``--host``: each logs in to the cluster running there."""
+    port = str(cluster_port(1))
+    ringctl.ok("cluster", "start", "--name", "aaa", "-n", "1", "--port", port)
+    ringctl.ok("cluster", "stop")
+    # before the fix: the manager logged in to bbb's node as aaa's admin, "did not answer in time"
+    ringctl.ok("cluster", "start", "--name", "bbb", "-n", "1", "--port", port, "--timeout", "20")
+    assert ringctl.json("cluster", "status")["nodes"][0]["status"] == "UP"
+    assert ringctl.json("keyspace", "list", "--host", f"127.0.0.1:{port}") is not None
+    ringctl.ok("cluster", "switch", "aaa")  # the current cluster is stopped: --host still logs in
+    ringctl.ok("keyspace", "create", "k", "--rf", "1", "--host", f"127.0.0.1:{port}")
+    ringctl.ok("cluster", "stop", "--name", "bbb")
+    ringctl.ok("cluster", "start", "--name", "aaa", "--timeout", "20")
+    ringctl.ok("keyspace", "list", "--host", f"127.0.0.1:{port}")
