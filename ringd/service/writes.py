@@ -347,8 +347,10 @@ class Writes:
         if fallback == self.topology.local_host_id:
             assert self.hints is not None
             if self.hints.hold(target, ks, key, row):
-                write.ack(fallback)
+                write.held_done(fallback, {}, None)
             else:
+                if write.trace is not None:
+                    write._traced("failed", "{} cannot hold a hint (handoff off or full)", fallback)
                 write.fail()
             return
         wire = MutateHintedRequest(ks, key, row, target).to_wire()

@@ -38,9 +38,10 @@ def kinds(doc: dict[str, Any], kind: str) -> list[dict[str, Any]]:
     return [e for e in doc["trace"] if e["kind"] == kind]
 
 
-def create(nodes: list[Ringd], name: str, **options: Any) -> None:
+def create(nodes: list[Ringd], name: str, rf: int = 3, **options: Any) -> None:
+    replication = {"class": "SimpleStrategy", "replication_factor": rf}
     with nodes[0].client() as db:
-        db.keyspace_create(name, replication=RF3, **options)
+        db.keyspace_create(name, replication=replication, **options)
 
     def everywhere() -> bool:
         for n in nodes:
@@ -57,6 +58,7 @@ def abc(cluster_factory: Callable[..., list[Ringd]]) -> list[Ringd]:
     nodes = cluster_factory(3, gossip_interval_ms=100)
     create(nodes, "tr", hinted_handoff=False)
     create(nodes, "th")  # hinted handoff on
+    create(nodes, "ts", rf=2, sloppy_quorum=True)
     return nodes
 
 
@@ -118,6 +120,19 @@ def test_a_traced_put_with_a_replica_down_shows_the_hint(abc: list[Ringd]) -> No
     assert c.address in plan["replicas"] and c.address not in plan["contacts"]
     [hint] = kinds(doc, "hint")
     assert hint["replica"] == c.address and hint["node"] == a.address
+
+    # sloppy quorum: a key c replicates (RF 2) gets a stand-in that holds the write for c
+    with a.client() as db:
+        key = next(
+            k
+            for k in (f"s{i}" for i in range(200))
+            if c.address in db.admin("getendpoints", keyspace="ts", key=k)["endpoints"]
+        )
+    sloppy = traced(a, "put", "ts", key, '{"v": 5}', "-c", "QUORUM")
+    assert sloppy["result"]["acks"] == 2
+    held = [e for e in kinds(sloppy, "response") if "holds the write as a hint" in e["event"]]
+    standing = [e for e in kinds(sloppy, "send") if f"standing in for {c.address}" in e["event"]]
+    assert len(held) == len(standing) == 1 and held[0]["replica"] == standing[0]["replica"]
 
     # a traced request that fails still shows its events, then the error (exit 3)
     failed = traced(a, "put", "tr", "k", '{"v": 4}', "-c", "ALL", code=3)
