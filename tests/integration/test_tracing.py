@@ -110,6 +110,20 @@ def test_a_traced_put_shows_each_replica_apply(abc: list[Ringd]) -> None:
     assert code == 0 and "OK (" in text and "Tracing delete tr/k" in text and "plan:" in text
 
 
+def test_a_traced_write_that_times_out_shows_the_timeout(abc: list[Ringd]) -> None:
+    a, b, _ = abc
+    with a.client() as db:
+        db.admin("test_filter", action="drop", to=[b.address], verbs=["mutate"])
+    doc = traced(a, "put", "tr", "k", '{"v": 6}', "-c", "ALL", code=3)
+    assert doc["error"]["code"] == "WRITE_TIMEOUT"
+    sent = [e["replica"] for e in kinds(doc, "send")]
+    assert b.address in sent and b.address not in [e["replica"] for e in kinds(doc, "response")]
+    [timeout] = kinds(doc, "timeout")
+    assert timeout["node"] == a.address and "2 of 3 acks" in timeout["event"]
+    code, text = ringctl(a, "put", "tr", "k", '{"v": 7}', "-c", "ALL", "--trace")
+    assert code == 3 and "Tracing put tr/k" in text and "write timed out" in text
+
+
 def test_a_traced_put_with_a_replica_down_shows_the_hint(abc: list[Ringd]) -> None:
     a, b, c = abc
     c.stop()
