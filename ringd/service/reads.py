@@ -178,9 +178,12 @@ class _Read:
 
     def answered(self, host: str, ok_or_slow: bool) -> None:
         if not ok_or_slow and self.spares:
+            spare = self.spares.pop(0)
             if self.trace is not None:
-                self.reads.traced(self.trace, "spare", "asking spare replica {} instead", host)
-            self.ask(self.spares.pop(0), False)
+                instead = address_of(self.reads.topology, host)
+                text = f"asking spare replica {{}} for data instead of {instead}"
+                self.reads.traced(self.trace, "spare", text, spare)
+            self.ask(spare, False)
         self.outstanding -= 1
         if self.outstanding == 0 and not self.finished:
             self.finish()

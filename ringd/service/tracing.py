@@ -78,9 +78,10 @@ class Trace:
             self.dropped += 1
 
     def to_wire(self) -> list[dict[str, Any]]:
-        """The events for the client, in the order they were recorded."""
+        """The events for the client, in the order they were recorded (a copy: what a late
+        answer adds afterwards is not sent)."""
         if not self.dropped:
-            return self.events
+            return list(self.events)
         more = f"{self.dropped} more events left out (at most {self.limit} are kept)"
         last = {"node": self.node, "elapsed_us": self.elapsed_us(), "kind": "truncated"}
         return [*self.events, {**last, "event": more}]
