@@ -171,3 +171,43 @@ def test_the_table_fits_80_columns() -> None:
     assert max(len(line.rstrip()) for line in lines) <= 80
     text = out.getvalue()
     assert "1,234,567" in text and "127.0.0.1:40001" in text and "applied to commit" in text
+
+
+async def test_a_coordinator_keeps_going_when_replicas_return_bad_traces() -> None:
+    """A write whose replicas answer with malformed traces is acknowledged as usual; their
+    events are left out, each with a malformed_trace event."""
+    from types import SimpleNamespace
+
+    from ringd.locator.consistency import ConsistencyLevel, ReplicaPlan, RequestKind
+    from ringd.metrics import CoordinatorMetrics
+    from ringd.service.coordination import Consistency
+    from ringd.service.writes import _Write
+
+    topology = SimpleNamespace(address=lambda h: f"127.0.0.1:{h}", local_host_id="9")
+    writes = SimpleNamespace(
+        topology=topology,
+        clock=SimpleNamespace(observe=lambda hlc: None),
+        metrics=CoordinatorMetrics(),
+        hints=None,
+        timeout=2.0,
+    )
+    plan = ReplicaPlan(
+        RequestKind.WRITE,
+        ConsistencyLevel.ALL,
+        3,
+        ("1", "2", "3"),
+        ("1", "2", "3"),
+        {"1": "dc1", "2": "dc1", "3": "dc1"},
+    )
+    answers: list[Any] = []
+    trace = Trace("127.0.0.1:9")
+    write = _Write(writes, plan, Consistency("ALL"), 0.0, answers.append, trace=trace)  # type: ignore[arg-type]
+    write.traced_remote_done("1", {"hlc": 5, "trace": [[1, "apply", "x"]] * 10_000}, None)
+    write.traced_remote_done("2", {"hlc": 5, "trace": {"nested": [[[[]]]]}}, None)
+    write.traced_remote_done("3", {"hlc": 5, "trace": [[1, "apply", "applied"]]}, None)
+    assert answers == [3]
+    events = trace.to_wire()
+    bad = [e["replica"] for e in events if e["kind"] == "malformed_trace"]
+    assert bad == ["127.0.0.1:1", "127.0.0.1:2"]
+    assert [e["node"] for e in events if e["kind"] == "apply"] == ["127.0.0.1:3"]
+    assert events[-1]["kind"] == "done" and len(events) < 20
