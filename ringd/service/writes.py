@@ -27,6 +27,7 @@ from ringd.hints.service import HintsService
 from ringd.locator.consistency import ReplicaPlan
 from ringd.locator.consistency import Unavailable as PlanUnavailable
 from ringd.metrics import CoordinatorMetrics
+from ringd.net.channel import CallTimeout
 from ringd.net.deadlines import Deadline, Deadlines
 from ringd.net.messaging import Messaging
 from ringd.protocol.errors import ErrorCode, InvalidRequest, ProtocolError, Timeout
@@ -152,6 +153,8 @@ class _Write:
             self._traced("response", "acknowledgement from {}", host)
             if isinstance(value, dict):
                 self.trace.add_peer(address_of(self.writes.topology, host), value.get("trace"))
+        elif isinstance(error, CallTimeout):
+            self._traced("timeout", f"no answer from {{}} in time: {error.message}", host)
         else:
             self._traced("failed", f"mutate to {{}} failed: {error.code}: {error.message}", host)
         self.remote_done(host, value, error)
@@ -219,16 +222,13 @@ class _Write:
     def _trace_finish(self) -> None:
         assert self.trace is not None
         tracker, plan = self.tracker, self.plan
+        acks = f"{tracker.received} of {plan.required} acks"
         if tracker.satisfied:
-            self.trace.add("done", f"answering: {tracker.received} of {plan.required} acks")
-        elif self.answered >= len(plan.contacts):
-            self.trace.add("failed", f"too few acks: {tracker.received} of {plan.required}")
+            self.trace.add("done", f"answering: {acks}")
+        elif self.refusal is not None:
+            self.trace.add("failed", f"too few acks ({acks}); answering a replica's refusal")
         else:
-            self.trace.add(
-                "timeout",
-                f"write timed out: {tracker.received} of {plan.required} acks after "
-                f"{self.writes.timeout:g} s",
-            )
+            self.trace.add("timeout", f"write timed out: {acks}")
 
     def expire(self) -> None:
         self.deadline = None
