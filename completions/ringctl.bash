@@ -46,7 +46,7 @@ _ringctl_options() {
         'cluster switch') echo '--help --json' ;;
         'compact') echo '--help --host --json --timeout' ;;
         'compactionstats') echo '--help --host --json --timeout' ;;
-        'delete') echo '--consistency --help --host --json --key-hex --timeout --timestamp -c -w' ;;
+        'delete') echo '--consistency --help --host --json --key-hex --timeout --timestamp --trace -c -w' ;;
         'describecluster') echo '--help --host --json --timeout' ;;
         'describering') echo '--help --host --json --timeout' ;;
         'disablehandoff') echo '--help --host --json --timeout' ;;
@@ -55,7 +55,7 @@ _ringctl_options() {
         'enablehandoff') echo '--help --host --json --timeout' ;;
         'enablehintsfordc') echo '--help --host --json --timeout' ;;
         'flush') echo '--help --host --json --timeout' ;;
-        'get') echo '--consistency --help --host --json --key-hex --timeout -c -r' ;;
+        'get') echo '--consistency --help --host --json --key-hex --timeout --trace -c -r' ;;
         'getendpoints') echo '--help --host --json --timeout' ;;
         'getmaxhintwindow') echo '--help --host --json --timeout' ;;
         'gossipinfo') echo '--help --host --json --timeout' ;;
@@ -71,7 +71,7 @@ _ringctl_options() {
         'pausehandoff') echo '--help --host --json --timeout' ;;
         'ping') echo '--help --host --json --timeout' ;;
         'proxyhistograms') echo '--help --host --json --timeout' ;;
-        'put') echo '--consistency --help --host --json --key-hex --raw --text --timeout --timestamp --ttl --value-file -c -w' ;;
+        'put') echo '--consistency --help --host --json --key-hex --raw --text --timeout --timestamp --trace --ttl --value-file -c -w' ;;
         'repair') echo '--help' ;;
         'repair run') echo '--dc --end-token --help --host --hosts --jobs --json --partitioner-range --preview --start-token --timeout -et -j -pr -st' ;;
         'repair status') echo '--help --host --json --timeout' ;;

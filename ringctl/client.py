@@ -136,11 +136,20 @@ class _Api:
         """``after(result)`` of a call (the async client chains it on the awaitable)."""
         return after(value)
 
-    def _data(self, op: str, args: dict[str, Any]) -> Any:
-        """A put, get or delete, carrying the session's high-water mark and raising it."""
+    def _data(self, op: str, args: dict[str, Any], trace: bool = False) -> Any:
+        """A put, get or delete, carrying the session's high-water mark and raising it.
+        ``trace``: the node answers ``{"result": ..., "trace": [event, ...]}``."""
         if self.session_us:
             args["session_us"] = self.session_us
+        if trace:
+            args["trace"] = True
+            return self._then(self._call(op, args), self._saw_traced)
         return self._then(self._call(op, args), self._saw)
+
+    def _saw_traced(self, answer: Any) -> Any:
+        if isinstance(answer, dict):
+            self._saw(answer.get("result"))
+        return answer
 
     def _saw(self, result: Any) -> Any:
         if isinstance(result, dict):
@@ -166,15 +175,17 @@ class _Api:
         timestamp: int | None = None,
         consistency: str | None = None,
         w: int | None = None,
+        trace: bool = False,
     ) -> Any:
-        """Write columns of a row. Returns ``{"timestamp": µs, "acks": n}``."""
+        """Write columns of a row. Returns ``{"timestamp": µs, "acks": n}`` (with ``trace``:
+        ``{"result": that, "trace": [event, ...]}``, docs/protocol.md section 11.9)."""
         args: dict[str, Any] = {"keyspace": keyspace, "key": key, "columns": columns}
         if ttl is not None:
             args["ttl"] = ttl
         if timestamp is not None:
             args["timestamp"] = timestamp
         _consistency(args, consistency, "w", w)
-        return self._data("put", args)
+        return self._data("put", args, trace)
 
     def get(
         self,
@@ -183,11 +194,13 @@ class _Api:
         *,
         consistency: str | None = None,
         r: int | None = None,
+        trace: bool = False,
     ) -> Any:
-        """The row's live columns ``{"key", "columns", "writetime"}``, or ``None`` if absent."""
+        """The row's live columns ``{"key", "columns", "writetime"}``, or ``None`` if absent
+        (with ``trace``: ``{"result": that, "trace": [event, ...]}``)."""
         args: dict[str, Any] = {"keyspace": keyspace, "key": key}
         _consistency(args, consistency, "r", r)
-        return self._data("get", args)
+        return self._data("get", args, trace)
 
     def delete(
         self,
@@ -198,15 +211,16 @@ class _Api:
         timestamp: int | None = None,
         consistency: str | None = None,
         w: int | None = None,
+        trace: bool = False,
     ) -> Any:
-        """Delete the row, or only the named columns."""
+        """Delete the row, or only the named columns (``trace`` as for :meth:`put`)."""
         args: dict[str, Any] = {"keyspace": keyspace, "key": key}
         if columns:
             args["columns"] = list(columns)
         if timestamp is not None:
             args["timestamp"] = timestamp
         _consistency(args, consistency, "w", w)
-        return self._data("delete", args)
+        return self._data("delete", args, trace)
 
     def scan(
         self,

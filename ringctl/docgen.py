@@ -406,6 +406,11 @@ _EXAMPLES: tuple[tuple[tuple[str, ...], str, str], ...] = (
         "Read it back as JSON, asking every replica:",
         "ringctl get demo user:1 -c ALL --json",
     ),
+    (
+        ("get",),
+        "See what a read did on each replica (digests, read repair), in µs per node:",
+        "ringctl get demo user:1 -c ALL --trace",
+    ),
     (("status",), "See which nodes are up and what they own:", "ringctl status demo"),
     (
         ("cluster", "node", "stop"),

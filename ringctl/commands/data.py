@@ -12,7 +12,7 @@ from typing import Annotated, Any, BinaryIO
 import typer
 
 import ringd
-from ringctl import output, target, values
+from ringctl import output, target, tracing, values
 from ringctl.client import AsyncClient
 from ringctl.options import (
     Consistency,
@@ -110,20 +110,47 @@ def put(
     w: Annotated[int | None, _count("w")] = None,
     host: Host = None,
     timeout: Timeout = None,
+    trace: tracing.Trace = False,
     as_json: Json = False,
 ) -> None:
     """Write columns of a row."""
     columns = parse_value(_value_text(value, value_file), raw)
     row_key = _key(key, key_hex)
-    with output.errors(), target.client(host, timeout) as db:
+    what = f"put {keyspace}/{values.show_key(row_key)}"
+    with (
+        output.errors(),
+        tracing.on_error(trace, what, as_json),
+        target.client(host, timeout) as db,
+    ):
         result = db.put(
-            keyspace, row_key, columns, ttl=ttl, timestamp=timestamp, consistency=consistency, w=w
+            keyspace,
+            row_key,
+            columns,
+            ttl=ttl,
+            timestamp=timestamp,
+            consistency=consistency,
+            w=w,
+            trace=trace,
         )
+    _written({"keyspace": keyspace, "key": row_key}, result, trace, what, as_json)
+
+
+def _written(doc: dict[str, Any], result: Any, trace: bool, what: str, as_json: bool) -> None:
+    """A put's or delete's outcome, and with ``trace`` its events."""
+    events = tracing.events_of(result.get("trace")) if trace else []
+    if trace:
+        result = result.get("result") or {}
+    doc = {**doc, **result}
+    if trace and as_json:
+        tracing.show(events, what, doc, True)
+        return
     output.emit(
-        {"keyspace": keyspace, "key": row_key, **result},
+        doc,
         as_json,
         lambda r: output.say(f"OK ({plural(r['acks'], 'ack')}, timestamp {r['timestamp']})"),
     )
+    if trace:
+        tracing.show(events, what, doc, False)
 
 
 def get(
@@ -134,18 +161,33 @@ def get(
     r: Annotated[int | None, _count("r")] = None,
     host: Host = None,
     timeout: Timeout = None,
+    trace: tracing.Trace = False,
     as_json: Json = False,
 ) -> None:
     """Read a row. Exits 1 if it does not exist."""
     row_key = _key(key, key_hex)
-    with output.errors(), target.client(host, timeout) as db:
-        row = db.get(keyspace, row_key, consistency=consistency, r=r)
     shown = f"{keyspace}/{values.show_key(row_key)}"
+    with (
+        output.errors(),
+        tracing.on_error(trace, f"get {shown}", as_json),
+        target.client(host, timeout) as db,
+    ):
+        row = db.get(keyspace, row_key, consistency=consistency, r=r, trace=trace)
+    events: list[dict[str, Any]] = []
+    if trace:
+        events, row = tracing.events_of(row.get("trace")), row.get("result")
+        if as_json:
+            tracing.show(events, f"get {shown}", row, True)
+            if row is None:
+                raise typer.Exit(output.NOT_FOUND)
+            return
     if row is None:
         if as_json:
             output.emit(None, True, print)
         else:
             output.err_console.print(f"ringctl: {shown}: not found", markup=False)
+            if trace:
+                tracing.show(events, f"get {shown}", None, False)
         raise typer.Exit(output.NOT_FOUND)
 
     def render(row: dict[str, Any]) -> None:
@@ -156,6 +198,8 @@ def get(
         output.console.print(output.table(shown, ["column", "value", "writetime"], rows))
 
     output.emit(row, as_json, render)
+    if trace:
+        tracing.show(events, f"get {shown}", row, False)
 
 
 def delete(
@@ -170,19 +214,28 @@ def delete(
     w: Annotated[int | None, _count("w")] = None,
     host: Host = None,
     timeout: Timeout = None,
+    trace: tracing.Trace = False,
     as_json: Json = False,
 ) -> None:
     """Delete a row, or only the named columns (writes tombstones)."""
     row_key = _key(key, key_hex)
-    with output.errors(), target.client(host, timeout) as db:
+    what = f"delete {keyspace}/{values.show_key(row_key)}"
+    with (
+        output.errors(),
+        tracing.on_error(trace, what, as_json),
+        target.client(host, timeout) as db,
+    ):
         result = db.delete(
-            keyspace, row_key, columns or None, timestamp=timestamp, consistency=consistency, w=w
+            keyspace,
+            row_key,
+            columns or None,
+            timestamp=timestamp,
+            consistency=consistency,
+            w=w,
+            trace=trace,
         )
-    output.emit(
-        {"keyspace": keyspace, "key": row_key, "columns": columns or None, **result},
-        as_json,
-        lambda r: output.say(f"OK ({plural(r['acks'], 'ack')}, timestamp {r['timestamp']})"),
-    )
+    doc = {"keyspace": keyspace, "key": row_key, "columns": columns or None}
+    _written(doc, result, trace, what, as_json)
 
 
 def ping(host: Host = None, timeout: Timeout = None, as_json: Json = False) -> None:

@@ -623,6 +623,17 @@ class StorageEngine:
         )
         return result
 
+    def read_shape(self, keyspace: str, key: bytes) -> tuple[int, int, int]:
+        """Where :meth:`read` finds ``key`` (for request tracing; it reads again): the memtables
+        holding it, the sstables holding it, and the sstables there are."""
+        store = self._stores.get(keyspace)
+        if store is None:
+            return 0, 0, 0
+        memtables = sum(key in mt.rows for mt in (store.memtable, *(m for m, _ in store.flushing)))
+        h = key_hash(key)
+        hits = sum(sst.get(key, h) is not None for sst in store.sstables)
+        return memtables, hits, len(store.sstables)
+
     def row_bytes_bound(self, keyspace: str, key: bytes) -> int:
         """An upper bound on the encoded size of what :meth:`read` returns for ``key`` (and of
         that merged with a row, less that row's own size), without reading any sstable: the

@@ -19,7 +19,7 @@ from ringd.net.server import Handler, Reply, Session
 from ringd.protocol.errors import InvalidRequest, ProtocolError
 from ringd.protocol.messages import arg
 from ringd.schema import Keyspace, Schema, replication_warnings
-from ringd.service import requests, sessions
+from ringd.service import requests, sessions, tracing
 from ringd.service.clock_guard import ClockGuard
 from ringd.service.coordination import Consistency
 from ringd.service.hlc import HybridClock
@@ -43,6 +43,20 @@ def verbs(
 ) -> dict[str, Handler]:
     writes, reads, scans = proxy.writes, proxy.reads, proxy.scans
 
+    def start_trace(args: dict[str, Any]) -> tracing.Trace | None:
+        """A trace for this request if the client asked for one (``trace: true``)."""
+        if not arg(args, "trace", bool, False):
+            return None
+        return tracing.Trace(tracing.address_of(topology, topology.local_host_id))
+
+    def traced(trace: tracing.Trace, start: Callable[[], None]) -> None:
+        """Run ``start``; an error it raises at once (``UNAVAILABLE``) carries the trace."""
+        try:
+            start()
+        except ProtocolError as exc:
+            trace.add("failed", f"{exc.code}: {exc.message}")
+            raise tracing.attach(trace, exc) from None
+
     # ---- data -------------------------------------------------------------------------
 
     def write(
@@ -52,6 +66,7 @@ def verbs(
         ks = schema.require(arg(args, "keyspace", str))
         key = requests.key_bytes(args)
         consistency = Consistency.from_args(args, "w")
+        trace = start_trace(args) if "trace" in args else None
         ts = requests.client_timestamp(args)
         if ts is not None:
             requests.check_not_future(ts, clock.wall_seconds(), max_future_timestamp_ms)
@@ -63,9 +78,13 @@ def verbs(
         row = make_row(ks, ts, clock.wall_seconds())
 
         def done(acks: Any) -> None:
-            reply(acks if isinstance(acks, ProtocolError) else {"timestamp": ts, "acks": acks})
+            out = acks if isinstance(acks, ProtocolError) else {"timestamp": ts, "acks": acks}
+            reply(out if trace is None else tracing.attach(trace, out))
 
-        writes.start_write(ks, key, row, consistency, done)
+        if trace is None:
+            writes.start_write(ks, key, row, consistency, done)
+        else:
+            traced(trace, lambda: writes.start_write(ks, key, row, consistency, done, trace))
 
     def put(s: Session, args: dict[str, Any], reply: Reply) -> None:
         write(args, lambda ks, ts, now: requests.put_row(args, ts, now, ks.default_ttl), reply)
@@ -73,25 +92,18 @@ def verbs(
     def get(s: Session, args: dict[str, Any], reply: Reply) -> None:
         ks = schema.require(arg(args, "keyspace", str))
         key = requests.key_bytes(args)
+        consistency = Consistency.from_args(args, "r")
+        trace = start_trace(args) if "trace" in args else None
         sessions.observe(clock, sessions.session_us(args), stamps=False)
 
         def done(row: Any) -> None:
-            if isinstance(row, ProtocolError):
-                reply(row)
-                return
-            columns = requests.row_out(row, clock.wall_seconds())
-            if columns is None or row is None:
-                reply(None)
-                return
-            reply(
-                {
-                    "key": requests.key_out(key),
-                    "columns": columns,
-                    "writetime": requests.writetimes(row, columns),
-                }
-            )
+            out = _get_result(row, key, clock.wall_seconds())
+            reply(out if trace is None else tracing.attach(trace, out))
 
-        reads.start_read(ks, key, Consistency.from_args(args, "r"), done)
+        if trace is None:
+            reads.start_read(ks, key, consistency, done)
+        else:
+            traced(trace, lambda: reads.start_read(ks, key, consistency, done, trace))
 
     def delete(s: Session, args: dict[str, Any], reply: Reply) -> None:
         write(args, lambda ks, ts, now: requests.delete_row(args, ts, now), reply)
@@ -163,6 +175,20 @@ def verbs(
         "keyspace_alter": keyspace_alter,
         "keyspace_drop": keyspace_drop,
         "keyspace_list": keyspace_list,
+    }
+
+
+def _get_result(row: Any, key: bytes, now: float) -> Any:
+    """What ``get`` answers for the merged ``row`` (or the error the read ended with)."""
+    if isinstance(row, ProtocolError):
+        return row
+    columns = requests.row_out(row, now)
+    if columns is None or row is None:
+        return None
+    return {
+        "key": requests.key_out(key),
+        "columns": columns,
+        "writetime": requests.writetimes(row, columns),
     }
 
 

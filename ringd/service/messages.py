@@ -58,6 +58,14 @@ def _token(value: object, what: str, name: str) -> int:
     return value
 
 
+def _flag(m: dict[str, Any], name: str, what: str) -> bool:
+    """An optional boolean; False when absent."""
+    value = m.get(name, False)
+    if type(value) is not bool:
+        raise _malformed(what, f"{name} must be true or false")
+    return value
+
+
 def _row(raw: object, what: str) -> Row:
     try:
         return Row.from_wire(raw)
@@ -74,6 +82,7 @@ class MutateRequest:
     key: bytes
     row: Row
     hlc: int = 0
+    trace: bool = False  # a traced request: the response carries the replica's events
 
     @classmethod
     def from_wire(cls, args: object) -> MutateRequest:
@@ -83,10 +92,15 @@ class MutateRequest:
             _key(m.get("key"), "mutation"),
             _row(m.get("row"), "mutation"),
             _clock(m, "hlc", "mutation"),
+            "trace" in m and _flag(m, "trace", "mutation"),
         )
 
     def to_wire(self) -> dict[str, Any]:
-        return {"ks": self.ks, "key": self.key, "row": self.row.to_wire(), "hlc": self.hlc}
+        wire: dict[str, Any] = {"ks": self.ks, "key": self.key, "row": self.row.to_wire()}
+        wire["hlc"] = self.hlc
+        if self.trace:
+            wire["trace"] = True
+        return wire
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,17 +155,23 @@ class ReadLocalRequest:
     ks: str
     key: bytes
     digest: bool = False
+    trace: bool = False  # a traced request: the response carries the replica's events
 
     @classmethod
     def from_wire(cls, args: object) -> ReadLocalRequest:
         m = _map(args, "read")
-        digest = m.get("digest", False)
-        if type(digest) is not bool:
-            raise _malformed("read", "digest must be true or false")
-        return cls(_text(m, "ks", "read"), _key(m.get("key"), "read"), digest)
+        return cls(
+            _text(m, "ks", "read"),
+            _key(m.get("key"), "read"),
+            _flag(m, "digest", "read"),
+            "trace" in m and _flag(m, "trace", "read"),
+        )
 
     def to_wire(self) -> dict[str, Any]:
-        return {"ks": self.ks, "key": self.key, "digest": self.digest}
+        wire: dict[str, Any] = {"ks": self.ks, "key": self.key, "digest": self.digest}
+        if self.trace:
+            wire["trace"] = True
+        return wire
 
 
 @dataclass(frozen=True, slots=True)

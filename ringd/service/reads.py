@@ -43,6 +43,7 @@ from ringd.service.messages import (
     ReadLocalResponse,
 )
 from ringd.service.topology import Topology
+from ringd.service.tracing import Trace, add_plan, address_of, describe_read, describe_row
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ class _Read:
         "finished",
         "deadline",
         "stand_ins",
+        "trace",
     )
 
     def __init__(
@@ -94,7 +96,9 @@ class _Read:
         done: Callable[[Any], None],
         spares: list[str],
         stand_ins: dict[str, str] | None = None,
+        trace: Trace | None = None,
     ) -> None:
+        self.trace = trace  # a traced request's events; None (the usual case): not traced
         self.reads = reads
         self.stand_ins = stand_ins or {}  # sloppy quorum: fallback -> the replica it stands for
         self.keyspace = keyspace
@@ -120,16 +124,40 @@ class _Read:
                 log.warning("local read failed: %s", exc)
                 self.answered(host, False)
                 return
+            if self.trace is not None:
+                self.trace.add("read", reads.describe_local(self.keyspace.name, self.key, row))
             self.replies[host] = _Reply(row, row_digest(row), True)
             self.answered(host, True)
             return
+        verb = "read_hinted" if held else "read_local"
+        traced = self.trace is not None
+        if self.trace is None:
+            callback = partial(self.remote_done, host, digest_only)
+        else:
+            what = "digest" if digest_only else "data"
+            reads.traced(self.trace, "send", f"asking {{}} for {what} ({verb})", host)
+            callback = partial(self.traced_remote_done, host, digest_only)
         reads.messaging.send(
             reads.topology.address(host),
-            "read_hinted" if held else "read_local",
-            ReadLocalRequest(self.keyspace.name, self.key, digest_only).to_wire(),
-            partial(self.remote_done, host, digest_only),
+            verb,
+            ReadLocalRequest(self.keyspace.name, self.key, digest_only, traced).to_wire(),
+            callback,
             reads.timeout,
         )
+
+    def traced_remote_done(self, host: str, digest_only: bool, value: Any, error: Any) -> None:
+        assert self.trace is not None
+        if not self.finished:
+            reads = self.reads
+            if error is None:
+                what = "digest" if digest_only else "data"
+                reads.traced(self.trace, "response", f"{what} received from {{}}", host)
+                if isinstance(value, dict):
+                    self.trace.add_peer(address_of(reads.topology, host), value.get("trace"))
+            else:
+                text = f"read from {{}} failed: {getattr(error, 'message', error)}"
+                reads.traced(self.trace, "failed", text, host)
+        self.remote_done(host, digest_only, value, error)
 
     def remote_done(self, host: str, digest_only: bool, value: Any, error: Any) -> None:
         if self.finished:
@@ -150,7 +178,12 @@ class _Read:
 
     def answered(self, host: str, ok_or_slow: bool) -> None:
         if not ok_or_slow and self.spares:
-            self.ask(self.spares.pop(0), False)
+            spare = self.spares.pop(0)
+            if self.trace is not None:
+                instead = address_of(self.reads.topology, host)
+                text = f"asking spare replica {{}} for data instead of {instead}"
+                self.reads.traced(self.trace, "spare", text, spare)
+            self.ask(spare, False)
         self.outstanding -= 1
         if self.outstanding == 0 and not self.finished:
             self.finish()
@@ -168,18 +201,43 @@ class _Read:
             reads.deadlines.cancel(self.deadline)
         replies = self.replies
         data = next((r for r in replies.values() if r.is_data), None)
+        trace = self.trace
         if len(replies) < len(self.plan.contacts) or data is None:
+            if trace is not None:
+                name = partial(address_of, reads.topology)
+                missing = [name(h) for h in self.plan.contacts if h not in replies]
+                trace.add(
+                    "timeout",
+                    f"read timed out: {len(replies)} of {len(self.plan.contacts)} replicas "
+                    f"answered; waiting for {', '.join(missing) or 'data'}",
+                )
             metrics.counters["read_timeout"] += 1
             metrics.read_latency.add(trio.current_time() - self.start)
             self.done(read_timeout(len(replies), self.plan.required, self.consistency))
             return
         if all(r.digest == data.digest for r in replies.values()):
+            if trace is not None:
+                trace.add("done", f"digests match; answering with {describe_row(data.row)}")
             metrics.read_latency.add(trio.current_time() - self.start)
             self.done(data.row)
             return
+        if trace is not None:
+            self._trace_mismatch(trace, data)
         metrics.counters["digest_mismatch"] += 1
         assert reads.nursery is not None
         reads.nursery.start_soon(self._resolve, dict(replies))
+
+    def _trace_mismatch(self, trace: Trace, data: _Reply) -> None:
+        name = partial(address_of, self.reads.topology)
+        holder = next(h for h, r in self.replies.items() if r is data)
+        differ = [name(h) for h, r in self.replies.items() if r.digest != data.digest]
+        trace.add(
+            "digest_mismatch",
+            f"digest mismatch: {', '.join(differ)} "
+            f"{'disagrees' if len(differ) == 1 else 'disagree'} with the data from {name(holder)}; "
+            "fetching full data",
+            replicas=differ,
+        )
 
     async def _resolve(self, replies: dict[str, _Reply]) -> None:
         """Digest mismatch: fetch data from every replica that answered with a digest, merge."""
@@ -197,12 +255,21 @@ class _Read:
                                 self.key,
                                 full,
                                 host in self.stand_ins,
+                                self.trace,
                             )
+            trace = self.trace
             if len(full) < len(replies):
+                if trace is not None:
+                    trace.add(
+                        "timeout",
+                        f"read timed out: {len(full)} of {len(replies)} replicas sent their data",
+                    )
                 reads.metrics.read_latency.add(trio.current_time() - self.start)
                 self.done(read_timeout(len(full), self.plan.required, self.consistency))
                 return
             merged = _merge_rows(r.row for r in full.values())
+            if trace is not None:
+                trace.add("merge", f"merged the replicas' data: {describe_row(merged)}")
             reads.metrics.counters["read_repair_reconcile"] += 1
             if merged is not None and self.keyspace.read_repair == "BLOCKING":
                 stale = {  # sloppy-quorum stand-ins hold hints, not replicas: not repaired
@@ -210,13 +277,24 @@ class _Read:
                     for h, r in full.items()
                     if h not in self.stand_ins and (d := missing_from(merged, r.row)) is not None
                 }
-                if stale and not await reads.repair(self.keyspace.name, self.key, stale):
+                if trace is not None and not stale:
+                    trace.add("read_repair", "read repair: no replica lacks anything")
+                repaired = not stale or await reads.repair(
+                    self.keyspace.name, self.key, stale, trace
+                )
+                if not repaired:
+                    if trace is not None:
+                        trace.add("timeout", "read repair timed out; failing the read")
                     reads.metrics.counters["read_repair_timeout"] += 1
                     reads.metrics.read_latency.add(trio.current_time() - self.start)
                     self.done(
                         read_timeout(len(full) - len(stale), self.plan.required, self.consistency)
                     )
                     return
+            elif trace is not None and self.keyspace.read_repair != "BLOCKING":
+                trace.add("read_repair", "read repair off for this keyspace (read_repair NONE)")
+            if trace is not None:
+                trace.add("done", f"answering with {describe_row(merged)}")
             reads.metrics.read_latency.add(trio.current_time() - self.start)
             self.done(merged)
         except Exception as exc:
@@ -256,10 +334,16 @@ class Reads:
             await trio.sleep_forever()
 
     def start_read(
-        self, keyspace: Keyspace, key: bytes, consistency: Consistency, done: Callable[[Any], None]
+        self,
+        keyspace: Keyspace,
+        key: bytes,
+        consistency: Consistency,
+        done: Callable[[Any], None],
+        trace: Trace | None = None,
     ) -> None:
         """Read ``key`` at ``consistency`` without waiting: ``done`` gets the row (or None),
-        or ``READ_TIMEOUT``; ``UNAVAILABLE`` is raised at once."""
+        or ``READ_TIMEOUT``; ``UNAVAILABLE`` is raised at once. ``trace`` (a traced request)
+        gets the coordinator's and the replicas' events."""
         start = trio.current_time()
         topology = self.topology
         token = token_for(key)
@@ -267,13 +351,20 @@ class Reads:
         natural, stand_ins = topology.request_replicas(
             keyspace, token, sloppy=keyspace.sloppy_quorum and self.hints is not None
         )
+        if trace is not None:
+            trace.add("request", f"read at {consistency.describe()}")
         plan = coordination.plan(
             topology, self.metrics, keyspace, natural, consistency, write=False
         )
+        if trace is not None:
+            add_plan(trace, topology, plan, consistency.describe(), stand_ins)
         contacts = plan.contacts
         local = topology.local_host_id
         if contacts == (local,):
             row = self.local_row(keyspace.name, key, local in stand_ins)
+            if trace is not None:
+                trace.add("read", self.describe_local(keyspace.name, key, row))
+                trace.add("done", f"answering with {describe_row(row)}")
             self.metrics.read_latency.add(trio.current_time() - start)
             done(row)
             return
@@ -281,7 +372,7 @@ class Reads:
         spares = [
             h for h in plan.natural if h not in contacts and plan.counts(h) and topology.is_alive(h)
         ]
-        read = _Read(self, keyspace, key, plan, consistency, start, done, spares, stand_ins)
+        read = _Read(self, keyspace, key, plan, consistency, start, done, spares, stand_ins, trace)
         for i, host in enumerate(contacts):
             read.ask(host, i > 0)
         read.outstanding -= 1
@@ -312,12 +403,26 @@ class Reads:
         if errors[0] is not None:
             raise errors[0]
 
-    async def repair(self, ks: str, key: bytes, stale: dict[str, Row]) -> bool:
+    def traced(self, trace: Trace, kind: str, text: str, host: str) -> None:
+        """A coordinator event about replica ``host`` (``{}`` in ``text`` is its address)."""
+        name = address_of(self.topology, host)
+        trace.add(kind, text.replace("{}", name, 1), replica=name)
+
+    def describe_local(self, ks: str, key: bytes, row: Row | None) -> str:
+        return describe_read(self.engine, ks, key, row) + " (local replica)"
+
+    async def repair(
+        self, ks: str, key: bytes, stale: dict[str, Row], trace: Trace | None = None
+    ) -> bool:
         """Send each stale replica the cells it lacks and wait for every ack (read timeout);
         False if one did not ack in time or failed."""
         acked: set[str] = set()
 
         async def send(host: str, diff: Row) -> None:
+            if trace is not None:
+                self.traced(
+                    trace, "repair_write", f"read repair: sending {{}} {describe_row(diff)}", host
+                )
             try:
                 if host == self.topology.local_host_id:
                     await self._apply_local(ks, key, diff)
@@ -325,13 +430,19 @@ class Reads:
                     value = await self.messaging.call(
                         self.topology.address(host),
                         "mutate",
-                        MutateRequest(ks, key, diff, self.clock.now()).to_wire(),
+                        MutateRequest(ks, key, diff, self.clock.now(), trace is not None).to_wire(),
                         self.timeout,
                     )
                     self.clock.observe(MutateResponse.from_wire(value).hlc)
+                    if trace is not None and isinstance(value, dict):
+                        trace.add_peer(address_of(self.topology, host), value.get("trace"))
                 acked.add(host)
+                if trace is not None:
+                    self.traced(trace, "repair_ack", "read repair acknowledged by {}", host)
             except (ProtocolError, OSError, CallTimeout) as exc:
                 log.debug("read repair of %s failed: %s", host, exc)
+                if trace is not None:
+                    self.traced(trace, "failed", f"read repair of {{}} failed: {exc}", host)
 
         self.metrics.counters["read_repair_blocking"] += len(stale)
         with trio.move_on_after(self.timeout):
@@ -347,29 +458,46 @@ class Reads:
         return self.engine.read(ks, key)
 
     async def read_one(
-        self, host: str, ks: str, key: bytes, out: dict[str, _Reply], held: bool = False
+        self,
+        host: str,
+        ks: str,
+        key: bytes,
+        out: dict[str, _Reply],
+        held: bool = False,
+        trace: Trace | None = None,
     ) -> bool:
         """Ask one replica (``held``: a sloppy-quorum stand-in) for the row into ``out``; False
         if it failed."""
         try:
             if host == self.topology.local_host_id:
                 row = self.local_row(ks, key, held)
+                if trace is not None:
+                    trace.add("read", self.describe_local(ks, key, row))
                 out[host] = _Reply(row, row_digest(row), True)
                 return True
+            if trace is not None:
+                self.traced(trace, "send", "asking {} for data", host)
             value = await self.messaging.call(
                 self.topology.address(host),
                 "read_hinted" if held else "read_local",
-                ReadLocalRequest(ks, key, False).to_wire(),
+                ReadLocalRequest(ks, key, False, trace is not None).to_wire(),
                 self.timeout,
             )
             response = ReadLocalResponse.from_wire(value, False)
             self.clock.observe(response.hlc)
             out[host] = _reply_of(response)
+            if trace is not None:
+                self.traced(trace, "response", "data received from {}", host)
+                trace.add_peer(address_of(self.topology, host), value.get("trace"))
             return True
         except CallTimeout:
+            if trace is not None:
+                self.traced(trace, "timeout", "no data from {} in time", host)
             return False  # slow, not failed: asking a spare now would not be sooner
         except (ProtocolError, OSError) as exc:
             log.debug("read from %s failed: %s", host, exc)
+            if trace is not None:
+                self.traced(trace, "failed", f"read from {{}} failed: {exc}", host)
             return False
 
 

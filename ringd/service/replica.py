@@ -26,6 +26,7 @@ from ringd.service.messages import (
     ScanLocalResponse,
 )
 from ringd.service.requests import MAX_KEY_BYTES, check_not_future
+from ringd.service.tracing import Trace, describe_read, describe_row, replica_trace
 
 # sorts after every key of a token (keys are at most MAX_KEY_BYTES long)
 AFTER_ALL_KEYS = b"\xff" * (MAX_KEY_BYTES + 1)
@@ -95,9 +96,12 @@ class Replica:
         for ts in (*stamps, req.hlc):
             check_not_future(ts, wall, self.max_future_timestamp_ms)
 
-    def start_mutate(self, req: MutateRequest, reply: Callable[[Any], None]) -> None:
+    def start_mutate(
+        self, req: MutateRequest, reply: Callable[[Any], None], trace: Trace | None = None
+    ) -> None:
         """Apply a replica mutation; ``reply`` gets the response once it is durable as the sync
-        mode promises (at once in periodic mode, after the covering fsync otherwise)."""
+        mode promises (at once in periodic mode, after the covering fsync otherwise). A traced
+        one (``trace``) returns its events with the response."""
         clock = self.clock
         self.check_timestamps(req)
         clock.observe(req.hlc)
@@ -107,7 +111,12 @@ class Replica:
 
         def durable(error: BaseException | None) -> None:
             if error is None:
-                reply(MutateResponse(clock.peek()).to_wire())
+                wire = MutateResponse(clock.peek()).to_wire()
+                if trace is not None:
+                    mode = self.engine.options.commitlog_sync
+                    trace.add("apply", f"applied to commit log and memtable ({mode} sync)")
+                    wire["trace"] = trace.peer_wire()
+                reply(wire)
             elif isinstance(error, ProtocolError):
                 reply(error)
             else:
@@ -120,6 +129,20 @@ class Replica:
         if req.digest:
             return ReadLocalResponse(None, row_digest(row), self.clock.peek())
         return ReadLocalResponse(row, None, self.clock.peek())
+
+    def traced_read_local(self, req: ReadLocalRequest) -> dict[str, Any]:
+        """``read_local`` with the replica's events in the response (``trace``)."""
+        trace = replica_trace("")
+        row = self.engine.read(req.ks, req.key)
+        trace.add("read", describe_read(self.engine, req.ks, req.key, row))
+        if req.digest:
+            trace.add("digest", "answering with its digest")
+            response = ReadLocalResponse(None, row_digest(row), self.clock.peek())
+        else:
+            response = ReadLocalResponse(row, None, self.clock.peek())
+        wire = response.to_wire()
+        wire["trace"] = trace.peer_wire()
+        return wire
 
     def scan_local(
         self, ks: str, after: Cursor, end: int, limit: int
@@ -143,10 +166,19 @@ def verbs(replica: Replica) -> dict[str, Handler]:
     """The replica verbs: ``mutate`` (deferred until durable), ``read_local``, ``scan_local``."""
 
     def mutate(s: Session, args: dict[str, Any], reply: Reply) -> None:
-        replica.start_mutate(MutateRequest.from_wire(args), reply)
+        req = MutateRequest.from_wire(args)
+        if not req.trace:
+            replica.start_mutate(req, reply)
+            return
+        trace = replica_trace("")
+        trace.add("received", f"mutation received: {describe_row(req.row)}")
+        replica.start_mutate(req, reply, trace)
 
     def read_local(s: Session, args: dict[str, Any]) -> dict[str, Any]:
-        return replica.read_local(ReadLocalRequest.from_wire(args)).to_wire()
+        req = ReadLocalRequest.from_wire(args)
+        if req.trace:
+            return replica.traced_read_local(req)
+        return replica.read_local(req).to_wire()
 
     def scan_local(s: Session, args: dict[str, Any]) -> dict[str, Any]:
         req = ScanLocalRequest.from_wire(args)

@@ -27,6 +27,7 @@ from ringd.hints.service import HintsService
 from ringd.locator.consistency import ReplicaPlan
 from ringd.locator.consistency import Unavailable as PlanUnavailable
 from ringd.metrics import CoordinatorMetrics
+from ringd.net.channel import CallTimeout
 from ringd.net.deadlines import Deadline, Deadlines
 from ringd.net.messaging import Messaging
 from ringd.protocol.errors import ErrorCode, InvalidRequest, ProtocolError, Timeout
@@ -37,6 +38,7 @@ from ringd.service.hlc import HybridClock
 from ringd.service.messages import MutateHintedRequest, MutateRequest, MutateResponse
 from ringd.service.replica import Replica
 from ringd.service.topology import Topology
+from ringd.service.tracing import Trace, add_plan, address_of, describe_row
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ class _Write:
         "refusal",
         "mutation",
         "stand_ins",
+        "trace",
     )
 
     def __init__(
@@ -70,7 +73,9 @@ class _Write:
         done: Callable[[Any], None],
         mutation: tuple[str, bytes, Row] | None = None,
         stand_ins: dict[str, str] | None = None,
+        trace: Trace | None = None,
     ) -> None:
+        self.trace = trace  # a traced request's events; None (the usual case): not traced
         self.writes = writes
         self.stand_ins = stand_ins or {}  # sloppy quorum: fallback -> the replica it stands for
         self.mutation = mutation  # (keyspace, key, row) to keep a hint of; None: no hints
@@ -115,11 +120,51 @@ class _Write:
         hints = self.writes.hints
         host = self.stand_ins.get(host, host)
         if self.mutation is None or hints is None or host == self.writes.topology.local_host_id:
+            if self.trace is not None and host != self.writes.topology.local_host_id:
+                self._traced("no_hint", "no hint kept for {}: hinted handoff is off", host)
             return False
-        return hints.submit(host, *self.mutation)
+        kept = hints.submit(host, *self.mutation)
+        if self.trace is not None:
+            if kept:
+                self._traced("hint", "hint stored for {}", host)
+            else:
+                text = "no hint kept for {} (down past the hint window, or hints full)"
+                self._traced("no_hint", text, host)
+        return kept
+
+    def _traced(self, kind: str, text: str, host: str) -> None:
+        """A coordinator event about replica ``host`` (``{}`` in ``text`` is its address)."""
+        assert self.trace is not None
+        name = address_of(self.writes.topology, host)
+        self.trace.add(kind, text.replace("{}", name, 1), replica=name)
+
+    def traced_local_done(self, host: str, error: BaseException | None) -> None:
+        if error is None:
+            mode = self.writes.engine.options.commitlog_sync
+            text = f"applied to commit log and memtable ({mode} sync), local replica {{}}"
+            self._traced("apply", text, host)
+        else:
+            self._traced("failed", f"local mutation on {{}} failed: {error}", host)
+        self.local_done(host, error)
+
+    def traced_remote_done(self, host: str, value: Any, error: ProtocolError | None) -> None:
+        assert self.trace is not None
+        if error is None:
+            self._traced("response", "acknowledgement from {}", host)
+            if isinstance(value, dict):
+                self.trace.add_peer(address_of(self.writes.topology, host), value.get("trace"))
+        elif isinstance(error, CallTimeout):
+            self._traced("timeout", f"no answer from {{}} in time: {error.message}", host)
+        else:
+            self._traced("failed", f"mutate to {{}} failed: {error.code}: {error.message}", host)
+        self.remote_done(host, value, error)
 
     def held_done(self, host: str, value: Any, error: ProtocolError | None) -> None:
         """A fallback's answer to ``mutate_hinted``."""
+        if self.trace is not None:
+            target = address_of(self.writes.topology, self.stand_ins.get(host, host))
+            said = "holds the write as a hint" if error is None else f"refused: {error.message}"
+            self._traced("response", f"{{}} (stand-in for {target}) {said}", host)
         if error is None:
             self.ack(host)
         else:
@@ -155,6 +200,8 @@ class _Write:
             writes.deadlines.cancel(self.deadline)
         writes.metrics.write_latency.add(trio.current_time() - self.start)
         received = self.tracker.received
+        if self.trace is not None:
+            self._trace_finish()
         if not self.tracker.satisfied and self.refusal is not None:
             self.done(self.refusal)
         elif not self.tracker.satisfied:
@@ -171,6 +218,17 @@ class _Write:
             )
         else:
             self.done(received)
+
+    def _trace_finish(self) -> None:
+        assert self.trace is not None
+        tracker, plan = self.tracker, self.plan
+        acks = f"{tracker.received} of {plan.required} acks"
+        if tracker.satisfied:
+            self.trace.add("done", f"answering: {acks}")
+        elif self.refusal is not None:
+            self.trace.add("failed", f"too few acks ({acks}); answering a replica's refusal")
+        else:
+            self.trace.add("timeout", f"write timed out: {acks}")
 
     def expire(self) -> None:
         self.deadline = None
@@ -211,11 +269,13 @@ class Writes:
         row: Row,
         consistency: Consistency,
         done: Callable[[Any], None],
+        trace: Trace | None = None,
     ) -> None:
         """Apply ``row`` at the requested consistency without waiting: ``done`` gets the
         acknowledgements received, or ``WRITE_TIMEOUT``. Too few live replicas raise
         ``UNAVAILABLE`` at once (nothing is written). The mutation goes to every contact
-        through channel callbacks (the local replica in-process); one deadline per write."""
+        through channel callbacks (the local replica in-process); one deadline per write.
+        ``trace`` (a traced request) gets the coordinator's and the replicas' events."""
         start = trio.current_time()
         topology = self.topology
         token = token_for(key)
@@ -224,12 +284,16 @@ class Writes:
         natural, stand_ins = topology.request_replicas(
             keyspace, token, sloppy=keyspace.sloppy_quorum and self.hints is not None
         )
+        if trace is not None:
+            trace.add("request", f"write of {describe_row(row)} at {consistency.describe()}")
         plan = coordination.plan(topology, self.metrics, keyspace, natural, consistency, write=True)
+        if trace is not None:
+            add_plan(trace, topology, plan, consistency.describe(), stand_ins)
         replica = self.replica
         size = replica.check_row_size(keyspace.name, key, row, new_only=True)
         hinting = self.hints is not None and keyspace.hinted_handoff
         mutation = (keyspace.name, key, row) if hinting else None
-        write = _Write(self, plan, consistency, start, done, mutation, stand_ins)
+        write = _Write(self, plan, consistency, start, done, mutation, stand_ins, trace)
         for host in plan.natural:
             if host not in plan.contacts and write.hint(host):  # down at the start
                 write.tracker.ack_hint()  # counts for ANY only
@@ -249,10 +313,11 @@ class Writes:
                 self._hold(write, host, stand_ins[host], keyspace.name, key, row)
                 continue
             if host == local:
+                local_done = write.local_done if trace is None else write.traced_local_done
                 try:
                     replica.check_row_size(keyspace.name, key, row, size=size)
                     self.engine.apply_then(
-                        keyspace.name, key, row, token, partial(write.local_done, host)
+                        keyspace.name, key, row, token, partial(local_done, host)
                     )
                 except ProtocolError as exc:
                     write.refused(host, exc)
@@ -261,10 +326,14 @@ class Writes:
                     write.fail()
                 continue
             if wire is None:
-                wire = MutateRequest(keyspace.name, key, row, self.clock.now()).to_wire()
-            self.messaging.send(
-                topology.address(host), "mutate", wire, partial(write.remote_done, host), timeout
-            )
+                traced = trace is not None
+                wire = MutateRequest(keyspace.name, key, row, self.clock.now(), traced).to_wire()
+            if trace is None:
+                callback = partial(write.remote_done, host)
+            else:
+                write._traced("send", "sending mutate to {}", host)
+                callback = partial(write.traced_remote_done, host)
+            self.messaging.send(topology.address(host), "mutate", wire, callback, timeout)
         if not write.finished:
             write.deadline = self.deadlines.after(timeout, write.expire)
 
@@ -272,11 +341,16 @@ class Writes:
         self, write: _Write, fallback: str, target: str, ks: str, key: bytes, row: Row
     ) -> None:
         """Send a sloppy-quorum write to ``fallback``, which holds it for ``target``."""
+        if write.trace is not None:
+            name = address_of(self.topology, target)
+            write._traced("send", f"sending the write to {{}}, standing in for {name}", fallback)
         if fallback == self.topology.local_host_id:
             assert self.hints is not None
             if self.hints.hold(target, ks, key, row):
-                write.ack(fallback)
+                write.held_done(fallback, {}, None)
             else:
+                if write.trace is not None:
+                    write._traced("failed", "{} cannot hold a hint (handoff off or full)", fallback)
                 write.fail()
             return
         wire = MutateHintedRequest(ks, key, row, target).to_wire()

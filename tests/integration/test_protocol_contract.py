@@ -60,6 +60,9 @@ ELSEWHERE = {
     "this node's clock is 2000 ms off the cluster (limit 500 ms); writes are refused until it is "
     "back within bounds; write through another node": "test_clock_skew",
     "cannot achieve consistency TWO: 2 replicas required but only 1 alive": "cluster test below",
+    "cannot achieve consistency ALL: 3 replicas required but only 2 alive": (
+        "test_tracing::test_a_traced_put_with_a_replica_down_shows_the_hint"
+    ),
     "cannot achieve consistency w=2: 2 replicas required but only 1 alive": "cluster test below",
     "... is being repaired by session ID": "tests/repair/test_service.py (two sessions)",
     "cannot repair: replica HOST:PORT is down": "tests/repair/test_service.py (a replica down)",
@@ -201,6 +204,9 @@ CASES: dict[str, Callable[[Raw], Any]] = {
         "put", {**PUT, "timestamp": -1}
     ),
     "argument 'ttl' must be int, not bool": _client("put", {**PUT, "ttl": True}),
+    "argument 'trace' must be bool, not str": _client(
+        "get", {"keyspace": "demo", "key": "k", "trace": "yes"}
+    ),
     "session_us must be microseconds since the epoch, 0 <= n < 2^63": _client(
         "put", {**PUT, "session_us": -1}
     ),

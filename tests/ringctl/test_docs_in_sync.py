@@ -167,7 +167,7 @@ def test_bash_completes_every_group_and_its_options() -> None:
             words = _words_to(tree, cmd.path)
             assert _bash_complete(*words, "") == [s.name for s in cmd.subcommands], words
     put = _bash_complete("ringctl", "put", "demo", "k", "--t")
-    assert put == ["--text", "--timeout", "--timestamp", "--ttl"]
+    assert put == ["--text", "--timeout", "--timestamp", "--trace", "--ttl"]
     assert _bash_complete("ringctl", "get", "--host", "") == []
 
 
