@@ -81,6 +81,7 @@ class Admin:
         repair_status: Callable[[], dict[str, Any]] = dict,
         mode: Callable[[], str] = lambda: "NORMAL",
         server_limits: Callable[[], dict[str, int]] = dict,
+        served: Callable[[], dict[str, dict[str, Any]]] = dict,
     ) -> None:
         self.host_id = host_id
         self.generation = generation
@@ -102,6 +103,7 @@ class Admin:
         self.hints_pending = hints_pending
         self.repair_status = repair_status
         self.mode = mode
+        self.served = served
 
     async def report_load(self) -> None:
         """Keep this node's LOAD (bytes on disk) current in gossip."""
@@ -287,7 +289,7 @@ class Admin:
         }
 
     def tpstats(self) -> dict[str, Any]:
-        return metric_views.tpstats(self.stages(), self.messaging.verbs)
+        return metric_views.tpstats(self.stages(), self.messaging.verbs, self.served())
 
     def tablehistograms(self, keyspace: str) -> dict[str, Any]:
         self.schema.require(keyspace)

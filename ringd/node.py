@@ -266,6 +266,7 @@ class Node:
             metrics=self.metrics,
             server_counts=lambda: (self.server.connections, self.server.requests),
             server_limits=lambda: self.server.stats(),
+            served=lambda: self.server.served.summaries(),
             clock_guard=self.clock_guard,
             repair_warnings=lambda: repair_verbs.stale_warnings(self.repair.status()),
             stages=self._stages,

@@ -23,12 +23,18 @@ MESSAGE_COLUMNS = (
     Col("Message type", whole=True),
     Col("Dropped", whole=True, justify="right"),
     Col("Timed out", whole=True, justify="right"),
+    Col("Served", whole=True, justify="right"),
+    Col("p50 µs", whole=True, justify="right"),
+    Col("p99 µs", whole=True, justify="right"),
+    Col("Wait p50", whole=True, justify="right"),
+    Col("Wait p99", whole=True, justify="right"),
 )
 PERCENTILES = ("p50", "p75", "p95", "p98", "p99")
 
 
 def tpstats(host: Host = None, timeout: Timeout = None, as_json: Json = False) -> None:
-    """Stages (active, pending, completed, blocked) and internode messages dropped or timed out."""
+    """Stages (active, pending, completed, blocked); messages by type: dropped or timed out,
+    served, latency and queue-wait percentiles (µs)."""
     result = _call(host, timeout, "tpstats")
 
     def render(r: dict[str, Any]) -> None:
@@ -37,10 +43,26 @@ def tpstats(host: Host = None, timeout: Timeout = None, as_json: Json = False) -
             compact_table(STAGE_COLUMNS, [[s[k] for k in keys] for s in r["stages"]])
         )
         output.console.print()
-        rows = [[m["type"], m["dropped"], m["timeouts"]] for m in r["messages"]]
+        rows = [
+            [
+                m["type"],
+                m["dropped"],
+                m["timeouts"],
+                m["latency"]["count"],
+                _us(m["latency"]["p50_us"]),
+                _us(m["latency"]["p99_us"]),
+                _us(m["queue_wait"]["p50_us"]),
+                _us(m["queue_wait"]["p99_us"]),
+            ]
+            for m in r["messages"]
+        ]
         output.console.print(compact_table(MESSAGE_COLUMNS, rows))
 
     output.emit(result, as_json, render)
+
+
+def _us(value: float) -> str:
+    return f"{value:.0f}"
 
 
 def tablehistograms(
