@@ -8,7 +8,18 @@ import typer
 import typer.main
 
 from ringctl import credentials, target
-from ringctl.commands import admin, cluster, data, hints, keyspace, repair, roles, stress, views
+from ringctl.commands import (
+    admin,
+    cluster,
+    data,
+    hints,
+    keyspace,
+    loglevels,
+    repair,
+    roles,
+    stress,
+    views,
+)
 
 app = typer.Typer(
     name="ringctl",
@@ -66,6 +77,7 @@ data.register(app)
 app.add_typer(keyspace.app, name="keyspace")
 admin.register(app)
 views.register(app)
+loglevels.register(app)
 hints.register(app)
 app.add_typer(roles.app, name="role")
 app.add_typer(cluster.app, name="cluster")

@@ -82,6 +82,7 @@ class Admin:
         mode: Callable[[], str] = lambda: "NORMAL",
         server_limits: Callable[[], dict[str, int]] = dict,
         served: Callable[[], dict[str, dict[str, Any]]] = dict,
+        repair_incoming: Callable[[], list[dict[str, Any]]] = list,
     ) -> None:
         self.host_id = host_id
         self.generation = generation
@@ -104,6 +105,7 @@ class Admin:
         self.repair_status = repair_status
         self.mode = mode
         self.served = served
+        self.repair_incoming = repair_incoming
 
     async def report_load(self) -> None:
         """Keep this node's LOAD (bytes on disk) current in gossip."""
@@ -303,6 +305,7 @@ class Admin:
             addresses={h: info.address for h, info in ring.nodes.items()},
             repair=self.repair_status(),
             metrics=self.metrics,
+            incoming=self.repair_incoming(),
         )
 
     def snapshot(self) -> dict[str, Any]:

@@ -64,9 +64,11 @@ def netstats(
     addresses: dict[str, str],
     repair: dict[str, Any],
     metrics: CoordinatorMetrics,
+    incoming: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Mode, hints waiting or being replayed per host, running repair sessions with their
-    progress, and the read repair counters."""
+    progress (those this node coordinates, and every session streaming to or from this
+    replica: ``incoming``), and the read repair counters."""
     replay = [
         {
             "host_id": h["host_id"],
@@ -98,6 +100,7 @@ def netstats(
         "mode": mode,
         "hints": replay,
         "repair_sessions": sessions,
+        "repair_incoming": list(incoming or []),
         "read_repair": {
             "attempted": c["digest_mismatch"],
             "reconcile": c["read_repair_reconcile"],
