@@ -7,7 +7,7 @@
 # sub-commands of a command path
 _ringctl_commands() {
     case "$1" in
-        '') echo 'assassinate cluster compact compactionstats delete describecluster describering disablehandoff disablehintsfordc dump enablehandoff enablehintsfordc flush get getendpoints getlogginglevels getmaxhintwindow gossipinfo info keyspace listpendinghints load netstats pausehandoff ping proxyhistograms put repair repair_admin resumehandoff ring role sethintedhandoffthrottlekb setlogginglevel setmaxhintwindow status statushandoff stress tablehistograms tablestats toppartitions tpstats truncatehints verify version' ;;
+        '') echo 'assassinate cluster compact compactionstats delete describecluster describering disablehandoff disablehintsfordc dump enablehandoff enablehintsfordc flush get getendpoints getlogginglevels getmaxhintwindow gossipinfo info keyspace listpendinghints load netstats pausehandoff ping proxyhistograms put repair repair_admin resumehandoff ring role sethintedhandoffthrottlekb setlogginglevel setmaxhintwindow status statushandoff stress tablehistograms tablestats top toppartitions tpstats truncatehints verify version' ;;
         'cluster') echo 'create filters heal list logs node partition remove start status stop switch' ;;
         'cluster node') echo 'clock-offset kill logs pause resume show start stop' ;;
         'keyspace') echo 'alter create drop list' ;;
@@ -94,6 +94,7 @@ _ringctl_options() {
         'stress') echo '--concurrency --connections --consistency --dist --duration --help --host --interval --json --keys --keyspace --ops --rate --read-ratio --rf --seed --timeout --value-size --zipf-exponent -c -cl -n -r -w' ;;
         'tablehistograms') echo '--help --host --json --timeout' ;;
         'tablestats') echo '--help --host --json --timeout' ;;
+        'top') echo '--count --help --host --interval --json --timeout' ;;
         'toppartitions') echo '--capacity --help --host --json --timeout --top -k -s' ;;
         'tpstats') echo '--help --host --json --timeout' ;;
         'truncatehints') echo '--help --host --json --timeout' ;;
@@ -167,6 +168,7 @@ _ringctl_value_options() {
         'stress') echo '--concurrency --connections --consistency --dist --duration --host --interval --keys --keyspace --ops --rate --read-ratio --rf --seed --timeout --value-size --zipf-exponent -c -cl -n -r -w' ;;
         'tablehistograms') echo '--host --timeout' ;;
         'tablestats') echo '--host --timeout' ;;
+        'top') echo '--count --host --interval --timeout' ;;
         'toppartitions') echo '--capacity --host --timeout --top -k -s' ;;
         'tpstats') echo '--host --timeout' ;;
         'truncatehints') echo '--host --timeout' ;;

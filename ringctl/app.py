@@ -18,6 +18,7 @@ from ringctl.commands import (
     repair,
     roles,
     stress,
+    top,
     views,
 )
 
@@ -77,6 +78,7 @@ data.register(app)
 app.add_typer(keyspace.app, name="keyspace")
 admin.register(app)
 views.register(app)
+top.register(app)
 loglevels.register(app)
 hints.register(app)
 app.add_typer(roles.app, name="role")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -167,6 +168,99 @@ def test_toppartitions_text_and_bad_input(abc: list[Ringd]) -> None:
         out = ringctl(a, "toppartitions", *args)
         assert out.returncode == 2, out
         assert needle in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+# -- top ---------------------------------------------------------------------------------------
+
+
+def test_top_json_one_document_per_interval(abc: list[Ringd]) -> None:
+    a, b, c = abc
+    with load(a, "users"):
+        out = ringctl(a, "top", "--json", "--count", "2", "--interval", "0.5")
+    assert out.returncode == 0, out.stderr
+    docs = [json.loads(line) for line in out.stdout.splitlines()]
+    assert len(docs) == 2
+    for doc in docs:
+        assert set(doc) == {"time", "interval_s", "cluster", "nodes"}
+        assert sorted(n["address"] for n in doc["nodes"]) == sorted(x.address for x in abc)
+        for n in doc["nodes"]:
+            assert set(n) == TOP_FIELDS
+            assert n["status"] == "UP" and n["error"] is None
+            assert n["dropped"] == 0 and n["hints_pending_bytes"] == 0
+            assert n["never_repaired_ranges"] > 0 and n["repair_lag_s"] is None
+            assert 0 <= n["digest_mismatch_pct"] <= 100
+    coordinator = next(n for n in docs[-1]["nodes"] if n["address"] == a.address)
+    assert coordinator["writes_per_s"] > 0 and coordinator["reads_per_s"] > 0
+    assert coordinator["write_p99_ms"] > 0
+    # a node that goes down is shown down, the others still answer
+    c.stop()
+    wait_status(a, c.address, "DOWN")
+    doc = json.loads(ringctl(a, "top", "--json", "--count", "1", "--interval", "0.2").stdout)
+    down = next(n for n in doc["nodes"] if n["address"] == c.address)
+    assert down["status"] == "DOWN" and down["reads_per_s"] is None
+    assert next(n for n in doc["nodes"] if n["address"] == b.address)["status"] == "UP"
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_top_renders_in_place_in_an_80_column_tmux_pane(abc: list[Ringd], tmp_path: Path) -> None:
+    a = abc[0]
+    server = f"ringd-top-{os.getpid()}"
+    env = " ".join(
+        f"{k}={v}"
+        for k, v in (
+            ("RINGCTL_HOST", a.address),
+            ("RINGCTL_HOME", os.environ["RINGCTL_HOME"]),
+            ("PATH", os.environ["PATH"]),
+            ("TERM", "xterm-256color"),
+        )
+    )
+    done = tmp_path / "done"
+    command = (
+        f"env {env} {sys.executable} -m ringctl top --count 4 --interval 0.3; "
+        f"touch {done}; sleep 120"
+    )
+    tmux = ["tmux", "-L", server, "-f", "/dev/null"]
+    subprocess.run(
+        [*tmux, "new-session", "-d", "-x", "80", "-y", "24", "-s", "top", command], check=True
+    )
+    try:
+        wait_for(done.exists, 30, "ringctl top to finish in tmux")
+        pane = subprocess.run(
+            [*tmux, "capture-pane", "-p", "-t", "top"], capture_output=True, text=True, check=True
+        ).stdout
+        width = subprocess.run(
+            [*tmux, "display", "-p", "-t", "top", "#{pane_width}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    finally:
+        subprocess.run([*tmux, "kill-server"], check=False)
+    assert width == "80"
+    lines = pane.splitlines()
+    header = [line for line in lines if line.startswith("Address")]
+    # refreshed in place: one heading and one table after four refreshes
+    assert len(header) == 1, pane
+    assert header[0].split() == [
+        "Address",
+        "St",
+        "Rd/s",
+        "Wr/s",
+        "Rd",
+        "p99",
+        "Wr",
+        "p99",
+        "Hints",
+        "Drop",
+        "Mism%",
+        "Repair",
+        "lag",
+    ], pane
+    assert sum(1 for line in lines if line.startswith("ringctl top")) == 1, pane
+    for n in abc:
+        row = next(line for line in lines if line.startswith(n.address))
+        assert row.split()[1] == "UN" and row.rstrip().endswith("never"), pane
+    assert all(len(line) <= 80 for line in lines)
 
 
 # -- netstats: repair streams on a participant -----------------------------------------------

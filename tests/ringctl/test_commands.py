@@ -24,6 +24,7 @@ COMMANDS = [
     ["tablehistograms", "demo"],
     ["netstats"],
     ["toppartitions", "demo", "50ms"],
+    ["top", "--count", "1", "--interval", "0.2"],
     ["getlogginglevels"],
     ["setlogginglevel", "ringd.db.engine", "INFO"],
     ["flush"],
