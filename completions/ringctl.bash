@@ -7,7 +7,7 @@
 # sub-commands of a command path
 _ringctl_commands() {
     case "$1" in
-        '') echo 'assassinate cluster compact compactionstats delete describecluster describering disablehandoff disablehintsfordc dump enablehandoff enablehintsfordc flush get getendpoints getmaxhintwindow gossipinfo info keyspace listpendinghints load netstats pausehandoff ping proxyhistograms put repair repair_admin resumehandoff ring role sethintedhandoffthrottlekb setmaxhintwindow status statushandoff stress tablehistograms tablestats tpstats truncatehints verify version' ;;
+        '') echo 'assassinate cluster compact compactionstats delete describecluster describering disablehandoff disablehintsfordc dump enablehandoff enablehintsfordc flush get getendpoints getlogginglevels getmaxhintwindow gossipinfo info keyspace listpendinghints load netstats pausehandoff ping proxyhistograms put repair repair_admin resumehandoff ring role sethintedhandoffthrottlekb setlogginglevel setmaxhintwindow status statushandoff stress tablehistograms tablestats top toppartitions tpstats truncatehints verify version' ;;
         'cluster') echo 'create filters heal list logs node partition remove start status stop switch' ;;
         'cluster node') echo 'clock-offset kill logs pause resume show start stop' ;;
         'keyspace') echo 'alter create drop list' ;;
@@ -57,6 +57,7 @@ _ringctl_options() {
         'flush') echo '--help --host --json --timeout' ;;
         'get') echo '--consistency --help --host --json --key-hex --timeout --trace -c -r' ;;
         'getendpoints') echo '--help --host --json --timeout' ;;
+        'getlogginglevels') echo '--all --help --host --json --timeout' ;;
         'getmaxhintwindow') echo '--help --host --json --timeout' ;;
         'gossipinfo') echo '--help --host --json --timeout' ;;
         'info') echo '--help --host --json --timeout' ;;
@@ -86,12 +87,15 @@ _ringctl_options() {
         'role drop') echo '--help --host --json --timeout' ;;
         'role list') echo '--help --host --json --timeout' ;;
         'sethintedhandoffthrottlekb') echo '--help --host --json --timeout' ;;
+        'setlogginglevel') echo '--help --host --json --timeout' ;;
         'setmaxhintwindow') echo '--help --host --json --timeout' ;;
         'status') echo '--help --host --json --timeout' ;;
         'statushandoff') echo '--help --host --json --timeout' ;;
         'stress') echo '--concurrency --connections --consistency --dist --duration --help --host --interval --json --keys --keyspace --ops --rate --read-ratio --rf --seed --timeout --value-size --zipf-exponent -c -cl -n -r -w' ;;
         'tablehistograms') echo '--help --host --json --timeout' ;;
         'tablestats') echo '--help --host --json --timeout' ;;
+        'top') echo '--count --help --host --interval --json --timeout' ;;
+        'toppartitions') echo '--capacity --help --host --json --timeout --top -k -s' ;;
         'tpstats') echo '--help --host --json --timeout' ;;
         'truncatehints') echo '--help --host --json --timeout' ;;
         'verify') echo '--help --host --json --timeout' ;;
@@ -131,6 +135,7 @@ _ringctl_value_options() {
         'flush') echo '--host --timeout' ;;
         'get') echo '--consistency --host --timeout -c -r' ;;
         'getendpoints') echo '--host --timeout' ;;
+        'getlogginglevels') echo '--host --timeout' ;;
         'getmaxhintwindow') echo '--host --timeout' ;;
         'gossipinfo') echo '--host --timeout' ;;
         'info') echo '--host --timeout' ;;
@@ -156,12 +161,15 @@ _ringctl_value_options() {
         'role drop') echo '--host --timeout' ;;
         'role list') echo '--host --timeout' ;;
         'sethintedhandoffthrottlekb') echo '--host --timeout' ;;
+        'setlogginglevel') echo '--host --timeout' ;;
         'setmaxhintwindow') echo '--host --timeout' ;;
         'status') echo '--host --timeout' ;;
         'statushandoff') echo '--host --timeout' ;;
         'stress') echo '--concurrency --connections --consistency --dist --duration --host --interval --keys --keyspace --ops --rate --read-ratio --rf --seed --timeout --value-size --zipf-exponent -c -cl -n -r -w' ;;
         'tablehistograms') echo '--host --timeout' ;;
         'tablestats') echo '--host --timeout' ;;
+        'top') echo '--count --host --interval --timeout' ;;
+        'toppartitions') echo '--capacity --host --timeout --top -k -s' ;;
         'tpstats') echo '--host --timeout' ;;
         'truncatehints') echo '--host --timeout' ;;
         'verify') echo '--host --timeout' ;;
@@ -197,6 +205,7 @@ _ringctl_arg_kinds() {
         'status') echo 'keyspace' ;;
         'tablehistograms') echo 'keyspace' ;;
         'tablestats') echo 'keyspace' ;;
+        'toppartitions') echo 'keyspace -' ;;
         *) ;;
     esac
 }

@@ -8,7 +8,19 @@ import typer
 import typer.main
 
 from ringctl import credentials, target
-from ringctl.commands import admin, cluster, data, hints, keyspace, repair, roles, stress, views
+from ringctl.commands import (
+    admin,
+    cluster,
+    data,
+    hints,
+    keyspace,
+    loglevels,
+    repair,
+    roles,
+    stress,
+    top,
+    views,
+)
 
 app = typer.Typer(
     name="ringctl",
@@ -66,6 +78,8 @@ data.register(app)
 app.add_typer(keyspace.app, name="keyspace")
 admin.register(app)
 views.register(app)
+top.register(app)
+loglevels.register(app)
 hints.register(app)
 app.add_typer(roles.app, name="role")
 app.add_typer(cluster.app, name="cluster")

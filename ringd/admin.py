@@ -81,6 +81,8 @@ class Admin:
         repair_status: Callable[[], dict[str, Any]] = dict,
         mode: Callable[[], str] = lambda: "NORMAL",
         server_limits: Callable[[], dict[str, int]] = dict,
+        served: Callable[[], dict[str, dict[str, Any]]] = dict,
+        repair_incoming: Callable[[], list[dict[str, Any]]] = list,
     ) -> None:
         self.host_id = host_id
         self.generation = generation
@@ -102,6 +104,8 @@ class Admin:
         self.hints_pending = hints_pending
         self.repair_status = repair_status
         self.mode = mode
+        self.served = served
+        self.repair_incoming = repair_incoming
 
     async def report_load(self) -> None:
         """Keep this node's LOAD (bytes on disk) current in gossip."""
@@ -287,7 +291,7 @@ class Admin:
         }
 
     def tpstats(self) -> dict[str, Any]:
-        return metric_views.tpstats(self.stages(), self.messaging.verbs)
+        return metric_views.tpstats(self.stages(), self.messaging.verbs, self.served())
 
     def tablehistograms(self, keyspace: str) -> dict[str, Any]:
         self.schema.require(keyspace)
@@ -301,6 +305,7 @@ class Admin:
             addresses={h: info.address for h, info in ring.nodes.items()},
             repair=self.repair_status(),
             metrics=self.metrics,
+            incoming=self.repair_incoming(),
         )
 
     def snapshot(self) -> dict[str, Any]:

@@ -34,7 +34,7 @@ import cbor2
 import trio
 
 import ringd
-from ringd import admin, verbs
+from ringd import admin, loglevels, toppartitions, verbs
 from ringd.admin import Admin
 from ringd.auth import verbs as role_verbs
 from ringd.auth.gate import Gate
@@ -266,6 +266,8 @@ class Node:
             metrics=self.metrics,
             server_counts=lambda: (self.server.connections, self.server.requests),
             server_limits=lambda: self.server.stats(),
+            served=lambda: self.server.served.summaries(),
+            repair_incoming=lambda: self.repair_replica.streams(),
             clock_guard=self.clock_guard,
             repair_warnings=lambda: repair_verbs.stale_warnings(self.repair.status()),
             stages=self._stages,
@@ -314,6 +316,8 @@ class Node:
             repair_verbs.verbs(self.repair_replica, self.repair, lambda: self.anti_entropy),
             {"auth": self.gate.auth},
             role_verbs.verbs(self.gate),
+            loglevels.verbs(),
+            toppartitions.verbs(self.engine, self.schema),
         )
         self.server = Server(
             self.handlers,

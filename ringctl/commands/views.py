@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -23,12 +23,18 @@ MESSAGE_COLUMNS = (
     Col("Message type", whole=True),
     Col("Dropped", whole=True, justify="right"),
     Col("Timed out", whole=True, justify="right"),
+    Col("Served", whole=True, justify="right"),
+    Col("p50 µs", whole=True, justify="right"),
+    Col("p99 µs", whole=True, justify="right"),
+    Col("Wait p50", whole=True, justify="right"),
+    Col("Wait p99", whole=True, justify="right"),
 )
 PERCENTILES = ("p50", "p75", "p95", "p98", "p99")
 
 
 def tpstats(host: Host = None, timeout: Timeout = None, as_json: Json = False) -> None:
-    """Stages (active, pending, completed, blocked) and internode messages dropped or timed out."""
+    """Stages (active, pending, completed, blocked); messages by type: dropped or timed out,
+    served, latency and queue-wait percentiles (µs)."""
     result = _call(host, timeout, "tpstats")
 
     def render(r: dict[str, Any]) -> None:
@@ -37,10 +43,26 @@ def tpstats(host: Host = None, timeout: Timeout = None, as_json: Json = False) -
             compact_table(STAGE_COLUMNS, [[s[k] for k in keys] for s in r["stages"]])
         )
         output.console.print()
-        rows = [[m["type"], m["dropped"], m["timeouts"]] for m in r["messages"]]
+        rows = [
+            [
+                m["type"],
+                m["dropped"],
+                m["timeouts"],
+                m["latency"]["count"],
+                _us(m["latency"]["p50_us"]),
+                _us(m["latency"]["p99_us"]),
+                _us(m["queue_wait"]["p50_us"]),
+                _us(m["queue_wait"]["p99_us"]),
+            ]
+            for m in r["messages"]
+        ]
         output.console.print(compact_table(MESSAGE_COLUMNS, rows))
 
     output.emit(result, as_json, render)
+
+
+def _us(value: float) -> str:
+    return f"{value:.0f}"
 
 
 def tablehistograms(
@@ -79,7 +101,8 @@ def tablehistograms(
 
 
 def netstats(host: Host = None, timeout: Timeout = None, as_json: Json = False) -> None:
-    """Mode, hints being replayed per host, repair sessions with progress, read repair counts."""
+    """Mode, hints being replayed per host, repair sessions with progress (coordinated here, and
+    streaming into or out of this replica), read repair counts."""
     result = _call(host, timeout, "netstats")
 
     def render(r: dict[str, Any]) -> None:
@@ -124,6 +147,26 @@ def netstats(host: Host = None, timeout: Timeout = None, as_json: Json = False) 
                 for s in r["repair_sessions"]
             ]
             output.console.print(compact_table(cols, rows))
+        streams = r.get("repair_incoming", [])
+        if streams:
+            cols = (
+                Col("Repair streams here", whole=True),
+                Col("Keyspace", whole=True),
+                Col("Ranges", whole=True, justify="right"),
+                Col("Received", justify="right"),
+                Col("Sent", justify="right"),
+            )
+            rows = [
+                [
+                    s["id"],
+                    s["keyspace"],
+                    s["ranges_validated"],
+                    f"{s['rows_received']} rows, {output.human_bytes(s['bytes_received'])}",
+                    f"{s['rows_sent']} rows, {output.human_bytes(s['bytes_sent'])}",
+                ]
+                for s in streams
+            ]
+            output.console.print(compact_table(cols, rows))
         rr = r["read_repair"]
         output.say("Read Repair Statistics:")
         output.say(f"Attempted: {rr['attempted']}")
@@ -134,6 +177,102 @@ def netstats(host: Host = None, timeout: Timeout = None, as_json: Json = False) 
     output.emit(result, as_json, render)
 
 
+_UNITS = {"ms": 1, "s": 1000, "m": 60_000}
+MAX_DURATION_MS = 600_000
+
+
+def duration_ms(text: str) -> int:
+    """DURATION as milliseconds: ``500ms``, ``10s``, ``2m``, or a bare number of milliseconds
+    (nodetool's)."""
+    raw = text.strip().lower()
+    unit = next((u for u in ("ms", "s", "m") if raw.endswith(u)), "")
+    number = raw[: len(raw) - len(unit)] if unit else raw
+    try:
+        value = float(number)
+    except ValueError:
+        output.fail(
+            f"DURATION {text!r} is not a duration: give e.g. 10s, 500ms, 2m or milliseconds",
+            output.USAGE,
+        )
+    ms = round(value * _UNITS[unit or "ms"])
+    if not 1 <= ms <= MAX_DURATION_MS:
+        output.fail(
+            f"DURATION must be from 1 ms to {MAX_DURATION_MS // 60_000} minutes", output.USAGE
+        )
+    return ms
+
+
+TOP_COLUMNS = (
+    Col("Partition"),
+    Col("Count", whole=True, justify="right"),
+    Col("+/-", whole=True, justify="right"),
+)
+
+
+def toppartitions(
+    keyspace: Keyspace,
+    duration: Annotated[
+        str,
+        typer.Argument(
+            metavar="DURATION",
+            help="How long to sample: 10s, 500ms, 2m, or milliseconds (at most 10 minutes).",
+            show_default=False,
+        ),
+    ],
+    capacity: Annotated[
+        int,
+        typer.Option(
+            "-s",
+            "--capacity",
+            min=1,
+            max=1024,
+            help="Keys each sampler tracks (memory; more gives exact counts to more keys).",
+        ),
+    ] = 256,
+    top: Annotated[
+        int, typer.Option("-k", "--top", min=1, help="Keys to show per sampler (at most -s).")
+    ] = 10,
+    host: Host = None,
+    timeout: Timeout = None,
+    as_json: Json = False,
+) -> None:
+    """Sample the node's hottest keys of a keyspace by local reads and writes for DURATION:
+    count and error per key (a key's true count is within count - error and count)."""
+    ms = duration_ms(duration)
+    if top > capacity:
+        output.fail(f"--top ({top}) must not exceed --capacity ({capacity})", output.USAGE)
+    result = _call(
+        host,
+        timeout,
+        "toppartitions",
+        default_timeout=ms / 1000 + 30,
+        keyspace=keyspace,
+        duration_ms=ms,
+        capacity=capacity,
+        top=top,
+    )
+
+    def render(r: dict[str, Any]) -> None:
+        for name in ("writes", "reads"):
+            s = r[name]
+            output.say(
+                f"{name.upper()} Sampler: {s['sampled']} sampled, {s['tracked']} keys tracked "
+                f"({r['capacity']} capacity)"
+            )
+            if not s["top"]:
+                output.say("  (none)")
+            else:
+                rows = [[_shown(t["key"]), t["count"], t["error"]] for t in s["top"]]
+                output.console.print(compact_table(TOP_COLUMNS, rows))
+            output.say("")
+
+    output.emit(result, as_json, render)
+
+
+def _shown(key: str | bytes) -> str:
+    return f"0x{key.hex()}" if isinstance(key, bytes) else key
+
+
 def register(app: typer.Typer) -> None:
-    for fn in (tpstats, tablehistograms, netstats):
+    for fn in (tpstats, tablehistograms, netstats, toppartitions):
         app.command()(fn)

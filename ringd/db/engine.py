@@ -85,6 +85,7 @@ from ringd.db.sstable import (
 )
 from ringd.fsutil import fsync_dir
 from ringd.metrics import TableMetrics
+from ringd.metrics.topk import Sampler
 from ringd.protocol.errors import Overloaded
 
 __all__ = ["DiskFailure", "EngineOptions", "StorageCorruption", "StorageEngine"]
@@ -154,6 +155,7 @@ class _Store:
         self.dropped = False
         self.flush_requested = False
         self.metrics = TableMetrics()  # local reads and writes (``tablehistograms``)
+        self.samplers: tuple[Sampler, ...] = ()  # ``toppartitions`` samplings running
         #: CBOR head of a commit-log record of this keyspace: array(3), keyspace name
         self.head = b"\x83" + cbor2.dumps(name)
 
@@ -557,6 +559,9 @@ class StorageEngine:
         store = self._stores.get(keyspace)
         if store is None:
             store = self._store(keyspace)
+        if store.samplers:
+            for sampler in store.samplers:
+                sampler.writes.offer(key)
         # the record is CBOR [keyspace, key, row.to_wire()], put together from parts so that
         # the encoded row can double as the memtable's copy of a newly written key
         encoded = encode_wire(update)
@@ -621,6 +626,9 @@ class StorageEngine:
         store.metrics.read(
             time.perf_counter() - started, hits, 0 if result is None else len(result.cells)
         )
+        if store.samplers:
+            for sampler in store.samplers:
+                sampler.reads.offer(key)
         return result
 
     def read_shape(self, keyspace: str, key: bytes) -> tuple[int, int, int]:
@@ -777,6 +785,7 @@ class StorageEngine:
         gens = {r.generation for r in inputs}
         store.compacting |= gens
         self._active[job.id] = job
+        started = time.monotonic()
         try:
             try:
                 await trio.to_thread.run_sync(self._run_compaction, job, abandon_on_cancel=True)
@@ -786,8 +795,18 @@ class StorageEngine:
                     await trio.to_thread.run_sync(job.finished.wait)
                     self._install(job)
                 raise
+            out = job.result
             self._install(job)
             self.compactions_completed += 1
+            log.info(
+                "compacted keyspace %s (%s): %d sstables, %d bytes into %d bytes, %d ms",
+                store.name,
+                "major" if major else "size-tiered",
+                len(inputs),
+                sum(r.file_size for r in inputs),
+                0 if out is None else out.file_size,
+                (time.monotonic() - started) * 1000,
+            )
         finally:
             store.compacting -= gens
             self._active.pop(job.id, None)
@@ -942,6 +961,17 @@ class StorageEngine:
                 }
             )
         return {"pending": pending + len(active), "active": active}
+
+    def sample(self, keyspace: str, sampler: Sampler) -> None:
+        """Offer every key the keyspace's local reads and writes touch to ``sampler`` until
+        :meth:`unsample` (``toppartitions``)."""
+        store = self._store(keyspace)
+        store.samplers = (*store.samplers, sampler)
+
+    def unsample(self, keyspace: str, sampler: Sampler) -> None:
+        store = self._stores.get(keyspace)
+        if store is not None:
+            store.samplers = tuple(s for s in store.samplers if s is not sampler)
 
     def table_metrics(self) -> dict[str, TableMetrics]:
         """Per keyspace with a store: its local read and write metrics."""

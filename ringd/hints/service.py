@@ -226,12 +226,28 @@ class HintsService:
                         nursery.start_soon(self._dispatch_host, host_id)
 
     async def _dispatch_host(self, host_id: str) -> None:
+        counters = self.counters[host_id]
+        before = counters["delivered"], counters["delivered_bytes"]
+        started = time.monotonic()
+        complete = False
         try:
-            await self.dispatch(host_id)
+            complete = await self.dispatch(host_id)
         except Exception:  # a bug must not stop delivery to every other host
             log.exception("hint delivery to %s failed", host_id)
         finally:
             self.dispatching.discard(host_id)
+            rows = counters["delivered"] - before[0]
+            # one line per replay that delivered something (a host that stays unreachable
+            # would otherwise log at every delivery interval)
+            (log.info if rows else log.debug)(
+                "hint delivery to %s (%s) %s: %d rows, %d bytes, %d ms",
+                self.membership.address_of(host_id) or "?",
+                host_id,
+                "finished" if complete else "stopped",
+                rows,
+                counters["delivered_bytes"] - before[1],
+                (time.monotonic() - started) * 1000,
+            )
 
     async def dispatch(self, host_id: str) -> bool:
         """Replay every sealed hint of ``host_id``; True if all were delivered."""

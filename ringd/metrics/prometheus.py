@@ -77,6 +77,13 @@ class ViewsCollector(Collector):
             timeouts.add_metric([m["type"]], m["timeouts"])
         yield dropped
         yield timeouts
+        for name, doc in (("latency", "served"), ("queue_wait", "waiting before they ran")):
+            yield from _latency(
+                f"ringd_messages_{name}",
+                f"requests by type: time {doc} (tpstats)",
+                ["type"],
+                [([m["type"]], m[name]) for m in tp["messages"]],
+            )
 
     def _proxy(self, ph: dict[str, Any]) -> Iterator[Metric]:
         yield from _latency(

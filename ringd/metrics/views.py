@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ringd.metrics import CoordinatorMetrics, TableMetrics, VerbMetrics
+from ringd.metrics.requests import VerbLatency
 
 #: the stages in the order ``tpstats`` lists them
 STAGES = (
@@ -19,8 +20,14 @@ STAGES = (
 MESSAGE_TYPES = ("mutate", "read_local", "read_hinted", "mutate_hinted", "scan_local")
 
 
-def tpstats(stages: dict[str, dict[str, int]], verbs: VerbMetrics) -> dict[str, Any]:
-    """Stages (active, pending, completed, blocked, all-time blocked) and messages by type."""
+def tpstats(
+    stages: dict[str, dict[str, int]],
+    verbs: VerbMetrics,
+    served: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Stages (active, pending, completed, blocked, all-time blocked) and messages by type:
+    dropped and timed out (as sent), latency and queue wait (as served, ``served``: verb ->
+    ``VerbLatency.summary()``)."""
     rows = []
     for name in STAGES:
         s = stages.get(name, {})
@@ -35,8 +42,13 @@ def tpstats(stages: dict[str, dict[str, int]], verbs: VerbMetrics) -> dict[str, 
             }
         )
     by_verb = verbs.by_verb()
-    names = list(MESSAGE_TYPES) + sorted(set(by_verb) - set(MESSAGE_TYPES))
-    messages = [{"type": v, **by_verb.get(v, {"dropped": 0, "timeouts": 0})} for v in names]
+    served = served or {}
+    names = list(MESSAGE_TYPES) + sorted((set(by_verb) | set(served)) - set(MESSAGE_TYPES))
+    empty = VerbLatency().summary()
+    messages = [
+        {"type": v, **by_verb.get(v, {"dropped": 0, "timeouts": 0}), **served.get(v, empty)}
+        for v in names
+    ]
     return {"stages": rows, "messages": messages, "peers": verbs.by_peer()}
 
 
@@ -52,9 +64,11 @@ def netstats(
     addresses: dict[str, str],
     repair: dict[str, Any],
     metrics: CoordinatorMetrics,
+    incoming: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Mode, hints waiting or being replayed per host, running repair sessions with their
-    progress, and the read repair counters."""
+    progress (those this node coordinates, and every session streaming to or from this
+    replica: ``incoming``), and the read repair counters."""
     replay = [
         {
             "host_id": h["host_id"],
@@ -86,6 +100,7 @@ def netstats(
         "mode": mode,
         "hints": replay,
         "repair_sessions": sessions,
+        "repair_incoming": list(incoming or []),
         "read_repair": {
             "attempted": c["digest_mismatch"],
             "reconcile": c["read_repair_reconcile"],

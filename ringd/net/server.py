@@ -28,6 +28,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
+from time import perf_counter
 from typing import Any
 
 import trio
@@ -35,6 +36,7 @@ import trio
 from ringd.auth.gate import Gate, RateLimitedLog
 from ringd.auth.node_tls import TLS_RECORD, NodeTLS
 from ringd.auth.roles import ADMIN
+from ringd.metrics.requests import ServedVerbs, VerbLatency
 from ringd.net import accept
 from ringd.protocol import messages
 from ringd.protocol.connection import Acceptor
@@ -163,6 +165,7 @@ class Server:
         self.refused_frames = 0
         self.idle_closed = 0
         self.frame_timeouts = 0
+        self.served = ServedVerbs()  # per verb: queue wait and latency (``tpstats``)
 
     def stats(self) -> dict[str, int]:
         """The connection limits' counters, for ``info``."""
@@ -329,6 +332,8 @@ class Server:
             raise ProtocolError("no hello within the handshake timeout")
         handlers = self._handlers
         gate = self._gate
+        served = self.served
+        received = perf_counter()  # when the bytes being decoded were read (queue wait)
         while True:
             proto.draining = self._draining
             while (req := proto.next_request()) is not None:
@@ -350,6 +355,9 @@ class Server:
                         conn.write(proto.error(req_id, exc))
                         return
                     continue
+                started = perf_counter()
+                timing = served[op]
+                timing.queue_wait.add(started - received)
                 if mode == "inline":
                     try:
                         conn.write(proto.result(req_id, handler(session, args)))  # type: ignore[call-arg]
@@ -358,12 +366,15 @@ class Server:
                     except Exception as exc:
                         log.exception("handler for %s failed", op)
                         conn.write(proto.error(req_id, _server_error(op, exc)))
+                    timing.latency.add(perf_counter() - started)
                 elif mode == "deferred":
-                    self._run_deferred(conn, req_id, op, handler, session, args)
+                    self._run_deferred(conn, req_id, op, handler, session, args, timing, started)
                 else:
                     conn.in_flight += 1
                     self._begin()
-                    nursery.start_soon(self._run_async, conn, req_id, op, handler, session, args)
+                    nursery.start_soon(
+                        self._run_async, conn, req_id, op, handler, session, args, timing, started
+                    )
             self._hold(conn, session)
             if conn.crowded():
                 self.blocked += 1
@@ -377,6 +388,7 @@ class Server:
                     return
                 continue
             conn.last_receive = trio.current_time()
+            received = perf_counter()
             proto.receive(data)
             if not data:
                 return
@@ -514,6 +526,8 @@ class Server:
         handler: Handler,
         session: Session,
         args: dict[str, Any],
+        timing: VerbLatency,
+        started: float,
     ) -> None:
         conn.in_flight += 1
         self._begin()
@@ -528,6 +542,7 @@ class Server:
                 conn.write(conn.proto.error(req_id, value))
             else:
                 conn.write(conn.proto.result(req_id, value))
+            timing.latency.add(perf_counter() - started)
             self._end(conn)
 
         try:
@@ -546,6 +561,8 @@ class Server:
         handler: Handler,
         session: Session,
         args: dict[str, Any],
+        timing: VerbLatency,
+        started: float,
     ) -> None:
         try:
             value = await handler(session, args)  # type: ignore[call-arg,misc]
@@ -556,6 +573,7 @@ class Server:
             log.exception("handler for %s failed", op)
             conn.write(conn.proto.error(req_id, _server_error(op, exc)))
         finally:
+            timing.latency.add(perf_counter() - started)
             self._end(conn)
 
 

@@ -18,6 +18,7 @@ keyspace is refused.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ from ringd.protocol.errors import InvalidRequest
 from ringd.repair.history import RepairHistory
 from ringd.repair.merkle import MAX_DEPTH, MerkleTree
 from ringd.repair.validation import Engine, build_tree, leaf_digests
+
+log = logging.getLogger(__name__)
 
 MAX_KEYS = 4096  # rows asked for or sent in one message
 MAX_LEAVES = 4096
@@ -66,6 +69,27 @@ class _Lease:
     keyspace: str
     ranges: list[Range] = field(default_factory=list)
     seen: float = field(default_factory=time.monotonic)
+    started: float = field(default_factory=time.monotonic)
+    rows_received: int = 0  # repaired rows applied to this replica (incoming)
+    bytes_received: int = 0
+    rows_sent: int = 0  # rows read for the coordinator to repair others with (outgoing)
+    bytes_sent: int = 0
+
+    def view(self, session: str) -> dict[str, Any]:
+        return {
+            "id": session,
+            "keyspace": self.keyspace,
+            "ranges_validated": len(self.ranges),
+            "rows_received": self.rows_received,
+            "bytes_received": self.bytes_received,
+            "rows_sent": self.rows_sent,
+            "bytes_sent": self.bytes_sent,
+        }
+
+
+def row_size(row: Row) -> int:
+    """Bytes a repaired row counts for in the streaming counters (as the coordinator's)."""
+    return sum(len(name) + len(c.value or b"") + 24 for name, c in row.cells.items()) + 16
 
 
 def _overlap(a: Range, b: Range) -> bool:
@@ -120,6 +144,38 @@ class ReplicaRepair:
     def release(self, session: str) -> None:
         self.leases.pop(session, None)
 
+    def streamed(
+        self, session: Any, ks: str, rows: list[tuple[bytes, Row]], *, received: bool
+    ) -> None:
+        """Count rows a session moved into (``received``) or out of this replica."""
+        if not isinstance(session, str) or not session or len(session) > 128:
+            return
+        lease = self.leases.get(session)
+        if lease is None:
+            now = time.monotonic()
+            for sid, old in list(self.leases.items()):
+                if now - old.seen > SESSION_LEASE_S:
+                    del self.leases[sid]
+            lease = self.leases[session] = _Lease(ks)
+        n = sum(len(k) + row_size(r) for k, r in rows)
+        if received:
+            lease.rows_received += len(rows)
+            lease.bytes_received += n
+        else:
+            lease.rows_sent += len(rows)
+            lease.bytes_sent += n
+        lease.seen = time.monotonic()
+
+    def streams(self) -> list[dict[str, Any]]:
+        """Every repair session holding this replica now (those it coordinates too): ranges
+        validated here, rows and bytes received and sent (``netstats``)."""
+        now = time.monotonic()
+        return [
+            lease.view(sid)
+            for sid, lease in sorted(self.leases.items())
+            if now - lease.seen <= SESSION_LEASE_S
+        ]
+
     def release_verb(self, args: dict[str, Any]) -> dict[str, Any]:
         session = _text(args, "session")
         completed = args.get("completed", [])
@@ -131,6 +187,19 @@ class ReplicaRepair:
             if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str)):
                 raise InvalidRequest("each completed range must be [keyspace, start, end]")
             done.append((item[0], _range(item[1:])))
+        lease = self.leases.get(session)
+        if lease is not None:
+            log.info(
+                "repair session %s ended on this replica: %s, %d ranges validated, "
+                "%d rows (%d bytes) received, %d rows sent, %.1f s",
+                session,
+                lease.keyspace,
+                len(lease.ranges),
+                lease.rows_received,
+                lease.bytes_received,
+                lease.rows_sent,
+                time.monotonic() - lease.started,
+            )
         self.release(session)
         self.record(done, [str(p) for p in participants])
         return {}
@@ -164,10 +233,13 @@ class ReplicaRepair:
     def rows(self, args: dict[str, Any]) -> dict[str, Any]:
         ks = self._keyspace(args)
         out = []
+        found = []
         for key in _keys(args.get("keys")):
             row = self.engine.read(ks, key)
             if row is not None:
                 out.append([key, row.to_wire()])
+                found.append((key, row))
+        self.streamed(args.get("session"), ks, found, received=False)
         return {"rows": out}
 
     def parse_rows(self, args: dict[str, Any]) -> tuple[str, list[tuple[bytes, Row]]]:
@@ -191,6 +263,7 @@ class ReplicaRepair:
         for key, row in rows:
             await self.engine.apply(ks, key, row)
         self.rows_received += len(rows)
+        self.streamed(args.get("session"), ks, rows, received=True)
         return {}
 
 
@@ -217,12 +290,14 @@ class LocalParticipant:
             row = self.replica.engine.read(keyspace, key)
             if row is not None:
                 out[key] = row
+        self.replica.streamed(self.session, keyspace, list(out.items()), received=False)
         return out
 
     async def apply(self, keyspace: str, rows: list[tuple[bytes, Row]]) -> None:
         for key, row in rows:
             await self.replica.engine.apply(keyspace, key, row)
         self.replica.rows_received += len(rows)
+        self.replica.streamed(self.session, keyspace, rows, received=True)
 
 
 class RemoteParticipant:

@@ -16,6 +16,7 @@ from ringctl.app import app
 RF3 = {"class": "SimpleStrategy", "replication_factor": 3}
 STAGE_FIELDS = {"name", "active", "pending", "completed", "blocked", "all_time_blocked"}
 LATENCY_FIELDS = {"count", "p50_us", "p75_us", "p95_us", "p98_us", "p99_us", "min_us", "max_us"}
+MESSAGE_FIELDS = {"type", "dropped", "timeouts", "latency", "queue_wait"}
 SHAPE_FIELDS = {"count", "p50", "p75", "p95", "p98", "p99", "max"}
 
 
@@ -65,7 +66,19 @@ def test_each_view_answers_with_the_documented_fields(abc: list[Ringd]) -> None:
     ]
     assert all(set(s) == STAGE_FIELDS for s in tp["stages"])
     assert tp["stages"][0]["completed"] >= 40
-    assert {"type": "mutate", "dropped": 0, "timeouts": 0} in tp["messages"]
+    messages = {m["type"]: m for m in tp["messages"]}
+    assert all(set(m) == MESSAGE_FIELDS for m in tp["messages"])
+    assert (messages["mutate"]["dropped"], messages["mutate"]["timeouts"]) == (0, 0)
+    for verb in ("put", "get"):  # served by this coordinator: latency and queue wait
+        assert messages[verb]["latency"]["count"] == 20
+        assert messages[verb]["queue_wait"]["count"] == 20
+        assert set(messages[verb]["latency"]) >= LATENCY_FIELDS
+        assert 0 < messages[verb]["latency"]["p50_us"] <= messages[verb]["latency"]["max_us"]
+        assert messages[verb]["queue_wait"]["p50_us"] <= messages[verb]["queue_wait"]["max_us"]
+    # the replicas served the mutations and reads this coordinator sent them
+    b_messages = {m["type"]: m for m in ringctl_json(abc[1], "tpstats")["messages"]}
+    assert b_messages["mutate"]["latency"]["count"] >= 20
+    assert b_messages["read_local"]["queue_wait"]["count"] >= 1
 
     th = ringctl_json(a, "tablehistograms", "users")
     assert th["keyspace"] == "users"

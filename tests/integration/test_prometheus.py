@@ -58,6 +58,13 @@ def test_endpoint_parses_and_counters_move_with_the_views(metered: tuple[Ringd, 
     )
     p99 = ("ringd_table_write_latency_microseconds", (("keyspace", "users"), ("quantile", "0.99")))
     assert after[p99] == view["write_latency"]["p99_us"] > 0
+    # per message type as served: the seven puts, their latency and queue wait
+    puts = next(m for m in tp["messages"] if m["type"] == "put")
+    assert after[("ringd_messages_latency_total", (("type", "put"),))] == 7
+    assert after[("ringd_messages_queue_wait_total", (("type", "put"),))] == 7
+    assert puts["latency"]["count"] == 7
+    served_p99 = ("ringd_messages_latency_microseconds", (("quantile", "0.99"), ("type", "put")))
+    assert after[served_p99] == puts["latency"]["p99_us"] > 0
 
 
 def test_other_paths_and_methods_are_refused(metered: tuple[Ringd, str]) -> None:
