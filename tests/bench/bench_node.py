@@ -175,6 +175,9 @@ def main() -> None:
                         args.sync,
                         "--log-level",
                         "warning",
+                        # the load logs in as nobody: a node of its own, no passwords
+                        "--authenticator",
+                        "none",
                     ],
                     stdout=log,
                     stderr=log,
