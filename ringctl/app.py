@@ -8,7 +8,18 @@ import typer
 import typer.main
 
 from ringctl import credentials, target
-from ringctl.commands import admin, cluster, data, hints, keyspace, repair, roles, stress, views
+from ringctl.commands import (
+    admin,
+    cluster,
+    consistency,
+    data,
+    hints,
+    keyspace,
+    repair,
+    roles,
+    stress,
+    views,
+)
 
 app = typer.Typer(
     name="ringctl",
@@ -71,6 +82,7 @@ app.add_typer(roles.app, name="role")
 app.add_typer(cluster.app, name="cluster")
 stress.register(app)
 repair.register(app)
+consistency.register(app)
 
 
 def main() -> None:

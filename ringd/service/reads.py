@@ -140,7 +140,11 @@ class _Read:
             except ProtocolError as exc:
                 error = exc
             else:
-                self.reads.clock.observe(response.hlc)
+                reads = self.reads
+                reads.clock.observe(response.hlc)
+                reads.metrics.replica_latency.read_done(
+                    host, trio.current_time() - self.start, response.hlc
+                )
                 self.replies[host] = _reply_of(response)
                 self.answered(host, True)
                 return
@@ -173,11 +177,15 @@ class _Read:
             metrics.read_latency.add(trio.current_time() - self.start)
             self.done(read_timeout(len(replies), self.plan.required, self.consistency))
             return
+        staleness = metrics.staleness
+        if len(replies) > 1:
+            staleness.compared[self.keyspace.name] += 1
         if all(r.digest == data.digest for r in replies.values()):
             metrics.read_latency.add(trio.current_time() - self.start)
             self.done(data.row)
             return
         metrics.counters["digest_mismatch"] += 1
+        staleness.mismatch(self.keyspace.name)
         assert reads.nursery is not None
         reads.nursery.start_soon(self._resolve, dict(replies))
 

@@ -145,7 +145,9 @@ class _Write:
             self.hint(host)
             self.fail()
             return
-        self.writes.clock.observe(response.hlc)
+        writes = self.writes
+        writes.clock.observe(response.hlc)
+        writes.metrics.replica_latency.mutated(host, trio.current_time() - self.start, response.hlc)
         self.ack(host)
 
     def finish(self) -> None:
