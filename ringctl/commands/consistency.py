@@ -87,8 +87,11 @@ def staleness(
         lag = probe["lag"]
         output.say(
             f"Replica lag probe (every {probe['interval_s']:g}s): {probe['canaries']} canaries, "
-            f"{probe['incomplete']} incomplete; lag p50 {lag['p50_us'] / 1000:.1f} ms, "
-            f"p99 {lag['p99_us'] / 1000:.1f} ms, max {lag['max_us'] / 1000:.1f} ms"
+            f"{probe['incomplete']} incomplete"
+        )
+        output.say(
+            f"Replica lag: p50 {lag['p50_us'] / 1000:.1f} ms, p99 {lag['p99_us'] / 1000:.1f} ms, "
+            f"max {lag['max_us'] / 1000:.1f} ms"
         )
 
     output.emit(result, as_json, render)
@@ -109,8 +112,13 @@ def _clients(addresses: list[str], timeout: float | None) -> Iterator[list[Clien
 
 def predictconsistency(
     rf: Annotated[int, typer.Option("--rf", help="Replication factor N.", min=1, max=32)],
-    w: Annotated[str, typer.Option("--w", help="Write acknowledgements W (or a list: 1,2).")],
-    r: Annotated[str, typer.Option("--r", help="Read replicas R (or a list: 1,2).")],
+    w: Annotated[
+        str,
+        typer.Option("--w", metavar="W[,W...]", help="Write acknowledgements W (or a list: 1,2)."),
+    ],
+    r: Annotated[
+        str, typer.Option("--r", metavar="R[,R...]", help="Read replicas R (or a list: 1,2).")
+    ],
     after_ms: Annotated[
         str,
         typer.Option("--after-ms", metavar="T[,T...]", help="Milliseconds after the write."),
@@ -201,7 +209,11 @@ def probe(
     keyspace: Annotated[
         str,
         typer.Option(
-            "--keyspace", "-k", help="Keyspace to write probe rows to.", autocompletion=KEYSPACES
+            "--keyspace",
+            "-k",
+            metavar="KS",
+            help="Keyspace to write probe rows to.",
+            autocompletion=KEYSPACES,
         ),
     ],
     w: Annotated[int, typer.Option("--w", help="Write acknowledgements.", min=1)] = 1,
