@@ -29,6 +29,7 @@ from ringd.metrics.histogram import Histogram
 
 #: the four trips, in the order the PBS model names them
 TRIPS = ("write", "ack", "read", "response")
+OFFSET_REFRESH_S = 1.0
 
 
 def split(rtt: float, send_wall: float, replica_time: float, offset: float, error: float) -> float:
@@ -49,7 +50,7 @@ class ReplicaLatencies:
     ``offset_of(host_id)`` gives ``(seconds the peer's clock is ahead, error)`` or None (node.py
     connects it to gossip's clock offsets); ``wall`` is this node's wall clock in seconds."""
 
-    __slots__ = ("write", "ack", "read", "response", "offset_of", "wall")
+    __slots__ = ("write", "ack", "read", "response", "offset_of", "wall", "_offsets", "_fresh")
 
     def __init__(
         self,
@@ -62,11 +63,19 @@ class ReplicaLatencies:
         self.response = Histogram()
         self.wall = wall
         self.offset_of = offset_of
+        # peers' offsets, asked of gossip at most once per OFFSET_REFRESH_S (cheap per answer)
+        self._offsets: dict[str, tuple[float, float]] = {}
+        self._fresh = 0.0
 
     def _split(self, host: str, rtt: float, replica_us: int) -> tuple[float, float]:
-        known = self.offset_of(host)
-        offset, error = known if known is not None else (0.0, 0.0)
-        out = split(rtt, self.wall() - rtt, replica_us / 1e6, offset, error)
+        now = self.wall()
+        if now >= self._fresh:
+            self._offsets.clear()
+            self._fresh = now + OFFSET_REFRESH_S
+        known = self._offsets.get(host)
+        if known is None:
+            known = self._offsets[host] = self.offset_of(host) or (0.0, 0.0)
+        out = split(rtt, now - rtt, replica_us / 1e6, known[0], known[1])
         return out, rtt - out
 
     def mutated(self, host: str, rtt: float, replica_us: int) -> None:
