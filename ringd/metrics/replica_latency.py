@@ -16,7 +16,10 @@ When the clocks cannot be trusted for this answer (the estimate falls outside th
 more than the offset's own error) the round trip is split in half. See docs/metrics.md.
 
 Each trip is a decaying ``Histogram`` (recent one to two minutes), exported as HDR buckets
-(``[[value_us, count], ...]``) for ``ringctl predictconsistency``.
+(``[[value_us, count], ...]``) for ``ringctl predictconsistency``. **Cost**: a recorded answer
+costs about 2 µs, so at most ``TARGET_PER_S`` answers are recorded per second (the first ones of
+each second; a skipped answer costs two comparisons). A few hundred answers a second describe
+the distributions as well as all of them, and a quiet cluster has every answer recorded.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from ringd.metrics.histogram import Histogram
 #: the four trips, in the order the PBS model names them
 TRIPS = ("write", "ack", "read", "response")
 OFFSET_REFRESH_S = 1.0
+TARGET_PER_S = 512  # answers recorded per second at most
 
 
 def split(rtt: float, send_wall: float, replica_time: float, offset: float, error: float) -> float:
@@ -50,7 +54,18 @@ class ReplicaLatencies:
     ``offset_of(host_id)`` gives ``(seconds the peer's clock is ahead, error)`` or None (node.py
     connects it to gossip's clock offsets); ``wall`` is this node's wall clock in seconds."""
 
-    __slots__ = ("write", "ack", "read", "response", "offset_of", "wall", "_offsets", "_fresh")
+    __slots__ = (
+        "write",
+        "ack",
+        "read",
+        "response",
+        "offset_of",
+        "wall",
+        "_offsets",
+        "_fresh",
+        "_left",
+        "_second_ends",
+    )
 
     def __init__(
         self,
@@ -66,10 +81,22 @@ class ReplicaLatencies:
         # peers' offsets, asked of gossip at most once per OFFSET_REFRESH_S (cheap per answer)
         self._offsets: dict[str, tuple[float, float]] = {}
         self._fresh = 0.0
+        self._left = 0  # answers still to record this second
+        self._second_ends = -1.0
+
+    def _skip(self, now: float) -> bool:
+        """Whether to leave out an answer that came at ``now`` (monotonic seconds)."""
+        if now >= self._second_ends:
+            self._second_ends = now + 1.0
+            self._left = TARGET_PER_S
+        elif not self._left:
+            return True
+        self._left -= 1
+        return False
 
     def _split(self, host: str, rtt: float, replica_us: int) -> tuple[float, float]:
         now = self.wall()
-        if now >= self._fresh:
+        if now >= self._fresh:  # peers' offsets are asked of gossip again once a second
             self._offsets.clear()
             self._fresh = now + OFFSET_REFRESH_S
         known = self._offsets.get(host)
@@ -78,15 +105,19 @@ class ReplicaLatencies:
         out = split(rtt, now - rtt, replica_us / 1e6, known[0], known[1])
         return out, rtt - out
 
-    def mutated(self, host: str, rtt: float, replica_us: int) -> None:
-        """A remote ``mutate`` answered after ``rtt`` seconds; the replica's clock read
-        ``replica_us`` when it answered."""
+    def mutated(self, host: str, now: float, rtt: float, replica_us: int) -> None:
+        """A remote ``mutate`` answered at ``now`` (trio's clock) after ``rtt`` seconds; the
+        replica's clock read ``replica_us`` when it answered."""
+        if self._skip(now):
+            return
         out, back = self._split(host, rtt, replica_us)
         self.write.add(out)
         self.ack.add(back)
 
-    def read_done(self, host: str, rtt: float, replica_us: int) -> None:
-        """A remote ``read_local`` answered after ``rtt`` seconds (clock as for writes)."""
+    def read_done(self, host: str, now: float, rtt: float, replica_us: int) -> None:
+        """A remote ``read_local`` answered (arguments as for :meth:`mutated`)."""
+        if self._skip(now):
+            return
         out, back = self._split(host, rtt, replica_us)
         self.read.add(out)
         self.response.add(back)

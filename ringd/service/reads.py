@@ -142,9 +142,8 @@ class _Read:
             else:
                 reads = self.reads
                 reads.clock.observe(response.hlc)
-                reads.metrics.replica_latency.read_done(
-                    host, trio.current_time() - self.start, response.hlc
-                )
+                now = trio.current_time()
+                reads.metrics.replica_latency.read_done(host, now, now - self.start, response.hlc)
                 self.replies[host] = _reply_of(response)
                 self.answered(host, True)
                 return

@@ -147,7 +147,8 @@ class _Write:
             return
         writes = self.writes
         writes.clock.observe(response.hlc)
-        writes.metrics.replica_latency.mutated(host, trio.current_time() - self.start, response.hlc)
+        now = trio.current_time()
+        writes.metrics.replica_latency.mutated(host, now, now - self.start, response.hlc)
         self.ack(host)
 
     def finish(self) -> None:

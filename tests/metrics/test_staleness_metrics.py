@@ -30,8 +30,8 @@ def test_replica_latencies_export_buckets_per_trip() -> None:
     now = [1000.0]
     lat = ReplicaLatencies(wall=lambda: now[0], offset_of=lambda host: (0.0, 0.0001))
     # answered now after 20 ms; the replica applied 15 ms after the send (t = 999.995)
-    lat.mutated("b", 0.020, int((now[0] - 0.005) * 1e6))
-    lat.read_done("b", 0.004, int((now[0] - 0.001) * 1e6))
+    lat.mutated("b", 1.0, 0.020, int((now[0] - 0.005) * 1e6))
+    lat.read_done("b", 1.0, 0.004, int((now[0] - 0.001) * 1e6))
     out = lat.export()
     assert out["write"]["count"] == out["ack"]["count"] == 1
     ((w_value, w_count),) = out["write"]["buckets"]
@@ -92,3 +92,16 @@ def test_probe_interval_setting_is_validated() -> None:
     assert load([]).replica_lag_probe_interval_s == 10.0
     with pytest.raises(ConfigError, match="replica.lag.probe.interval.s: must be between 0"):
         load(["--replica-lag-probe-interval-s", "-1"])
+
+
+def test_replica_latencies_record_at_most_a_budget_a_second() -> None:
+    lat = ReplicaLatencies(wall=lambda: 1000.0)
+    stamp = 1000 * 10**6
+    for i in range(2000):  # 2000 answers in one second: the first 512 are recorded
+        lat.mutated("b", 5.0 + i / 2000, 0.001, stamp)
+    assert lat.write.count == lat.ack.count == 512
+    for i in range(10):  # a quiet second: all of them
+        lat.read_done("b", 6.0 + i / 10, 0.001, stamp)
+    assert lat.read.count == 10
+    lat.mutated("b", 6.5, 0.001, stamp)  # the same second's budget as the reads
+    assert lat.write.count == 513
