@@ -25,6 +25,12 @@ def ringctl(node: Ringd, *args: str, code: int = 0) -> Any:
     return json.loads(result.stdout) if code == 0 else result.output
 
 
+def _text(node: Ringd, *args: str) -> str:
+    result = CliRunner().invoke(app, list(args), env={"RINGCTL_HOST": node.address})
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
 @pytest.fixture
 def delayed(cluster_factory: Callable[..., list[Ringd]]) -> list[Ringd]:
     nodes = cluster_factory(3)
@@ -91,6 +97,14 @@ def test_prediction_and_probe_with_one_replica_delayed(delayed: list[Ringd]) -> 
     assert predicted[(1, 1)][float(LATE_MS)] >= 0.99
     assert predicted[(2, 2)] == {0.0: 1.0, float(LATE_MS): 1.0}
     assert predicted[(1, 2)][float(LATE_MS)] >= 0.99
+
+    # the tables for people
+    text = _text(
+        a, "predictconsistency", "--rf", "3", "--w", "1", "--r", "1", "--after-ms", "0,500"
+    )
+    assert "P@0ms" in text and "P@500ms" in text and "Write ms" in text
+    text = _text(a, "consistency", "probe", "-k", "pbs", "--samples", "2", "--after-ms", "0")
+    assert "Consistency probe: w=1, r=1 on pbs" in text and "Probability" in text
 
     # the delayed replica's writes show up in what it was measured with
     exports = []
