@@ -233,7 +233,7 @@ def probe(
 
     Each sample writes a new row at w through one coordinator, waits T ms, and reads it at r
     through another, going round every pair of live nodes. Probe rows are keyed
-    ringctl-probe-..., and expire after 10 minutes (TTL)."""
+    ringctl-probe-..., and expire after 10 minutes (TTL). Exit 3 if no sample got through."""
     ts = _numbers(after_ms, "--after-ms", float)
     run = uuid.uuid4().hex[:12]
     with output.errors():
@@ -298,6 +298,8 @@ def probe(
         output.console.print(compact_table(cols, rows))
 
     output.emit(result, as_json, render)
+    if all(x["probability"] is None for x in results):
+        raise typer.Exit(output.UNAVAILABLE)  # no sample got through: nothing was measured
 
 
 def register(root: typer.Typer) -> None:

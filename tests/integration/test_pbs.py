@@ -37,15 +37,15 @@ def delayed(cluster_factory: Callable[..., list[Ringd]]) -> list[Ringd]:
     with nodes[0].client() as db:
         db.keyspace_create("pbs", replication=RF3, hinted_handoff=False)
     for n in nodes:
-        wait_for(lambda n=n: _has_keyspace(n), 10, "keyspace pbs everywhere")
+        wait_for(lambda n=n: _has(n, "pbs"), 10, "keyspace pbs everywhere")
     with nodes[2].client() as db:
         assert db.admin("test_apply_delay", delay_ms=DELAY_MS) == {"delay_ms": DELAY_MS}
     return nodes
 
 
-def _has_keyspace(node: Ringd) -> bool:
+def _has(node: Ringd, name: str) -> bool:
     with node.client() as db:
-        return any(k["name"] == "pbs" for k in db.keyspace_list()["keyspaces"])
+        return any(k["name"] == name for k in db.keyspace_list()["keyspaces"])
 
 
 def _probe(node: Ringd, w: int, r: int, after: str, samples: int) -> dict[float, float]:
@@ -133,3 +133,28 @@ def test_predict_and_probe_refuse_bad_input(delayed: list[Ringd]) -> None:
     assert "no replica write latencies" in out
     out = ringctl(a, "consistency", "probe", "-k", "nope", "--samples", "1", code=2)
     assert "nope" in out
+    # w above the keyspace's replication factor: a usage error, at the first sample
+    with a.client() as db:
+        db.keyspace_create(
+            "single", replication={"class": "SimpleStrategy", "replication_factor": 1}
+        )
+    wait_for(lambda: all(_has(n, "single") for n in delayed), 10, "keyspace single everywhere")
+    out = ringctl(a, "consistency", "probe", "-k", "single", "--w", "2", "--samples", "2", code=2)
+    assert "exceeds replication factor" in out
+    # every sample unavailable (a replica down, w=3): nothing measured, exit 3
+    delayed[2].kill()
+    wait_for(lambda: _down(a) == 1, 30, "a sees the node down")
+    result = CliRunner().invoke(
+        app,
+        ["consistency", "probe", "-k", "pbs", "--w", "3", "--samples", "2", "--json"],
+        env={"RINGCTL_HOST": a.address},
+    )
+    assert result.exit_code == 3, result.output
+    (row,) = json.loads(result.stdout)["results"]
+    assert row["errors"] == 2 and row["probability"] is None
+    assert len(json.loads(result.stdout)["nodes"]) == 2
+
+
+def _down(node: Ringd) -> int:
+    with node.client() as db:
+        return sum(1 for n in db.admin("status")["nodes"] if n["status"] == "DOWN")
