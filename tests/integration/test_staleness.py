@@ -50,6 +50,15 @@ def test_staleness_view_moves_with_mismatches_hints_and_lag(
         "keyspaces everywhere",
     )
     before = _staleness(a)
+    assert set(before) == {"keyspaces", "hints", "hints_bytes", "oldest_hint_age_s", "lag_probe"}
+    assert set(before["lag_probe"]) == {
+        "interval_s",
+        "canaries",
+        "incomplete",
+        "lag",
+        "last_acks_ms",
+    }
+    assert set(before["lag_probe"]["lag"]) >= {"count", "p50_us", "p99_us", "max_us"}
     assert [k["keyspace"] for k in before["keyspaces"]] == ["other", "users"]
     assert all(set(k) == KEYSPACE_FIELDS for k in before["keyspaces"])
     users = next(k for k in before["keyspaces"] if k["keyspace"] == "users")
@@ -68,6 +77,7 @@ def test_staleness_view_moves_with_mismatches_hints_and_lag(
             db.admin("test_filter", action="clear")
         assert db.get("users", "1", r=3)["columns"] == {"name": "Alice"}
     assert [h["address"] for h in held["hints"]] == [c.address]
+    assert set(held["hints"][0]) == {"host_id", "address", "files", "bytes", "oldest_age_s"}
     assert held["hints_bytes"] > 0 and held["oldest_hint_age_s"] is not None
     after = ringctl(a, "staleness", "users")
     (users,) = after["keyspaces"]
