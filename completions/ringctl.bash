@@ -7,9 +7,10 @@
 # sub-commands of a command path
 _ringctl_commands() {
     case "$1" in
-        '') echo 'assassinate cluster compact compactionstats delete describecluster describering disablehandoff disablehintsfordc dump enablehandoff enablehintsfordc flush get getendpoints getlogginglevels getmaxhintwindow gossipinfo info keyspace listpendinghints load netstats pausehandoff ping proxyhistograms put repair repair_admin resumehandoff ring role sethintedhandoffthrottlekb setlogginglevel setmaxhintwindow status statushandoff stress tablehistograms tablestats top toppartitions tpstats truncatehints verify version' ;;
+        '') echo 'assassinate cluster compact compactionstats consistency delete describecluster describering disablehandoff disablehintsfordc dump enablehandoff enablehintsfordc flush get getendpoints getlogginglevels getmaxhintwindow gossipinfo info keyspace listpendinghints load netstats pausehandoff ping predictconsistency proxyhistograms put repair repair_admin resumehandoff ring role sethintedhandoffthrottlekb setlogginglevel setmaxhintwindow staleness status statushandoff stress tablehistograms tablestats top toppartitions tpstats truncatehints verify version' ;;
         'cluster') echo 'create filters heal list logs node partition remove start status stop switch' ;;
         'cluster node') echo 'clock-offset kill logs pause resume show start stop' ;;
+        'consistency') echo 'probe' ;;
         'keyspace') echo 'alter create drop list' ;;
         'repair') echo 'run status' ;;
         'repair_admin') echo 'cancel list' ;;
@@ -46,6 +47,8 @@ _ringctl_options() {
         'cluster switch') echo '--help --json' ;;
         'compact') echo '--help --host --json --timeout' ;;
         'compactionstats') echo '--help --host --json --timeout' ;;
+        'consistency') echo '--help' ;;
+        'consistency probe') echo '--after-ms --help --host --json --keyspace --r --samples --timeout --w -k' ;;
         'delete') echo '--consistency --help --host --json --key-hex --timeout --timestamp --trace -c -w' ;;
         'describecluster') echo '--help --host --json --timeout' ;;
         'describering') echo '--help --host --json --timeout' ;;
@@ -71,6 +74,7 @@ _ringctl_options() {
         'netstats') echo '--help --host --json --timeout' ;;
         'pausehandoff') echo '--help --host --json --timeout' ;;
         'ping') echo '--help --host --json --timeout' ;;
+        'predictconsistency') echo '--after-ms --help --host --json --r --rf --timeout --trials --w' ;;
         'proxyhistograms') echo '--help --host --json --timeout' ;;
         'put') echo '--consistency --help --host --json --key-hex --raw --text --timeout --timestamp --trace --ttl --value-file -c -w' ;;
         'repair') echo '--help' ;;
@@ -89,6 +93,7 @@ _ringctl_options() {
         'sethintedhandoffthrottlekb') echo '--help --host --json --timeout' ;;
         'setlogginglevel') echo '--help --host --json --timeout' ;;
         'setmaxhintwindow') echo '--help --host --json --timeout' ;;
+        'staleness') echo '--help --host --json --timeout' ;;
         'status') echo '--help --host --json --timeout' ;;
         'statushandoff') echo '--help --host --json --timeout' ;;
         'stress') echo '--concurrency --connections --consistency --dist --duration --help --host --interval --json --keys --keyspace --ops --rate --read-ratio --rf --seed --timeout --value-size --zipf-exponent -c -cl -n -r -w' ;;
@@ -124,6 +129,7 @@ _ringctl_value_options() {
         'cluster stop') echo '--name --timeout' ;;
         'compact') echo '--host --timeout' ;;
         'compactionstats') echo '--host --timeout' ;;
+        'consistency probe') echo '--after-ms --host --keyspace --r --samples --timeout --w -k' ;;
         'delete') echo '--consistency --host --timeout --timestamp -c -w' ;;
         'describecluster') echo '--host --timeout' ;;
         'describering') echo '--host --timeout' ;;
@@ -148,6 +154,7 @@ _ringctl_value_options() {
         'netstats') echo '--host --timeout' ;;
         'pausehandoff') echo '--host --timeout' ;;
         'ping') echo '--host --timeout' ;;
+        'predictconsistency') echo '--after-ms --host --r --rf --timeout --trials --w' ;;
         'proxyhistograms') echo '--host --timeout' ;;
         'put') echo '--consistency --host --timeout --timestamp --ttl --value-file -c -w' ;;
         'repair run') echo '--dc --end-token --host --hosts --jobs --start-token --timeout -et -j -st' ;;
@@ -163,6 +170,7 @@ _ringctl_value_options() {
         'sethintedhandoffthrottlekb') echo '--host --timeout' ;;
         'setlogginglevel') echo '--host --timeout' ;;
         'setmaxhintwindow') echo '--host --timeout' ;;
+        'staleness') echo '--host --timeout' ;;
         'status') echo '--host --timeout' ;;
         'statushandoff') echo '--host --timeout' ;;
         'stress') echo '--concurrency --connections --consistency --dist --duration --host --interval --keys --keyspace --ops --rate --read-ratio --rf --seed --timeout --value-size --zipf-exponent -c -cl -n -r -w' ;;
@@ -202,6 +210,7 @@ _ringctl_arg_kinds() {
         'load') echo 'keyspace file' ;;
         'put') echo 'keyspace - -' ;;
         'repair run') echo 'keyspace' ;;
+        'staleness') echo 'keyspace' ;;
         'status') echo 'keyspace' ;;
         'tablehistograms') echo 'keyspace' ;;
         'tablestats') echo 'keyspace' ;;
@@ -245,6 +254,8 @@ _ringctl_option_kind() {
         'cluster start|--name') echo cluster ;;
         'cluster status|--name') echo cluster ;;
         'cluster stop|--name') echo cluster ;;
+        'consistency probe|-k') echo keyspace ;;
+        'consistency probe|--keyspace') echo keyspace ;;
         'put|--value-file') echo file ;;
         'role alter|--password-file') echo file ;;
         'role create|--password-file') echo file ;;

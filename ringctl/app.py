@@ -11,6 +11,7 @@ from ringctl import credentials, target
 from ringctl.commands import (
     admin,
     cluster,
+    consistency,
     data,
     hints,
     keyspace,
@@ -85,6 +86,7 @@ app.add_typer(roles.app, name="role")
 app.add_typer(cluster.app, name="cluster")
 stress.register(app)
 repair.register(app)
+consistency.register(app)
 
 
 def main() -> None:

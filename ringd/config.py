@@ -127,6 +127,12 @@ class Config:
     anti_entropy_mb_per_s: float = field(
         default=4.0, metadata={"help": "anti-entropy: validation I/O budget"}
     )
+    replica_lag_probe_interval_s: float = field(
+        default=10.0,
+        metadata={
+            "help": "write a canary to every node this often and measure replica lag (0: off)"
+        },
+    )
     accept_stale_data: bool = field(
         default=False,
         metadata={"help": "start even if out of touch with the cluster for longer than gc_grace"},
@@ -250,6 +256,8 @@ class Config:
             raise bad("gossip_settle_s", "must be between 0 and 600")
         if not 1 <= self.anti_entropy_interval_s <= 365 * 86400:
             raise bad("anti_entropy_interval_s", "must be between 1 and 31536000")
+        if not 0 <= self.replica_lag_probe_interval_s <= 86400:
+            raise bad("replica_lag_probe_interval_s", "must be between 0 (off) and 86400")
         if not 0 < self.anti_entropy_mb_per_s <= 100_000:
             raise bad("anti_entropy_mb_per_s", "must be positive and at most 100000")
         if not 0 < self.phi_threshold <= 1000:

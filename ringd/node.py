@@ -68,9 +68,10 @@ from ringd.repair.participant import ReplicaRepair
 from ringd.repair.service import RepairService
 from ringd.repair.staleness import LastContact, StaleData
 from ringd.schema import Schema
-from ringd.service import client_verbs, replica, schema_sync
+from ringd.service import client_verbs, consistency_verbs, replica, schema_sync
 from ringd.service.clock_guard import ClockGuard
 from ringd.service.hlc import HybridClock
+from ringd.service.lag_probe import LagProbe
 from ringd.service.proxy import StorageProxy
 from ringd.service.replica import Replica
 from ringd.service.schema_sync import SchemaSync
@@ -151,7 +152,7 @@ class Node:
         )
         self.engine = StorageEngine.open(self.data_dir / "data", options)
         for ks in self.engine.keyspaces():
-            if self.schema.get(ks) is None:
+            if self.schema.get(ks) is None and ks != replica.CANARY_KEYSPACE:
                 log.warning(
                     "data for unknown keyspace %s is kept until the schema says otherwise", ks
                 )
@@ -240,6 +241,18 @@ class Node:
             timeouts=self.timeouts,
             hints=self.hints,
         )
+        self.replica.later = self.proxy.deadlines.after  # the test_apply_delay hook
+        self.metrics.replica_latency.wall = self.clock.wall_seconds
+        self.metrics.replica_latency.offset_of = self._clock_offset_of
+        self.lag_probe = LagProbe(
+            topology=self.topology,
+            replica=self.replica,
+            messaging=self.messaging,
+            clock=self.clock,
+            metrics=self.metrics.staleness,
+            interval=config.replica_lag_probe_interval_s,
+            timeout=self.timeouts.write,
+        )
         self.schema_sync = SchemaSync(
             schema=self.schema,
             engine=self.engine,
@@ -298,6 +311,15 @@ class Node:
                     mb_per_s=config.anti_entropy_mb_per_s,
                 ),
             )
+        self.staleness = consistency_verbs.StalenessView(
+            metrics=self.metrics,
+            schema=self.schema,
+            topology=self.topology,
+            hints_pending=self.hints.pending,
+            repair_status=lambda: self.repair.status(),
+            wall=self._wall,
+            probe_interval=config.replica_lag_probe_interval_s,
+        )
         self.handlers = verbs.merge(
             client_verbs.verbs(
                 proxy=self.proxy,
@@ -318,6 +340,7 @@ class Node:
             role_verbs.verbs(self.gate),
             loglevels.verbs(),
             toppartitions.verbs(self.engine, self.schema),
+            consistency_verbs.verbs(self.staleness, self.metrics, self.replica, config),
         )
         self.server = Server(
             self.handlers,
@@ -340,7 +363,9 @@ class Node:
 
     async def _serve_metrics(self, nursery: trio.Nursery) -> None:
         """Serve the Prometheus text format on ``metrics_listen``."""
-        reg = prometheus.registry(self.admin.snapshot)
+        reg = prometheus.registry(
+            lambda: {**self.admin.snapshot(), "staleness": self.staleness.view()}
+        )
         server = MetricsServer(lambda: prometheus.exposition(reg))
         host, port = split_address(self.config.metrics_listen)
         try:
@@ -370,6 +395,11 @@ class Node:
                 "completed": len(sessions) - running,
             },
         }
+
+    def _clock_offset_of(self, host_id: str) -> tuple[float, float] | None:
+        """A peer's clock minus ours and the error, as gossip measured them (None: unknown)."""
+        offset = self.gossiper.clock_offsets.of(host_id)
+        return None if offset is None else (offset.seconds, offset.error)
 
     def _mode(self) -> str:
         """What ``netstats`` calls the node's mode: NORMAL, JOINING, LEAVING or DRAINING."""
@@ -497,6 +527,7 @@ class Node:
         if self.anti_entropy is not None:
             await nursery.start(self.anti_entropy.run)
         await nursery.start(self.last_contact.run, self.topology)
+        await nursery.start(self.lag_probe.run)
 
     def _save_last_contact(self) -> None:
         """At shutdown: note whether a peer is alive now, for the next start's stale check."""

@@ -67,6 +67,9 @@ class Ringd:
                 generate_secret_file(secret)
             flags["cluster_secret_file"] = secret
         flags.setdefault("authenticator", "none")
+        # the replica lag probe's canaries (every 10 s by default) would add mutations to tests
+        # that count messages exactly; tests of the probe turn it on
+        flags.setdefault("replica_lag_probe_interval_s", 0)
         self.flags = flags
         #: run in the child before ringd starts (e.g. to lower a resource limit)
         self.preexec_fn: Callable[[], None] | None = None

@@ -13,6 +13,8 @@ from collections import defaultdict
 from typing import Any
 
 from ringd.metrics.histogram import Buckets, Histogram
+from ringd.metrics.replica_latency import ReplicaLatencies
+from ringd.metrics.staleness import StalenessMetrics
 
 __all__ = ["Buckets", "CoordinatorMetrics", "Histogram", "TableMetrics", "VerbMetrics"]
 
@@ -84,9 +86,18 @@ class VerbMetrics:
 class CoordinatorMetrics:
     """What the coordinator counts: latency per path and the failures ``proxyhistograms`` shows."""
 
-    __slots__ = ("write_latency", "read_latency", "range_latency", "counters")
+    __slots__ = (
+        "write_latency",
+        "read_latency",
+        "range_latency",
+        "counters",
+        "replica_latency",
+        "staleness",
+    )
 
     def __init__(self) -> None:
+        self.replica_latency = ReplicaLatencies()  # one-way trips to replicas (PBS)
+        self.staleness = StalenessMetrics()  # digest mismatches per keyspace, replica lag
         self.write_latency = Histogram()
         self.read_latency = Histogram()
         self.range_latency = Histogram()

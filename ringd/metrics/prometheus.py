@@ -47,6 +47,8 @@ class ViewsCollector(Collector):
         yield from self._tables(snap["tablehistograms"])
         yield from self._netstats(snap["netstats"], snap["now"])
         yield from self._repair(snap["repair"], snap["now"])
+        if "staleness" in snap:
+            yield from _staleness(snap["staleness"])
 
     def _tpstats(self, tp: dict[str, Any]) -> Iterator[Metric]:
         gauges = {
@@ -169,6 +171,53 @@ class ViewsCollector(Collector):
         yield age
         yield never
         yield stale
+
+
+def _staleness(st: dict[str, Any]) -> Iterator[Metric]:
+    """The ``staleness`` view: mismatches per keyspace, hint backlog, the replica lag probe."""
+    compared = CounterMetricFamily(
+        "ringd_staleness_reads_compared", "reads that compared replicas", labels=["keyspace"]
+    )
+    mismatches = CounterMetricFamily(
+        "ringd_staleness_digest_mismatches",
+        "reads whose replicas' digests disagreed",
+        labels=["keyspace"],
+    )
+    rate = GaugeMetricFamily(
+        "ringd_staleness_mismatch_rate",
+        "digest mismatches per second, last one to two minutes",
+        labels=["keyspace"],
+    )
+    for ks in st["keyspaces"]:
+        compared.add_metric([ks["keyspace"]], ks["reads_compared"])
+        mismatches.add_metric([ks["keyspace"]], ks["digest_mismatches"])
+        rate.add_metric([ks["keyspace"]], ks["mismatch_rate"])
+    yield compared
+    yield mismatches
+    yield rate
+    yield GaugeMetricFamily(
+        "ringd_staleness_hints_bytes", "hint bytes waiting for every host", value=st["hints_bytes"]
+    )
+    yield GaugeMetricFamily(
+        "ringd_staleness_oldest_hint_age_seconds",
+        "age of the oldest hint waiting (0: none)",
+        value=st["oldest_hint_age_s"] or 0.0,
+    )
+    probe = st["lag_probe"]
+    yield from _latency(
+        "ringd_staleness_replica_lag",
+        "replica lag probe: first to last acknowledgement of a canary at ONE",
+        [],
+        [([], probe["lag"])],
+    )
+    yield CounterMetricFamily(
+        "ringd_staleness_canaries", "replica lag probe canaries written", value=probe["canaries"]
+    )
+    yield CounterMetricFamily(
+        "ringd_staleness_canaries_incomplete",
+        "canaries some live node did not acknowledge in time",
+        value=probe["incomplete"],
+    )
 
 
 def registry(snapshot: Snapshot) -> CollectorRegistry:

@@ -168,7 +168,10 @@ class _Read:
             except ProtocolError as exc:
                 error = exc
             else:
-                self.reads.clock.observe(response.hlc)
+                reads = self.reads
+                reads.clock.observe(response.hlc)
+                now = trio.current_time()
+                reads.metrics.replica_latency.read_done(host, now, now - self.start, response.hlc)
                 self.replies[host] = _reply_of(response)
                 self.answered(host, True)
                 return
@@ -215,6 +218,9 @@ class _Read:
             metrics.read_latency.add(trio.current_time() - self.start)
             self.done(read_timeout(len(replies), self.plan.required, self.consistency))
             return
+        staleness = metrics.staleness
+        if len(replies) > 1:
+            staleness.compared[self.keyspace.name] += 1
         if all(r.digest == data.digest for r in replies.values()):
             if trace is not None:
                 trace.add("done", f"digests match; answering with {describe_row(data.row)}")
@@ -224,6 +230,7 @@ class _Read:
         if trace is not None:
             self._trace_mismatch(trace, data)
         metrics.counters["digest_mismatch"] += 1
+        staleness.mismatch(self.keyspace.name)
         assert reads.nursery is not None
         reads.nursery.start_soon(self._resolve, dict(replies))
 

@@ -190,7 +190,10 @@ class _Write:
             self.hint(host)
             self.fail()
             return
-        self.writes.clock.observe(response.hlc)
+        writes = self.writes
+        writes.clock.observe(response.hlc)
+        now = trio.current_time()
+        writes.metrics.replica_latency.mutated(host, now, now - self.start, response.hlc)
         self.ack(host)
 
     def finish(self) -> None:
