@@ -26,6 +26,13 @@ FOLD_AT = 4096  # samples buffered before they are folded into the HDR histogram
 PERCENTILES = (50, 75, 95, 98, 99)
 
 
+def _coarse(value: int) -> int:
+    """``value`` cut to its top 8 bits: the precision a 2-significant-digit HDR histogram keeps
+    (it counts every such value in the same slot), so that a fold records each slot once."""
+    shift = value.bit_length() - 8
+    return value if shift <= 0 else value >> shift << shift
+
+
 def _new() -> HdrHistogram:
     return HdrHistogram(1, HIGHEST_US, 2)
 
@@ -70,7 +77,7 @@ class Histogram:
             self._count += len(buf)
             self.total += sum(buf)
             record = self._cur.record_value
-            for value, n in Counter(buf).items():
+            for value, n in Counter(map(_coarse, buf)).items():
                 record(HIGHEST_US if value > HIGHEST_US else (value or 1), n)
         if self._clock() >= self._rotate_at:
             self._rotate()

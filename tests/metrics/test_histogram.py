@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from ringd.metrics import Buckets, Histogram
+from ringd.metrics.histogram import HIGHEST_US, _new
 
 
 class FakeClock:
@@ -51,3 +55,18 @@ def test_buckets_are_exact_for_small_values() -> None:
     assert b.summary()["max"] == 31
     b.add(100)
     assert b.summary()["max"] == 127  # the largest value of its power-of-two bucket
+
+
+@given(st.lists(st.integers(min_value=0, max_value=HIGHEST_US + 10_000), max_size=300))
+def test_a_fold_records_what_the_hdr_histogram_would_record_value_by_value(
+    values: list[int],
+) -> None:
+    folded = Histogram(clock=lambda: 0.0)
+    for v in values:
+        folded.add(v / 1e6)
+    exact = _new()
+    for v in values:
+        exact.record_value(min(max(int(v / 1e6 * 1e6), 1), HIGHEST_US))
+    recent = folded.recent()
+    assert recent.total_count == exact.total_count == len(values)
+    assert list(recent.counts) == list(exact.counts)  # every slot holds the same count
