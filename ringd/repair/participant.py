@@ -29,6 +29,7 @@ from ringd.dht.tokens import Range, check_token
 from ringd.protocol.errors import InvalidRequest
 from ringd.repair.history import RepairHistory
 from ringd.repair.merkle import MAX_DEPTH, MerkleTree
+from ringd.repair.session import row_size
 from ringd.repair.validation import Engine, build_tree, leaf_digests
 
 log = logging.getLogger(__name__)
@@ -85,11 +86,6 @@ class _Lease:
             "rows_sent": self.rows_sent,
             "bytes_sent": self.bytes_sent,
         }
-
-
-def row_size(row: Row) -> int:
-    """Bytes a repaired row counts for in the streaming counters (as the coordinator's)."""
-    return sum(len(name) + len(c.value or b"") + 24 for name, c in row.cells.items()) + 16
 
 
 def _overlap(a: Range, b: Range) -> bool:

@@ -122,8 +122,9 @@ async def _sync(
         if apply:
             await participants[host].apply(keyspace, rows)
         result.rows_streamed[host] += len(rows)
-        result.bytes_streamed += sum(len(k) + _row_size(r) for k, r in rows)
+        result.bytes_streamed += sum(len(k) + row_size(r) for k, r in rows)
 
 
-def _row_size(row: Row) -> int:
+def row_size(row: Row) -> int:
+    """Bytes a repaired row counts for in the streaming counters (coordinator and participant)."""
     return sum(len(name) + len(c.value or b"") + 24 for name, c in row.cells.items()) + 16
