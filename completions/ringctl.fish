@@ -290,7 +290,7 @@ complete -c ringctl -n '__ringctl_needs_command \'ringctl\'' -a 'info' -d 'This 
 complete -c ringctl -n '__ringctl_needs_command \'ringctl\'' -a 'keyspace' -d 'Create, change, list and drop keyspaces.'
 complete -c ringctl -n '__ringctl_needs_command \'ringctl\'' -a 'listpendinghints' -d 'Hints waiting per target node: files, size, newest, oldest, estimated replay time.'
 complete -c ringctl -n '__ringctl_needs_command \'ringctl\'' -a 'load' -d 'Bulk-write rows from JSON lines (as \'dump\' prints them), with bounded concurrency.'
-complete -c ringctl -n '__ringctl_needs_command \'ringctl\'' -a 'netstats' -d 'Mode, hints being replayed per host, repair sessions with progress, read repair counts.'
+complete -c ringctl -n '__ringctl_needs_command \'ringctl\'' -a 'netstats' -d 'Mode, hints being replayed per host, repair and stream sessions with progress, read repair counts.'
 complete -c ringctl -n '__ringctl_needs_command \'ringctl\'' -a 'pausehandoff' -d 'Pause delivering hints (new ones are still kept).'
 complete -c ringctl -n '__ringctl_needs_command \'ringctl\'' -a 'ping' -d 'Check that a node answers, and how fast (gives up after --timeout, exit 3).'
 complete -c ringctl -n '__ringctl_needs_command \'ringctl\'' -a 'proxyhistograms' -d 'Coordinator read, write and range latency percentiles (µs) and failure counts.'

@@ -80,6 +80,7 @@ class Admin:
         hints_pending: Callable[[], list[dict[str, Any]]] = list,
         repair_status: Callable[[], dict[str, Any]] = dict,
         mode: Callable[[], str] = lambda: "NORMAL",
+        streams: Callable[[], list[dict[str, Any]]] = list,
         server_limits: Callable[[], dict[str, int]] = dict,
     ) -> None:
         self.host_id = host_id
@@ -102,6 +103,7 @@ class Admin:
         self.hints_pending = hints_pending
         self.repair_status = repair_status
         self.mode = mode
+        self.streams = streams
 
     async def report_load(self) -> None:
         """Keep this node's LOAD (bytes on disk) current in gossip."""
@@ -301,6 +303,7 @@ class Admin:
             addresses={h: info.address for h, info in ring.nodes.items()},
             repair=self.repair_status(),
             metrics=self.metrics,
+            streams=self.streams(),
         )
 
     def snapshot(self) -> dict[str, Any]:

@@ -127,6 +127,18 @@ class Config:
     anti_entropy_mb_per_s: float = field(
         default=4.0, metadata={"help": "anti-entropy: validation I/O budget"}
     )
+    stream_throughput_mb_per_s: float = field(
+        default=24.0,
+        metadata={"help": "streaming (bootstrap, decommission...): MiB/s received, 0: no limit"},
+    )
+    auto_bootstrap: bool = field(
+        default=True,
+        metadata={"help": "a new node joining a cluster streams its ranges before serving"},
+    )
+    allow_inconsistent_bootstrap: bool = field(
+        default=False,
+        metadata={"help": "bootstrap from another replica when the one losing a range is down"},
+    )
     accept_stale_data: bool = field(
         default=False,
         metadata={"help": "start even if out of touch with the cluster for longer than gc_grace"},
@@ -252,6 +264,8 @@ class Config:
             raise bad("anti_entropy_interval_s", "must be between 1 and 31536000")
         if not 0 < self.anti_entropy_mb_per_s <= 100_000:
             raise bad("anti_entropy_mb_per_s", "must be positive and at most 100000")
+        if not 0 <= self.stream_throughput_mb_per_s <= 100_000:
+            raise bad("stream_throughput_mb_per_s", "must be between 0 and 100000")
         if not 0 < self.phi_threshold <= 1000:
             raise bad("phi_threshold", "must be positive and at most 1000")
         row_high = self.max_frame_bytes // 2

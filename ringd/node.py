@@ -76,6 +76,9 @@ from ringd.service.replica import Replica
 from ringd.service.schema_sync import SchemaSync
 from ringd.service.timeouts import Timeouts
 from ringd.service.topology import Topology
+from ringd.streaming import verbs as stream_verbs
+from ringd.streaming.received import ReceivedRanges
+from ringd.streaming.service import StreamService
 
 log = logging.getLogger(__name__)
 
@@ -272,6 +275,7 @@ class Node:
             hints_pending=self.hints.pending,
             repair_status=lambda: self.repair.status(),
             mode=self._mode,
+            streams=lambda: self.streaming.view(),
         )
         self.repair_replica = ReplicaRepair(
             self.engine,
@@ -286,6 +290,14 @@ class Node:
             self.messaging.call,
             local_address=config.listen,
             wall=self.clock.wall_seconds,
+        )
+        self.streaming = StreamService(
+            self.engine,
+            lambda name: self.schema.get(name) is not None,
+            self.messaging.call,
+            ReceivedRanges(system / "streams.cbor"),
+            local_address=config.listen,
+            mb_per_s=config.stream_throughput_mb_per_s,
         )
         self.anti_entropy: AntiEntropy | None = None
         if config.anti_entropy:
@@ -312,6 +324,7 @@ class Node:
             admin.verbs(self.admin),
             hints_verbs.verbs(self.hints, self.hints_view),
             repair_verbs.verbs(self.repair_replica, self.repair, lambda: self.anti_entropy),
+            stream_verbs.verbs(self.streaming),
             {"auth": self.gate.auth},
             role_verbs.verbs(self.gate),
         )

@@ -79,7 +79,8 @@ def tablehistograms(
 
 
 def netstats(host: Host = None, timeout: Timeout = None, as_json: Json = False) -> None:
-    """Mode, hints being replayed per host, repair sessions with progress, read repair counts."""
+    """Mode, hints being replayed per host, repair and stream sessions with progress, read
+    repair counts."""
     result = _call(host, timeout, "netstats")
 
     def render(r: dict[str, Any]) -> None:
@@ -122,6 +123,34 @@ def netstats(host: Host = None, timeout: Timeout = None, as_json: Json = False) 
                     output.human_bytes(s["bytes_streamed"]),
                 ]
                 for s in r["repair_sessions"]
+            ]
+            output.console.print(compact_table(cols, rows))
+        streams = r.get("streams", [])
+        if not streams:
+            output.say("No streams")
+        else:
+            cols = (
+                Col("Stream", whole=True),
+                Col("Plan", whole=True),
+                Col("Peer", whole=True),
+                Col("Keyspace", whole=True),
+                Col("State", whole=True),
+                Col("Ranges", whole=True, justify="right"),
+                Col("Progress", whole=True, justify="right"),
+                Col("Bytes", justify="right"),
+            )
+            rows = [
+                [
+                    f"{'<-' if s['direction'] == 'in' else '->'} {s['id'][:8]}",
+                    s["plan"],
+                    s["peer"],
+                    s["keyspace"],
+                    s["state"],
+                    f"{s['ranges_done']}/{s['ranges_total']}",
+                    f"{s['progress'] * 100:.0f}%",
+                    output.human_bytes(s["bytes"]),
+                ]
+                for s in streams
             ]
             output.console.print(compact_table(cols, rows))
         rr = r["read_repair"]

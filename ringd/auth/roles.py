@@ -107,6 +107,7 @@ VERB_CLASSES: dict[str, VerbClass] = {
     "repair_rows": _C.INTERNODE,
     "repair_apply": _C.INTERNODE,
     "repair_release": _C.INTERNODE,
+    "stream_pull": _C.INTERNODE,
 }
 
 _VIEWER = frozenset({_C.CONNECTION, _C.DATA_READ, _C.ADMIN_VIEW})

@@ -52,9 +52,11 @@ def netstats(
     addresses: dict[str, str],
     repair: dict[str, Any],
     metrics: CoordinatorMetrics,
+    streams: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Mode, hints waiting or being replayed per host, running repair sessions with their
-    progress, and the read repair counters."""
+    progress, stream sessions (membership changes) with bytes and progress, and the read
+    repair counters."""
     replay = [
         {
             "host_id": h["host_id"],
@@ -86,6 +88,7 @@ def netstats(
         "mode": mode,
         "hints": replay,
         "repair_sessions": sessions,
+        "streams": streams or [],
         "read_repair": {
             "attempted": c["digest_mismatch"],
             "reconcile": c["read_repair_reconcile"],

@@ -122,6 +122,7 @@ VERBS: dict[str, Verb] = _verbs(
     ("repair_rows", _PEER, 60.0, "repair: rows by key, with timestamps and tombstones", INLINE),
     ("repair_apply", _PEER, 60.0, "repair: merge rows (all checked first)", TASK),
     ("repair_release", _PEER, 5.0, "repair: a session ended; record completed ranges", INLINE),
+    ("stream_pull", _PEER, 60.0, "streaming: a CRC-checked chunk of a token range's rows", INLINE),
     # fmt: off
     (
         "mutate",
