@@ -8,7 +8,7 @@
 _ringctl_commands() {
     case "$1" in
         '') echo 'assassinate cluster compact compactionstats delete describecluster describering disablehandoff disablehintsfordc dump enablehandoff enablehintsfordc flush get getendpoints getmaxhintwindow gossipinfo info keyspace listpendinghints load netstats pausehandoff ping proxyhistograms put repair repair_admin resumehandoff ring role sethintedhandoffthrottlekb setmaxhintwindow status statushandoff stress tablehistograms tablestats tpstats truncatehints verify version' ;;
-        'cluster') echo 'create filters heal list logs node partition remove start status stop switch' ;;
+        'cluster') echo 'add create filters heal list logs node partition remove start status stop switch' ;;
         'cluster node') echo 'clock-offset kill logs pause resume show start stop' ;;
         'keyspace') echo 'alter create drop list' ;;
         'repair') echo 'run status' ;;
@@ -24,6 +24,7 @@ _ringctl_options() {
         '') echo '--help --password-file --tls-ca --user --verbose -v' ;;
         'assassinate') echo '--help --host --json --timeout' ;;
         'cluster') echo '--help' ;;
+        'cluster add') echo '--dc --help --json --name --no-wait --timeout --wait' ;;
         'cluster create') echo '--conf --help --json --name --nodes --num-tokens --port --single-address --tls -n' ;;
         'cluster filters') echo '--help --json --name' ;;
         'cluster heal') echo '--help --json --name' ;;
@@ -105,6 +106,7 @@ _ringctl_value_options() {
     case "$1" in
         '') echo '--password-file --tls-ca --user' ;;
         'assassinate') echo '--host --timeout' ;;
+        'cluster add') echo '--dc --name --timeout' ;;
         'cluster create') echo '--conf --name --nodes --num-tokens --port -n' ;;
         'cluster filters') echo '--name' ;;
         'cluster heal') echo '--name' ;;
@@ -228,6 +230,7 @@ _ringctl_option_kind() {
     case "$1|$2" in
         '|--password-file') echo file ;;
         '|--tls-ca') echo file ;;
+        'cluster add|--name') echo cluster ;;
         'cluster filters|--name') echo cluster ;;
         'cluster heal|--name') echo cluster ;;
         'cluster logs|--name') echo cluster ;;

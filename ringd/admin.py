@@ -140,7 +140,11 @@ class Admin:
         gossip = self.gossiper.endpoint_states()
         topology = self.topology
         rows = []
-        for host_id, info in topology.ring.nodes.items():
+        nodes = dict(topology.ring.nodes)
+        if topology.future_ring is not None:  # joining nodes are listed too (UJ)
+            for host_id, info in topology.future_ring.nodes.items():
+                nodes.setdefault(host_id, info)
+        for host_id, info in nodes.items():
             state = gossip.get(host_id)
             local = host_id == self.host_id
             load = self.storage_load() if local else (state.load if state is not None else None)

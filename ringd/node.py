@@ -76,14 +76,20 @@ from ringd.service.replica import Replica
 from ringd.service.schema_sync import SchemaSync
 from ringd.service.timeouts import Timeouts
 from ringd.service.topology import Topology
+from ringd.streaming import bootstrap
 from ringd.streaming import verbs as stream_verbs
 from ringd.streaming.received import ReceivedRanges
-from ringd.streaming.service import StreamService
+from ringd.streaming.service import StreamFailed, StreamService
 
 log = logging.getLogger(__name__)
 
 #: how long a first start waits for a seed's ring before choosing random tokens
 TOKEN_RING_WAIT_S = 5.0
+#: a joining node waits this many gossip intervals after announcing JOINING before it streams,
+#: so that coordinators send it the writes of its pending ranges (Cassandra's RING_DELAY)
+RING_DELAY_ROUNDS = 12
+#: how long a joining node waits for its schema to agree with its peers'
+SCHEMA_WAIT_S = 30.0
 
 
 class StartupError(Exception):
@@ -200,6 +206,8 @@ class Node:
             gossiper=self.gossiper,
             interval=gossip_interval,
         )
+        self.topology.local_joining = self.joining
+        self.topology.rebuild()
         self.peers = PeersFile(system / "peers.cbor", self.gossiper)
         self.metrics = CoordinatorMetrics()
         self.hints_view = ClusterView(self.topology, self.gossiper, self.schema)
@@ -411,6 +419,16 @@ class Node:
         tokens = state.get("tokens")
         # first start: placeholder tokens until run() has asked a seed for the ring
         self._fresh_tokens = not tokens
+        if not tokens:
+            # a new node joining others streams its ranges before it serves (bootstrap.py);
+            # a seed, or a node told not to, is NORMAL at once (and empty)
+            joins = self.config.auto_bootstrap and any(
+                s != self.config.listen for s in self.config.seeds
+            )
+            joins = joins and self.config.listen not in self.config.seeds
+            state["bootstrap"] = "pending" if joins else "done"
+        #: JOINING until the bootstrap streamed everything (it resumes after a restart)
+        self.joining = state.get("bootstrap") == "pending"
         generation = max(int(self._wall()), int(state.get("generation", 0)) + 1)
         state.update(host_id=host_id, generation=generation, cluster_name=self.config.cluster_name)
         try:
@@ -458,15 +476,18 @@ class Node:
         state["tokens"] = self.tokens
         atomic_write(self._local_path, cbor2.dumps(state))
         self._fresh_tokens = False
-        self.gossiper.set_application_state("TOKENS", self.tokens)
+        if not self.joining:
+            self.gossiper.set_application_state("TOKENS", self.tokens)
         self.topology.tokens = list(self.tokens)
         self.topology.rebuild()
 
     def _initial_app_states(self) -> dict[str, Any]:
         c = self.config
+        # a joining node gossips its tokens only once it listens, so that nobody sends it
+        # writes for its pending ranges before it can take them (``_announce_joining``)
         return {
-            "STATUS": "NORMAL",
-            "TOKENS": self.tokens,
+            "STATUS": "JOINING" if self.joining else "NORMAL",
+            **({} if self.joining else {"TOKENS": self.tokens}),
             "DC": c.dc,
             "RACK": c.rack,
             "ADDRESS": c.listen,
@@ -506,6 +527,75 @@ class Node:
         if self.anti_entropy is not None:
             await nursery.start(self.anti_entropy.run)
         await nursery.start(self.last_contact.run, self.topology)
+
+    async def _join_if_empty(self) -> None:
+        """A joining node whose cluster has no keyspaces has nothing to stream: NORMAL at once.
+        (First the schema must agree with the peers', so that the keyspaces are known.)"""
+        await bootstrap.wait_for_schema(
+            lambda: self.schema.version,
+            self._peer_schema_versions,
+            SCHEMA_WAIT_S,
+            self.gossiper.interval,
+        )
+        if not self.schema.live():
+            log.info("bootstrap: the cluster has no keyspaces; nothing to stream")
+            self._joined()
+
+    def _peer_schema_versions(self) -> list[str]:
+        states = self.gossiper.endpoint_states()
+        return [
+            str(states[h].schema)
+            for h in self.gossiper.live_members()
+            if h != self.host_id and h in states
+        ]
+
+    async def _bootstrap(self) -> None:
+        """Stream every range this node will replicate from the replica losing it (or, with
+        ``allow_inconsistent_bootstrap``, any live one), then become NORMAL. A failure stops
+        the node; a restart resumes with the ranges not yet received."""
+        await trio.sleep(self.gossiper.interval * RING_DELAY_ROUNDS)
+        self.topology.rebuild()
+        me = self.topology.local_node()
+        plans = []
+        try:
+            for ks in self.schema.live():
+                sources = bootstrap.range_sources(
+                    self.topology.ring,
+                    me,
+                    self.topology.strategy(ks),
+                    self.topology.is_alive,
+                    strict=not self.config.allow_inconsistent_bootstrap,
+                    keyspace=ks.name,
+                )
+                plans += [(ks.name, host, ranges) for host, ranges in sorted(sources.items())]
+        except bootstrap.BootstrapError as exc:
+            raise StartupError(f"bootstrap failed: {exc}") from None
+        total = sum(len(r) for _, _, r in plans)
+        log.info("bootstrap: streaming %d ranges in %d sessions", total, len(plans))
+        for ks_name, host, ranges in plans:
+            try:
+                await self.streaming.fetch(
+                    bootstrap.PLAN, self.topology.address(host), ks_name, ranges
+                )
+            except StreamFailed as exc:
+                raise StartupError(
+                    f"bootstrap failed: {exc}; start the node again to resume (received ranges "
+                    "are kept)"
+                ) from None
+        self._joined()
+
+    def _joined(self) -> None:
+        """Bootstrap complete: remember it, announce NORMAL, take this node's place on the
+        ring."""
+        state = _read_local_state(self._local_path)
+        state["bootstrap"] = "done"
+        atomic_write(self._local_path, cbor2.dumps(state))
+        self.streaming.received.forget(bootstrap.PLAN)
+        self.joining = False
+        self.topology.local_joining = False
+        self.gossiper.set_application_states({"STATUS": "NORMAL", "TOKENS": self.tokens})
+        self.topology.rebuild()
+        log.info("bootstrap complete: this node is NORMAL")
 
     def _save_last_contact(self) -> None:
         """At shutdown: note whether a peer is alive now, for the next start's stale check."""
@@ -560,6 +650,8 @@ class Node:
                     nursery.start_soon(self._watch_signals, signals, stop)
                     await self._start_services(nursery)
                     await self.wait_for_gossip()
+                    if self.joining:
+                        await self._join_if_empty()
                     try:
                         self.listeners = await nursery.start(
                             self.server.serve, config.host, config.port
@@ -578,6 +670,9 @@ class Node:
                         config.cluster_name,
                         config.dc,
                     )
+                    if self.joining:
+                        self.gossiper.set_application_state("TOKENS", self.tokens)
+                        nursery.start_soon(self._bootstrap)
                     task_status.started()
                     if self._on_ready is not None:
                         self._on_ready()
@@ -656,6 +751,7 @@ def _read_local_state(path: Path) -> dict[str, Any]:
         ),
         "generation": lambda v: type(v) is int and v >= 0,
         "cluster_name": lambda v: isinstance(v, str),
+        "bootstrap": lambda v: v in ("pending", "done"),
     }
     if not isinstance(state, dict):
         raise StartupError(f"{path} is damaged (not a map); restore it from a backup")

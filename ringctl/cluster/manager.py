@@ -37,6 +37,7 @@ from ringd.words import plural
 Progress = Callable[[str], None] | None
 
 START_TIMEOUT = 60.0
+JOIN_TIMEOUT = 600.0  # a node streams its data before it is NORMAL (or gone, when it leaves)
 STOP_TIMEOUT = 30.0
 POLL = 0.1
 RUNNING, PAUSED, STOPPED = "running", "paused", "stopped"
@@ -452,6 +453,73 @@ def start(
     order = {n.name: n.number for n in spec.nodes}
     results.sort(key=lambda r: order[r["node"]])
     return results
+
+
+def add(
+    spec: ClusterSpec,
+    dc: str | None = None,
+    *,
+    wait: bool = True,
+    timeout: float = JOIN_TIMEOUT,
+    progress: Progress = None,
+) -> dict[str, Any]:
+    """Add a node to the cluster and start it: it bootstraps (streams the ranges it takes
+    over, JOINING) and, with ``wait``, this returns once every running node reports it NORMAL."""
+    say = progress or (lambda _msg: None)
+    if not running_nodes(spec):
+        raise ClusterError(
+            f"no node of cluster {spec.name!r} is running; start it before adding a node",
+            UNAVAILABLE,
+        )
+    try:
+        node = spec.add_node(dc)
+    except layout.LayoutError as exc:
+        raise ClusterError(str(exc)) from None
+    spec.save()
+    layout.write_config(spec, node)
+    say(f"adding {node.name} ({node.dc}) at {node.address}")
+    result = start(spec, [node.number], wait=wait, timeout=START_TIMEOUT, progress=progress)[0]
+    if wait:
+        wait_state(spec, node, "NORMAL", timeout=timeout, progress=progress)
+    return {**result, "dc": node.dc, "address": node.address}
+
+
+def _states(address: str) -> dict[str, str] | None:
+    """address -> state (NORMAL, JOINING, LEAVING...) as the node at ``address`` reports it."""
+    try:
+        with Client(address, **layout.connect_args(address), timeout=2.0) as db:
+            status = db.admin("status")
+    except ProtocolError:
+        return None
+    return {n["address"]: n["state"] for n in status.get("nodes", [])}
+
+
+def wait_state(
+    spec: ClusterSpec,
+    node: NodeSpec,
+    state: str | None,
+    *,
+    timeout: float = JOIN_TIMEOUT,
+    progress: Progress = None,
+) -> None:
+    """Poll every other running node until each reports ``node`` in ``state`` (None: gone from
+    its status)."""
+    say = progress or (lambda _msg: None)
+    deadline = time.monotonic() + timeout
+    while True:
+        others = [n for n in running_nodes(spec) if n.number != node.number]
+        seen = {n.name: (_states(n.address) or {}).get(node.address, "?") for n in others}
+        if others and all((v == state) if state is not None else v == "?" for v in seen.values()):
+            return
+        now = ", ".join(f"{k}: {v}" for k, v in sorted(seen.items()))
+        say(f"waiting for {node.name} to be {state or 'gone'} everywhere ({now})")
+        if time.monotonic() > deadline:
+            raise ClusterError(
+                f"{node.name} is not {state or 'gone'} everywhere in time ({now}); see "
+                f"'ringctl cluster node {node.number} logs'",
+                UNAVAILABLE,
+            )
+        time.sleep(POLL * 5)
 
 
 def _ping(address: str, timeout: float = 2.0) -> bool:

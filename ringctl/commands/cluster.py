@@ -232,6 +232,39 @@ def start(
 
 
 @app.command()
+def add(
+    name: Name = None,
+    dc: Annotated[
+        str | None,
+        typer.Option("--dc", help="Datacenter of the new node (default: the first one)."),
+    ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait/--no-wait", help="Wait until every running node reports the new node NORMAL."
+        ),
+    ] = True,
+    timeout: Timeout = manager.JOIN_TIMEOUT,
+    as_json: Json = False,
+) -> None:
+    """Add a node and start it: it bootstraps (JOINING, UJ in 'ringctl status': streams the
+    ranges it takes over) and is NORMAL once it has them; then run 'ringctl cleanup' on the
+    other nodes."""
+    with _errors():
+        spec = manager.load(name)
+        with _progress(as_json) as progress:
+            result = manager.add(spec, dc, wait=wait, timeout=timeout, progress=progress)
+    output.emit(
+        result,
+        as_json,
+        lambda r: _say(
+            f"{r['node']} ({r['dc']}) at {r['address']}: {r['result']}, "
+            + ("NORMAL" if wait else "joining (see 'ringctl status')")
+        ),
+    )
+
+
+@app.command()
 def stop(
     name: Name = None,
     kill: Annotated[

@@ -1,0 +1,185 @@
+"""Membership changes that move data, on real ringd processes (issue 15; docs/operations.md):
+bootstrap streams a new node's ranges before it is NORMAL while writes go on; a bootstrap whose
+needed replica is down fails (Cassandra's consistent_range_movement dtest) and one killed midway
+resumes (resumable bootstrap)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from nodes import Ringd, wait_for
+
+from ringctl.client import Client
+from ringd.protocol.errors import ProtocolError
+
+RF3 = {"class": "SimpleStrategy", "replication_factor": 3}
+RF2 = {"class": "SimpleStrategy", "replication_factor": 2}
+FAST = {"gossip_interval_ms": 100, "phi_threshold": 6}
+
+
+def create_keyspaces(nodes: list[Ringd]) -> None:
+    with nodes[0].client() as db:
+        db.keyspace_create("rf3", replication=RF3)
+        db.keyspace_create("rf2", replication=RF2)
+
+    def everywhere() -> bool:
+        for n in nodes:
+            with n.client() as db:
+                names = {k["name"] for k in db.keyspace_list()["keyspaces"]}
+            if not {"rf3", "rf2"} <= names:
+                return False
+        return True
+
+    wait_for(everywhere, 15, "keyspaces on every node")
+
+
+def load(node: Ringd, ks: str, keys: Iterable[str], consistency: str = "ALL") -> None:
+    """Write ``{"v": key}`` for every key, 8 at a time."""
+    local = threading.local()
+
+    def put(key: str) -> None:
+        if not hasattr(local, "db"):
+            local.db = Client(node.address, timeout=20)
+        local.db.put(ks, key, {"v": key}, consistency=consistency)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(put, keys))
+
+
+class Writer:
+    """Writes new keys at QUORUM through ``node`` until stopped; remembers the acknowledged."""
+
+    def __init__(self, node: Ringd, keyspaces: list[str]) -> None:
+        self.node, self.keyspaces = node, keyspaces
+        self.acked: dict[str, list[str]] = {ks: [] for ks in keyspaces}
+        self.failed: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        i = 0
+        with Client(self.node.address, timeout=20) as db:
+            while not self._stop.is_set():
+                ks = self.keyspaces[i % len(self.keyspaces)]
+                key = f"live{i}"
+                try:
+                    db.put(ks, key, {"v": key}, consistency="QUORUM")
+                    self.acked[ks].append(key)
+                except ProtocolError as exc:
+                    self.failed.append(f"{ks} {key}: {exc}")
+                i += 1
+
+    def __enter__(self) -> Writer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def count(self) -> int:
+        return sum(len(v) for v in self.acked.values())
+
+
+def states(node: Ringd) -> dict[str, str]:
+    """address -> UN/DN/UJ/... as ``node`` sees the cluster."""
+    with node.client() as db:
+        rows = db.admin("status")["nodes"]
+    return {r["address"]: ("U" if r["status"] == "UP" else "D") + r["state"][0] for r in rows}
+
+
+def check_readable(nodes: list[Ringd], acked: dict[str, list[str]]) -> None:
+    """Every acknowledged row reads back at QUORUM, and at ONE from each of its replicas."""
+    by_address = {n.address: n for n in nodes}
+    missing: list[tuple[str, str, str]] = []
+    endpoints: dict[tuple[str, str], list[str]] = {}
+    with nodes[0].client(timeout=20) as db:
+        for ks, keys in acked.items():
+            for key in keys:
+                row = db.get(ks, key, consistency="QUORUM")
+                if row is None or row["columns"] != {"v": key}:
+                    missing.append((ks, key, "QUORUM"))
+                got = db.admin("getendpoints", keyspace=ks, key=key)["endpoints"]
+                endpoints[(ks, key)] = got
+    for address, node in by_address.items():
+        with node.client(timeout=20) as db:
+            for (ks, key), replicas in endpoints.items():
+                if address in replicas:
+                    row = db.get(ks, key, consistency="ONE")
+                    if row is None or row["columns"] != {"v": key}:
+                        missing.append((ks, key, address))
+    assert not missing, f"{len(missing)} acknowledged reads missing, e.g. {missing[:5]}"
+
+
+def loads(node: Ringd) -> dict[str, int]:
+    with node.client() as db:
+        return {r["address"]: int(r["load"]) for r in db.admin("status")["nodes"]}
+
+
+def start_cluster(
+    ringd_factory: Callable[..., Ringd], n: int, **flags: Any
+) -> tuple[list[Ringd], list[str]]:
+    from nodes import free_port, wait_all_up
+
+    ports = [free_port() for _ in range(n)]
+    seeds = [f"127.0.0.1:{ports[0]}"]
+    nodes = [
+        ringd_factory(
+            f"node{i + 1}",
+            port=ports[i],
+            seeds=seeds,
+            enable_test_hooks=True,
+            commitlog_sync="batch",
+            **FAST,
+            **flags,
+        )
+        for i in range(n)
+    ]
+    wait_all_up(nodes)
+    return nodes, seeds
+
+
+def test_bootstrap_streams_under_writes_and_is_normal_only_after(
+    ringd_factory: Callable[..., Ringd],
+) -> None:
+    nodes, seeds = start_cluster(ringd_factory, 3)
+    create_keyspaces(nodes)
+    base = [f"k{i}" for i in range(2000)]
+    load(nodes[0], "rf3", base)
+    load(nodes[0], "rf2", base)
+    with nodes[0].client() as db:
+        db.admin("flush")
+    seen: set[str] = set()
+    with Writer(nodes[0], ["rf3", "rf2"]) as writer:
+        node4 = ringd_factory(
+            "node4",
+            seeds=seeds,
+            enable_test_hooks=True,
+            commitlog_sync="batch",
+            stream_throughput_mb_per_s=0.25,
+            wait=False,
+            **FAST,
+        )
+
+        def normal() -> bool:
+            seen.add(states(nodes[0]).get(node4.address, "--"))
+            return seen and states(nodes[0]).get(node4.address) == "UN"
+
+        wait_for(normal, 90, "node4 NORMAL")
+        during = writer.count()
+        wait_for(lambda: writer.count() > during + 50, 20, "writes after the join")
+    assert "UJ" in seen, seen  # JOINING while it streamed
+    assert writer.count() > 100 and not writer.failed, writer.failed[:5]
+    log = node4.log()
+    assert "bootstrap: streaming" in log and "bootstrap complete" in log
+    with node4.client() as db:
+        streams = db.admin("netstats")["streams"]
+    assert streams and all(s["state"] == "COMPLETED" and s["plan"] == "bootstrap" for s in streams)
+    assert sum(s["bytes"] for s in streams) > 0
+    nodes.append(node4)
+    acked = {ks: base + writer.acked[ks] for ks in ("rf3", "rf2")}
+    check_readable(nodes, acked)
+    assert loads(node4)[node4.address] > 0 or any(s["rows"] for s in streams)
