@@ -44,6 +44,7 @@ from ringd.auth.peer import SecretFileError, load_secret_file
 from ringd.auth.roles import ADMIN, RoleStore, RoleStoreError
 from ringd.config import Config, ConfigError
 from ringd.db.engine import EngineOptions, StorageEngine
+from ringd.dht.tokens import Range
 from ringd.fdlimit import fit_max_connections
 from ringd.fsutil import atomic_write
 from ringd.gms import verbs as gossip_verbs
@@ -540,6 +541,8 @@ class Node:
         if not self.schema.live():
             log.info("bootstrap: the cluster has no keyspaces; nothing to stream")
             self._joined()
+        else:
+            self._bootstrap_plan()  # fail before announcing anything if it cannot work
 
     def _peer_schema_versions(self) -> list[str]:
         states = self.gossiper.endpoint_states()
@@ -554,6 +557,31 @@ class Node:
         ``allow_inconsistent_bootstrap``, any live one), then become NORMAL. A failure stops
         the node; a restart resumes with the ranges not yet received."""
         await trio.sleep(self.gossiper.interval * RING_DELAY_ROUNDS)
+        failed: set[str] = set()  # sources that failed (allow_inconsistent_bootstrap: others)
+        while True:
+            plans = self._bootstrap_plan(failed)
+            total = sum(len(r) for _, _, r in plans)
+            log.info("bootstrap: streaming %d ranges in %d sessions", total, len(plans))
+            try:
+                for ks_name, host, ranges in plans:
+                    source = self.topology.address(host)
+                    await self.streaming.fetch(bootstrap.PLAN, source, ks_name, ranges)
+            except StreamFailed as exc:
+                if not self.config.allow_inconsistent_bootstrap:
+                    raise StartupError(
+                        f"bootstrap failed: {exc}; start the node again to resume (received "
+                        "ranges are kept)"
+                    ) from None
+                log.warning("bootstrap: %s; streaming its ranges from other replicas", exc)
+                failed.add(host)
+                continue
+            break
+        self._joined()
+
+    def _bootstrap_plan(self, failed: set[str] | None = None) -> list[tuple[str, str, list[Range]]]:
+        """``(keyspace, source host, ranges)`` to stream; ``StartupError`` if a needed replica
+        is down (checked once before the node announces its tokens, and again before it
+        streams)."""
         self.topology.rebuild()
         me = self.topology.local_node()
         plans = []
@@ -563,26 +591,14 @@ class Node:
                     self.topology.ring,
                     me,
                     self.topology.strategy(ks),
-                    self.topology.is_alive,
+                    lambda h: h not in (failed or ()) and self.topology.is_alive(h),
                     strict=not self.config.allow_inconsistent_bootstrap,
                     keyspace=ks.name,
                 )
                 plans += [(ks.name, host, ranges) for host, ranges in sorted(sources.items())]
         except bootstrap.BootstrapError as exc:
             raise StartupError(f"bootstrap failed: {exc}") from None
-        total = sum(len(r) for _, _, r in plans)
-        log.info("bootstrap: streaming %d ranges in %d sessions", total, len(plans))
-        for ks_name, host, ranges in plans:
-            try:
-                await self.streaming.fetch(
-                    bootstrap.PLAN, self.topology.address(host), ks_name, ranges
-                )
-            except StreamFailed as exc:
-                raise StartupError(
-                    f"bootstrap failed: {exc}; start the node again to resume (received ranges "
-                    "are kept)"
-                ) from None
-        self._joined()
+        return plans
 
     def _joined(self) -> None:
         """Bootstrap complete: remember it, announce NORMAL, take this node's place on the

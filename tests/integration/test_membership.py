@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from nodes import Ringd, wait_for
+from nodes import Ringd, wait_all_up, wait_for
 
 from ringctl.client import Client
 from ringd.protocol.errors import ProtocolError
@@ -122,7 +122,7 @@ def loads(node: Ringd) -> dict[str, int]:
 def start_cluster(
     ringd_factory: Callable[..., Ringd], n: int, **flags: Any
 ) -> tuple[list[Ringd], list[str]]:
-    from nodes import free_port, wait_all_up
+    from nodes import free_port
 
     ports = [free_port() for _ in range(n)]
     seeds = [f"127.0.0.1:{ports[0]}"]
@@ -183,3 +183,72 @@ def test_bootstrap_streams_under_writes_and_is_normal_only_after(
     acked = {ks: base + writer.acked[ks] for ks in ("rf3", "rf2")}
     check_readable(nodes, acked)
     assert loads(node4)[node4.address] > 0 or any(s["rows"] for s in streams)
+
+
+def test_bootstrap_with_the_losing_replica_down_fails_unless_allowed(
+    ringd_factory: Callable[..., Ringd],
+) -> None:
+    """Cassandra's consistent_range_movement dtest: the replica a new node's range comes from is
+    down, so the bootstrap fails (the node exits naming it); it succeeds with
+    --allow-inconsistent-bootstrap, from the other replicas."""
+    nodes, seeds = start_cluster(ringd_factory, 3)
+    create_keyspaces(nodes)
+    base = [f"k{i}" for i in range(300)]
+    load(nodes[0], "rf2", base)
+    nodes[2].kill()
+    wait_for(lambda: states(nodes[0])[nodes[2].address] == "DN", 20, "node3 down")
+    node4 = ringd_factory("node4", seeds=seeds, wait=False, **FAST)
+    assert node4.proc is not None
+    assert node4.proc.wait(90) == 1
+    assert "bootstrap failed: replica " + nodes[2].address in node4.log()
+    assert "is down: a consistent bootstrap needs it" in node4.log()
+    assert node4.address not in states(nodes[0])  # it never announced its tokens
+    node4.flags["allow_inconsistent_bootstrap"] = True
+    node4.start(wait=False)
+    wait_for(lambda: states(nodes[0]).get(node4.address) == "UN", 90, "node4 NORMAL")
+    nodes[2].start()
+    nodes.append(node4)
+    wait_all_up(nodes)
+    check_readable(nodes, {"rf2": base})
+
+
+def test_a_bootstrap_killed_midway_resumes_and_loses_nothing(
+    ringd_factory: Callable[..., Ringd],
+) -> None:
+    """Resumable bootstrap: kill -9 the joining node mid-stream; started again it streams only
+    the ranges it had not received, then is NORMAL with every acknowledged row."""
+    nodes, seeds = start_cluster(ringd_factory, 3)
+    create_keyspaces(nodes)
+    base = [f"k{i}" for i in range(2000)]
+    load(nodes[0], "rf3", base)
+    load(nodes[0], "rf2", base)
+    node4 = ringd_factory(
+        "node4",
+        seeds=seeds,
+        commitlog_sync="batch",
+        stream_throughput_mb_per_s=0.02,
+        wait=False,
+        **FAST,
+    )
+
+    def some_ranges_received() -> bool:
+        with node4.client() as db:
+            streams = db.admin("netstats")["streams"]
+        return sum(s["ranges_done"] for s in streams) >= 4
+
+    with Writer(nodes[0], ["rf3", "rf2"]) as writer:
+        wait_for(some_ranges_received, 60, "node4 to receive some ranges")
+        node4.kill()
+        node4.flags["stream_throughput_mb_per_s"] = 0
+        node4.start(wait=False)
+        wait_for(lambda: states(nodes[0]).get(node4.address) == "UN", 90, "node4 NORMAL")
+        during = writer.count()
+        wait_for(lambda: writer.count() > during + 20, 20, "writes after the join")
+    # writes time out while the killed pending node is not yet seen down: not acknowledged,
+    # so not checked; every acknowledged one must be there
+    assert writer.count() > 100
+    with node4.client() as db:
+        streams = db.admin("netstats")["streams"]
+    assert sum(s["ranges_skipped"] for s in streams) >= 4, streams
+    nodes.append(node4)
+    check_readable(nodes, {ks: base + writer.acked[ks] for ks in ("rf3", "rf2")})
