@@ -7,7 +7,7 @@
 # sub-commands of a command path
 _ringctl_commands() {
     case "$1" in
-        '') echo 'assassinate cluster compact compactionstats delete describecluster describering disablehandoff disablehintsfordc dump enablehandoff enablehintsfordc flush get getendpoints getmaxhintwindow gossipinfo info keyspace listpendinghints load netstats pausehandoff ping proxyhistograms put repair repair_admin resumehandoff ring role sethintedhandoffthrottlekb setmaxhintwindow status statushandoff stress tablehistograms tablestats tpstats truncatehints verify version' ;;
+        '') echo 'assassinate cleanup cluster compact compactionstats delete describecluster describering disablehandoff disablehintsfordc dump enablehandoff enablehintsfordc flush get getendpoints getmaxhintwindow gossipinfo info keyspace listpendinghints load netstats pausehandoff ping proxyhistograms put repair repair_admin resumehandoff ring role sethintedhandoffthrottlekb setmaxhintwindow status statushandoff stress tablehistograms tablestats tpstats truncatehints verify version' ;;
         'cluster') echo 'add create filters heal list logs node partition remove start status stop switch' ;;
         'cluster node') echo 'clock-offset kill logs pause resume show start stop' ;;
         'keyspace') echo 'alter create drop list' ;;
@@ -23,6 +23,7 @@ _ringctl_options() {
     case "$1" in
         '') echo '--help --password-file --tls-ca --user --verbose -v' ;;
         'assassinate') echo '--help --host --json --timeout' ;;
+        'cleanup') echo '--help --host --json --timeout' ;;
         'cluster') echo '--help' ;;
         'cluster add') echo '--dc --help --json --name --no-wait --timeout --wait' ;;
         'cluster create') echo '--conf --help --json --name --nodes --num-tokens --port --single-address --tls -n' ;;
@@ -106,6 +107,7 @@ _ringctl_value_options() {
     case "$1" in
         '') echo '--password-file --tls-ca --user' ;;
         'assassinate') echo '--host --timeout' ;;
+        'cleanup') echo '--host --timeout' ;;
         'cluster add') echo '--dc --name --timeout' ;;
         'cluster create') echo '--conf --name --nodes --num-tokens --port -n' ;;
         'cluster filters') echo '--name' ;;
@@ -182,6 +184,7 @@ _ringctl_group_args() {
 # how each positional argument completes: file, keyspace, cluster or - (none); + marks a variadic last one
 _ringctl_arg_kinds() {
     case "$1" in
+        'cleanup') echo 'keyspace' ;;
         'cluster remove') echo 'cluster' ;;
         'cluster switch') echo 'cluster' ;;
         'compact') echo 'keyspace' ;;

@@ -5,7 +5,7 @@
 function __ringctl_commands
     switch $argv[1]
         case 'ringctl'
-            printf '%s\n' 'assassinate' 'cluster' 'compact' 'compactionstats' 'delete' 'describecluster' 'describering' 'disablehandoff' 'disablehintsfordc' 'dump' 'enablehandoff' 'enablehintsfordc' 'flush' 'get' 'getendpoints' 'getmaxhintwindow' 'gossipinfo' 'info' 'keyspace' 'listpendinghints' 'load' 'netstats' 'pausehandoff' 'ping' 'proxyhistograms' 'put' 'repair' 'repair_admin' 'resumehandoff' 'ring' 'role' 'sethintedhandoffthrottlekb' 'setmaxhintwindow' 'status' 'statushandoff' 'stress' 'tablehistograms' 'tablestats' 'tpstats' 'truncatehints' 'verify' 'version'
+            printf '%s\n' 'assassinate' 'cleanup' 'cluster' 'compact' 'compactionstats' 'delete' 'describecluster' 'describering' 'disablehandoff' 'disablehintsfordc' 'dump' 'enablehandoff' 'enablehintsfordc' 'flush' 'get' 'getendpoints' 'getmaxhintwindow' 'gossipinfo' 'info' 'keyspace' 'listpendinghints' 'load' 'netstats' 'pausehandoff' 'ping' 'proxyhistograms' 'put' 'repair' 'repair_admin' 'resumehandoff' 'ring' 'role' 'sethintedhandoffthrottlekb' 'setmaxhintwindow' 'status' 'statushandoff' 'stress' 'tablehistograms' 'tablestats' 'tpstats' 'truncatehints' 'verify' 'version'
         case 'ringctl cluster'
             printf '%s\n' 'add' 'create' 'filters' 'heal' 'list' 'logs' 'node' 'partition' 'remove' 'start' 'status' 'stop' 'switch'
         case 'ringctl cluster node'
@@ -26,6 +26,8 @@ function __ringctl_value_options
         case 'ringctl'
             printf '%s\n' '--password-file' '--tls-ca' '--user'
         case 'ringctl assassinate'
+            printf '%s\n' '--host' '--timeout'
+        case 'ringctl cleanup'
             printf '%s\n' '--host' '--timeout'
         case 'ringctl cluster add'
             printf '%s\n' '--dc' '--name' '--timeout'
@@ -272,6 +274,7 @@ end
 
 complete -c ringctl -f
 complete -c ringctl -n '__ringctl_needs_command \'ringctl\'' -a 'assassinate' -d 'Remove a dead or bogus endpoint from gossip on every node (admin): it is marked LEFT with a newer generation, so every node drops it from the ring and its saved peers.'
+complete -c ringctl -n '__ringctl_needs_command \'ringctl\'' -a 'cleanup' -d 'Remove the data this node no longer replicates (after nodes joined), keyspace by keyspace with progress; refused while nodes are joining or leaving.'
 complete -c ringctl -n '__ringctl_needs_command \'ringctl\'' -a 'cluster' -d 'Run local multi-node clusters (as ccm does for Cassandra): create, start, stop, pause, partition and heal real ringd processes on 127.0.0.N.'
 complete -c ringctl -n '__ringctl_needs_command \'ringctl\'' -a 'compact' -d 'Major compaction: merge every sstable of the keyspace(s), purging what may be purged.'
 complete -c ringctl -n '__ringctl_needs_command \'ringctl\'' -a 'compactionstats' -d 'Pending and active compactions with progress.'
@@ -323,6 +326,11 @@ complete -c ringctl -n '__ringctl_within \'ringctl assassinate\'' -l 'host' -r -
 complete -c ringctl -n '__ringctl_within \'ringctl assassinate\'' -l 'timeout' -r -d 'Give up on an answer after this many seconds (exit 3; default 30). [x>=0.1]'
 complete -c ringctl -n '__ringctl_using \'ringctl assassinate\'' -l 'json' -d 'Print one JSON document instead of tables.'
 complete -c ringctl -n '__ringctl_using \'ringctl assassinate\'' -l 'help' -d 'Show help and exit'
+complete -c ringctl -n '__ringctl_within \'ringctl cleanup\'' -l 'host' -r -d 'Node to talk to (default: the current local cluster, else 127.0.0.1:7400). [env var: RINGCTL_HOST]'
+complete -c ringctl -n '__ringctl_within \'ringctl cleanup\'' -l 'timeout' -r -d 'Give up on an answer after this many seconds (exit 3; default 30). [x>=0.1]'
+complete -c ringctl -n '__ringctl_using \'ringctl cleanup\'' -l 'json' -d 'Print one JSON document instead of tables.'
+complete -c ringctl -n '__ringctl_using \'ringctl cleanup\'' -l 'help' -d 'Show help and exit'
+complete -c ringctl -n '__ringctl_arg \'ringctl cleanup\' 0' -a '(__ringctl_keyspaces)'
 complete -c ringctl -n '__ringctl_needs_command \'ringctl cluster\'' -a 'add' -d 'Add a node and start it: it bootstraps (JOINING, UJ in \'ringctl status\': streams the ranges it takes over) and is NORMAL once it has them; then run \'ringctl cleanup\' on the other nodes.'
 complete -c ringctl -n '__ringctl_needs_command \'ringctl cluster\'' -a 'create' -d 'Create a cluster on disk (nothing starts) and make it the current one.'
 complete -c ringctl -n '__ringctl_needs_command \'ringctl cluster\'' -a 'filters' -d 'Each running node\'s message filter: rules, sent, dropped and delayed messages.'

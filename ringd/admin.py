@@ -8,6 +8,7 @@ data (documented in docs/protocol.md); ringctl renders it as tables or JSON.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +31,8 @@ from ringd.service import requests
 from ringd.service.clock_guard import ClockGuard
 from ringd.service.hlc import HybridClock
 from ringd.service.topology import Topology
+
+log = logging.getLogger(__name__)
 
 LOAD_REPORT_INTERVAL = 5.0
 
@@ -310,6 +313,36 @@ class Admin:
             streams=self.streams(),
         )
 
+    async def cleanup(self, keyspace: str | None) -> dict[str, Any]:
+        """Remove the data of ``keyspace`` (or of every keyspace) that this node no longer
+        replicates, after a node joined; refused while nodes are joining or leaving (the
+        ranges are still moving)."""
+        topology = self.topology
+        if topology.future_ring is not None or topology.local_joining:
+            raise InvalidRequest(
+                "nodes are joining or leaving the ring: cleanup would remove data still "
+                "needed; run it once every node is NORMAL"
+            )
+        names = [keyspace] if keyspace is not None else [k.name for k in self.schema.live()]
+        done = []
+        for name in names:
+            ks = self.schema.require(name)
+            before = self.engine.stats().get(name, {}).get("bytes_on_disk", 0)
+            removed = await self.engine.cleanup(name, topology.owned(ks))
+            after = self.engine.stats().get(name, {}).get("bytes_on_disk", 0)
+            log.info(
+                "cleanup of %s: %d rows removed (%d -> %d bytes)", name, removed, before, after
+            )
+            done.append(
+                {
+                    "keyspace": name,
+                    "rows_removed": removed,
+                    "bytes_before": before,
+                    "bytes_after": after,
+                }
+            )
+        return {"keyspaces": done}
+
     def snapshot(self) -> dict[str, Any]:
         """Every metric view at once, for the Prometheus exporter."""
         return {
@@ -414,6 +447,9 @@ def verbs(admin: Admin) -> dict[str, Handler]:
         await engine.compact(keyspace)
         return {"compacted": keyspace or "all"}
 
+    async def _cleanup(s: Session, args: dict[str, Any]) -> dict[str, Any]:
+        return await admin.cleanup(_optional_keyspace(args))
+
     def _compactionstats(s: Session, args: dict[str, Any]) -> dict[str, Any]:
         return engine.compaction_stats()
 
@@ -472,6 +508,7 @@ def verbs(admin: Admin) -> dict[str, Handler]:
         "netstats": _netstats,
         "flush": _flush,
         "compact": _compact,
+        "cleanup": _cleanup,
         "compactionstats": _compactionstats,
         "tablestats": _tablestats,
         "verify": _verify,

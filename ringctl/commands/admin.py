@@ -12,6 +12,7 @@ from ringctl import output, target
 from ringctl.completion import KEYSPACES
 from ringctl.layout import Col, compact_table
 from ringctl.options import Host, Json, Key, Keyspace, Timeout
+from ringd.words import plural
 
 OptionalKeyspace = Annotated[
     str | None,
@@ -261,6 +262,35 @@ def compact(
     output.emit(result, as_json, lambda r: output.console.print(f"compacted {r['compacted']}"))
 
 
+def cleanup(
+    keyspace: OptionalKeyspace = None,
+    host: Host = None,
+    timeout: Timeout = None,
+    as_json: Json = False,
+) -> None:
+    """Remove the data this node no longer replicates (after nodes joined), keyspace by
+    keyspace with progress; refused while nodes are joining or leaving."""
+    with output.errors(), target.client(host, timeout) as db:
+        if keyspace is not None:
+            names = [keyspace]
+        else:
+            names = [k["name"] for k in db.keyspace_list()["keyspaces"]]
+        done = []
+        for i, name in enumerate(names, 1):
+            result = db.admin("cleanup", timeout=timeout or 3600, keyspace=name)
+            for ks in result["keyspaces"]:
+                done.append(ks)
+                if not as_json:
+                    output.say(
+                        f"cleanup {i}/{len(names)}: {ks['keyspace']}: "
+                        f"{plural(ks['rows_removed'], 'row')} removed, "
+                        f"{output.human_bytes(ks['bytes_before'])} -> "
+                        f"{output.human_bytes(ks['bytes_after'])} on disk"
+                    )
+    if as_json:
+        output.emit({"keyspaces": done}, True, lambda r: None)
+
+
 def compactionstats(host: Host = None, timeout: Timeout = None, as_json: Json = False) -> None:
     """Pending and active compactions with progress."""
     result = _call(host, timeout, "compactionstats")
@@ -365,6 +395,7 @@ def register(app: typer.Typer) -> None:
         proxyhistograms,
         flush,
         compact,
+        cleanup,
         compactionstats,
         tablestats,
         verify,

@@ -76,6 +76,7 @@ VERB_CLASSES: dict[str, VerbClass] = {
     "tablestats": _C.ADMIN_VIEW,
     "flush": _C.ADMIN_CHANGE,
     "compact": _C.ADMIN_CHANGE,
+    "cleanup": _C.ADMIN_CHANGE,
     "verify": _C.ADMIN_CHANGE,
     "hints_status": _C.ADMIN_VIEW,
     "hints_pending": _C.ADMIN_VIEW,

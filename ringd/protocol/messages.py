@@ -91,6 +91,7 @@ VERBS: dict[str, Verb] = _verbs(
     ("netstats", _BOTH, 5.0, "mode, hints being replayed, repair sessions, read repair", INLINE),
     ("flush", _BOTH, 120.0, "flush memtables to sstables", TASK),
     ("compact", _BOTH, 600.0, "major compaction", TASK),
+    ("cleanup", _BOTH, 3600.0, "remove data this node no longer replicates", TASK),
     ("compactionstats", _BOTH, 5.0, "pending and active compactions", INLINE),
     ("tablestats", _BOTH, 5.0, "per keyspace storage statistics", INLINE),
     ("verify", _BOTH, 600.0, "check every sstable's checksums", TASK),

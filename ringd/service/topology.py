@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -141,6 +141,21 @@ class Topology:
             self.ring = ring
             self._plans.clear()
             log.info("ring now has %d nodes", len(ring.nodes))
+
+    def owned(self, keyspace: Keyspace) -> Callable[[int], bool]:
+        """Whether this node replicates a token of ``keyspace`` on the current ring (a pure
+        function of a snapshot: safe in a worker thread)."""
+        ring, strategy, me = self.ring, self.strategy(keyspace), self.local_host_id
+        tokens = ring.tokens
+        if not tokens:
+            return lambda token: True
+        mine = [me in strategy.replicas(ring, t) for t in tokens]
+
+        def keep(token: int) -> bool:
+            i = bisect_left(tokens, token)
+            return mine[i if i < len(tokens) else 0]
+
+        return keep
 
     def pending_replicas(self, keyspace: Keyspace, token: int) -> list[str]:
         """Nodes that will replicate ``token`` once the nodes joining or leaving are done, and

@@ -5,6 +5,9 @@ resumes (resumable bootstrap)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +21,18 @@ from ringd.protocol.errors import ProtocolError
 RF3 = {"class": "SimpleStrategy", "replication_factor": 3}
 RF2 = {"class": "SimpleStrategy", "replication_factor": 2}
 FAST = {"gossip_interval_ms": 100, "phi_threshold": 6}
+
+
+def ringctl(node: Ringd, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "RINGCTL_HOST": node.address}
+    return subprocess.run(
+        [sys.executable, "-m", "ringctl", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
 
 
 def create_keyspaces(nodes: list[Ringd]) -> None:
@@ -182,7 +197,20 @@ def test_bootstrap_streams_under_writes_and_is_normal_only_after(
     nodes.append(node4)
     acked = {ks: base + writer.acked[ks] for ks in ("rf3", "rf2")}
     check_readable(nodes, acked)
-    assert loads(node4)[node4.address] > 0 or any(s["rows"] for s in streams)
+    assert loads(node4)[node4.address] > 0
+    # cleanup on the others removes what node4 took over, and nothing they still replicate
+    for node in nodes[:3]:
+        with node.client() as db:
+            db.admin("flush")
+            before = {k: v["rows_on_disk"] for k, v in db.admin("tablestats")["keyspaces"].items()}
+        done = ringctl(node, "cleanup")
+        assert done.returncode == 0, done.stderr
+        assert "rows removed" in done.stdout and "rf3" in done.stdout
+        with node.client() as db:
+            after = {k: v["rows_on_disk"] for k, v in db.admin("tablestats")["keyspaces"].items()}
+        assert after["rf2"] < before["rf2"] and after["rf3"] <= before["rf3"], (before, after)
+    assert sum(loads(nodes[0]).values()) > 0
+    check_readable(nodes, acked)
 
 
 def test_bootstrap_with_the_losing_replica_down_fails_unless_allowed(
@@ -238,6 +266,8 @@ def test_a_bootstrap_killed_midway_resumes_and_loses_nothing(
 
     with Writer(nodes[0], ["rf3", "rf2"]) as writer:
         wait_for(some_ranges_received, 60, "node4 to receive some ranges")
+        refused = ringctl(nodes[0], "cleanup")
+        assert refused.returncode != 0 and "joining or leaving" in refused.stderr
         node4.kill()
         node4.flags["stream_throughput_mb_per_s"] = 0
         node4.start(wait=False)
