@@ -7,9 +7,9 @@
 # sub-commands of a command path
 _ringctl_commands() {
     case "$1" in
-        '') echo 'assassinate cleanup cluster compact compactionstats delete describecluster describering disablehandoff disablehintsfordc dump enablehandoff enablehintsfordc flush get getendpoints getmaxhintwindow gossipinfo info keyspace listpendinghints load netstats pausehandoff ping proxyhistograms put repair repair_admin resumehandoff ring role sethintedhandoffthrottlekb setmaxhintwindow status statushandoff stress tablehistograms tablestats tpstats truncatehints verify version' ;;
+        '') echo 'assassinate cleanup cluster compact compactionstats decommission delete describecluster describering disablehandoff disablehintsfordc dump enablehandoff enablehintsfordc flush get getendpoints getmaxhintwindow gossipinfo info keyspace listpendinghints load netstats pausehandoff ping proxyhistograms put repair repair_admin resumehandoff ring role sethintedhandoffthrottlekb setmaxhintwindow status statushandoff stress tablehistograms tablestats tpstats truncatehints verify version' ;;
         'cluster') echo 'add create filters heal list logs node partition remove start status stop switch' ;;
-        'cluster node') echo 'clock-offset kill logs pause resume show start stop' ;;
+        'cluster node') echo 'clock-offset decommission kill logs pause resume show start stop' ;;
         'keyspace') echo 'alter create drop list' ;;
         'repair') echo 'run status' ;;
         'repair_admin') echo 'cancel list' ;;
@@ -33,6 +33,7 @@ _ringctl_options() {
         'cluster logs') echo '--follow --help --lines --name -f -n' ;;
         'cluster node') echo '--help --name' ;;
         'cluster node clock-offset') echo '--help --json' ;;
+        'cluster node decommission') echo '--help --json --timeout' ;;
         'cluster node kill') echo '--help --json --wait' ;;
         'cluster node logs') echo '--follow --help --lines -f -n' ;;
         'cluster node pause') echo '--help --json --wait' ;;
@@ -48,6 +49,7 @@ _ringctl_options() {
         'cluster switch') echo '--help --json' ;;
         'compact') echo '--help --host --json --timeout' ;;
         'compactionstats') echo '--help --host --json --timeout' ;;
+        'decommission') echo '--help --host --json --timeout' ;;
         'delete') echo '--consistency --help --host --json --key-hex --timeout --timestamp -c -w' ;;
         'describecluster') echo '--help --host --json --timeout' ;;
         'describering') echo '--help --host --json --timeout' ;;
@@ -114,6 +116,7 @@ _ringctl_value_options() {
         'cluster heal') echo '--name' ;;
         'cluster logs') echo '--lines --name -n' ;;
         'cluster node') echo '--name' ;;
+        'cluster node decommission') echo '--timeout' ;;
         'cluster node logs') echo '--lines -n' ;;
         'cluster node resume') echo '--timeout' ;;
         'cluster node start') echo '--timeout' ;;
@@ -124,6 +127,7 @@ _ringctl_value_options() {
         'cluster stop') echo '--name --timeout' ;;
         'compact') echo '--host --timeout' ;;
         'compactionstats') echo '--host --timeout' ;;
+        'decommission') echo '--host --timeout' ;;
         'delete') echo '--consistency --host --timeout --timestamp -c -w' ;;
         'describecluster') echo '--host --timeout' ;;
         'describering') echo '--host --timeout' ;;

@@ -60,7 +60,7 @@ from ringd.metrics.http import MetricsServer
 from ringd.net.address import split_address
 from ringd.net.messaging import Messaging
 from ringd.net.server import Limits, Server
-from ringd.protocol.errors import ProtocolError
+from ringd.protocol.errors import ErrorCode, InvalidRequest, ProtocolError
 from ringd.protocol.messages import PEER, hello_args
 from ringd.repair import verbs as repair_verbs
 from ringd.repair.antientropy import AntiEntropy, AntiEntropySettings
@@ -77,7 +77,7 @@ from ringd.service.replica import Replica
 from ringd.service.schema_sync import SchemaSync
 from ringd.service.timeouts import Timeouts
 from ringd.service.topology import Topology
-from ringd.streaming import bootstrap
+from ringd.streaming import bootstrap, decommission
 from ringd.streaming import verbs as stream_verbs
 from ringd.streaming.received import ReceivedRanges
 from ringd.streaming.service import StreamFailed, StreamService
@@ -333,7 +333,7 @@ class Node:
             admin.verbs(self.admin),
             hints_verbs.verbs(self.hints, self.hints_view),
             repair_verbs.verbs(self.repair_replica, self.repair, lambda: self.anti_entropy),
-            stream_verbs.verbs(self.streaming),
+            stream_verbs.verbs(self.streaming, self.decommission),
             {"auth": self.gate.auth},
             role_verbs.verbs(self.gate),
         )
@@ -430,6 +430,15 @@ class Node:
             state["bootstrap"] = "pending" if joins else "done"
         #: JOINING until the bootstrap streamed everything (it resumes after a restart)
         self.joining = state.get("bootstrap") == "pending"
+        if state.get("decommissioned"):
+            raise StartupError(
+                f"this node was decommissioned (it left the ring) and will not rejoin with its "
+                f"old data; to join again as a new node, empty its data directory {self.data_dir}"
+            )
+        self.leaving = False  # decommission running
+        self.left = False  # decommissioned: announced LEFT, stopping
+        self._stop: trio.Event | None = None  # set: drain and stop (run with a listener)
+        self._nursery: trio.Nursery | None = None
         generation = max(int(self._wall()), int(state.get("generation", 0)) + 1)
         state.update(host_id=host_id, generation=generation, cluster_name=self.config.cluster_name)
         try:
@@ -613,6 +622,87 @@ class Node:
         self.topology.rebuild()
         log.info("bootstrap complete: this node is NORMAL")
 
+    async def decommission(self) -> dict[str, Any]:
+        """Leave the ring (``ringd.streaming.decommission``): stream this node's ranges to the
+        nodes taking them over, hand its hints over, announce LEFT and stop. Refused while this
+        or another node is joining or leaving, or if a keyspace would lose replicas."""
+        topology = self.topology
+        if self._nursery is None:
+            raise InvalidRequest("this node does not serve decommission (no listener)")
+        if self.leaving or self.left:
+            raise InvalidRequest("this node is already leaving the ring")
+        if self.joining:
+            raise InvalidRequest("this node is still joining the ring")
+        if topology.future_ring is not None:
+            raise InvalidRequest(
+                "another node is joining or leaving the ring: one membership change at a time"
+            )
+        ring = topology.ring
+        targets = []
+        for ks in self.schema.live():
+            strategy = topology.strategy(ks)
+            try:
+                decommission.check_replicas(ring, self.host_id, strategy, ks.name)
+            except decommission.DecommissionError as exc:
+                raise InvalidRequest(f"decommission refused: {exc}") from None
+            for host, ranges in decommission.range_targets(ring, self.host_id, strategy).items():
+                if not topology.is_alive(host):
+                    raise InvalidRequest(
+                        f"decommission refused: {topology.address(host)}, which takes over "
+                        f"ranges of {ks.name}, is down"
+                    )
+                targets.append((ks.name, host, topology.address(host), ranges))
+        self.leaving = True
+        log.info("decommission: LEAVING; %d stream sessions to start", len(targets))
+        self.gossiper.set_application_state("STATUS", "LEAVING")
+        topology.rebuild()
+        try:
+            await trio.sleep(self.gossiper.interval * RING_DELAY_ROUNDS)
+            sessions = await decommission.request_streams(
+                self.messaging.call,
+                decommission.PLAN_PREFIX + self.host_id,
+                self.config.listen,
+                targets,
+            )
+            others = [h for h in ring.nodes if h != self.host_id and topology.is_alive(h)]
+            hints = await self.hints.hand_over(topology.address(others[0])) if others else 0
+        except (decommission.DecommissionError, ProtocolError, OSError) as exc:
+            self.leaving = False
+            self.gossiper.set_application_state("STATUS", "NORMAL")
+            topology.rebuild()
+            log.warning("decommission failed: %s; NORMAL again", exc)
+            raise ProtocolError(
+                f"decommission failed: {exc}; the node is NORMAL again (run decommission "
+                "again to resume: ranges already streamed are skipped)",
+                ErrorCode.SERVER_ERROR,
+            ) from None
+        state = _read_local_state(self._local_path)
+        state["decommissioned"] = True
+        atomic_write(self._local_path, cbor2.dumps(state))
+        self.left = True
+        self.gossiper.set_application_state("STATUS", "LEFT")
+        log.info(
+            "decommission: streamed %d sessions, handed %d hints over; LEFT, stopping",
+            len(sessions),
+            hints,
+        )
+        self._nursery.start_soon(self._stop_after_left)
+        return {
+            "address": self.config.listen,
+            "host_id": self.host_id,
+            "state": "LEFT",
+            "sessions": sessions,
+            "rows": sum(int(s.get("rows", 0)) for s in sessions),
+            "bytes": sum(int(s.get("bytes", 0)) for s in sessions),
+            "hints": hints,
+        }
+
+    async def _stop_after_left(self) -> None:
+        """Let gossip spread LEFT, then stop as SIGTERM would."""
+        await trio.sleep(self.gossiper.interval * RING_DELAY_ROUNDS)
+        if self._stop is not None:
+            self._stop.set()
+
     def _save_last_contact(self) -> None:
         """At shutdown: note whether a peer is alive now, for the next start's stale check."""
         self.last_contact.note(self.topology)
@@ -662,7 +752,8 @@ class Node:
         with trio.open_signal_receiver(*STOP_SIGNALS, signal.SIGHUP) as signals:
             try:
                 async with trio.open_nursery() as nursery:
-                    stop = trio.Event()
+                    stop = self._stop = trio.Event()
+                    self._nursery = nursery
                     nursery.start_soon(self._watch_signals, signals, stop)
                     await self._start_services(nursery)
                     await self.wait_for_gossip()
@@ -694,7 +785,8 @@ class Node:
                         self._on_ready()
                     await stop.wait()
                     await self.server.drain(config.drain_timeout_s)
-                    await self.gossiper.announce_shutdown()
+                    if not self.left:  # a decommissioned node stays LEFT
+                        await self.gossiper.announce_shutdown()
                     self.peers.save()
                     nursery.cancel_scope.cancel()
             finally:
@@ -768,6 +860,7 @@ def _read_local_state(path: Path) -> dict[str, Any]:
         "generation": lambda v: type(v) is int and v >= 0,
         "cluster_name": lambda v: isinstance(v, str),
         "bootstrap": lambda v: v in ("pending", "done"),
+        "decommissioned": lambda v: isinstance(v, bool),
     }
     if not isinstance(state, dict):
         raise StartupError(f"{path} is damaged (not a map); restore it from a backup")

@@ -484,6 +484,45 @@ def add(
     return {**result, "dc": node.dc, "address": node.address}
 
 
+def decommission(
+    spec: ClusterSpec, number: int, *, timeout: float = JOIN_TIMEOUT, progress: Progress = None
+) -> dict[str, Any]:
+    """Decommission node ``number``: it streams its ranges away and leaves the ring; once its
+    process exited and every other node stopped listing it, it is dropped from the cluster
+    (its directory deleted)."""
+    node = spec.node(number)
+    say = progress or (lambda _msg: None)
+    if node_process(spec, node).state != RUNNING:
+        raise ClusterError(f"{node.name} is not running; only a live node can decommission")
+    say(f"decommissioning {node.name}: streaming its ranges ('ringctl netstats' shows them)")
+    try:
+        with Client(node.address, **layout.connect_args(node.address), timeout=timeout) as db:
+            result: dict[str, Any] = db.admin("decommission", timeout=timeout)
+    except ProtocolError as exc:
+        raise ClusterError(f"{node.name}: {exc}", UNAVAILABLE) from None
+    _wait_exit(spec, node, progress=say)
+    wait_state(spec, node, None, timeout=timeout, progress=progress)
+    _forget(spec, node)
+    return {"node": node.name, **result}
+
+
+def _wait_exit(spec: ClusterSpec, node: NodeSpec, *, progress: Progress = None) -> None:
+    say = progress or (lambda _msg: None)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while node_process(spec, node).state == RUNNING:
+        if time.monotonic() > deadline:
+            raise ClusterError(f"{node.name} did not stop after leaving the ring", SERVER)
+        say(f"waiting for {node.name} to stop")
+        time.sleep(POLL * 2)
+
+
+def _forget(spec: ClusterSpec, node: NodeSpec) -> None:
+    """Drop a node that left the ring from the cluster, and its files."""
+    spec.nodes = [n for n in spec.nodes if n.number != node.number]
+    spec.save()
+    shutil.rmtree(spec.paths(node).dir, ignore_errors=True)
+
+
 def _states(address: str) -> dict[str, str] | None:
     """address -> state (NORMAL, JOINING, LEAVING...) as the node at ``address`` reports it."""
     try:

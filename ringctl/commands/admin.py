@@ -291,6 +291,23 @@ def cleanup(
         output.emit({"keyspaces": done}, True, lambda r: None)
 
 
+def decommission(host: Host = None, timeout: Timeout = None, as_json: Json = False) -> None:
+    """Stream the node's ranges to the nodes taking them over, hand its hints over, leave the
+    ring (LEAVING, then LEFT) and stop the node; refused below a keyspace's replication factor
+    or while another node joins or leaves ('ringctl netstats' shows the streams)."""
+    result = _call(host, timeout, "decommission", default_timeout=86400)
+
+    def render(r: dict[str, Any]) -> None:
+        targets = len({s["peer"] for s in r["sessions"]})
+        output.say(
+            f"{r['address']} left the ring: {plural(r['rows'], 'row')} "
+            f"({output.human_bytes(r['bytes'])}) streamed to {plural(targets, 'node')}, "
+            f"{plural(r['hints'], 'hint')} handed over; it stops now"
+        )
+
+    output.emit(result, as_json, render)
+
+
 def compactionstats(host: Host = None, timeout: Timeout = None, as_json: Json = False) -> None:
     """Pending and active compactions with progress."""
     result = _call(host, timeout, "compactionstats")
@@ -396,6 +413,7 @@ def register(app: typer.Typer) -> None:
         flush,
         compact,
         cleanup,
+        decommission,
         compactionstats,
         tablestats,
         verify,

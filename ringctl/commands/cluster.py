@@ -569,6 +569,23 @@ def node_stop(
     _stop_node(ctx, kill, wait, timeout, as_json)
 
 
+@node_app.command("decommission")
+def node_decommission(
+    ctx: typer.Context, timeout: Timeout = manager.JOIN_TIMEOUT, as_json: Json = False
+) -> None:
+    """Decommission the node ('ringctl decommission'): it streams its ranges to the nodes
+    taking them over and leaves; then it is dropped from the cluster and its files deleted."""
+    with _errors():
+        spec, number = _target(ctx)
+        with _progress(as_json) as progress:
+            result = manager.decommission(spec, number, timeout=timeout, progress=progress)
+    output.emit(
+        result,
+        as_json,
+        lambda r: _say(f"{r['node']} ({r['address']}) left the ring and was removed"),
+    )
+
+
 @node_app.command("kill")
 def node_kill(ctx: typer.Context, wait: WaitDown = False, as_json: Json = False) -> None:
     """Kill the node at once (SIGKILL), as a crash would."""

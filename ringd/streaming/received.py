@@ -41,6 +41,16 @@ class ReceivedRanges:
         self._plans.setdefault(plan, set()).add((keyspace, rng.start, rng.end))
         self._save()
 
+    def discard(self, plan: str, keyspace: str, ranges: list[Range]) -> None:
+        """Forget ranges of a session that completed (nothing is left to resume)."""
+        items = self._plans.get(plan)
+        if items is None:
+            return
+        items -= {(keyspace, r.start, r.end) for r in ranges}
+        if not items:
+            del self._plans[plan]
+        self._save()
+
     def forget(self, plan: str) -> None:
         if self._plans.pop(plan, None) is not None:
             self._save()

@@ -43,3 +43,18 @@ def test_cluster_add_bootstraps_a_fourth_node(ringctl: Ringctl) -> None:
     assert "Stream" in ringctl.ok("netstats", "--host", node4).stdout
     refused = ringctl("cluster", "add", "--dc", "bad dc")
     assert refused.returncode == 2 and "--dc" in refused.stderr
+    # and back: node 4 decommissions, leaves every node's status, and the cluster forgets it
+    left = ringctl.json("cluster", "node", "4", "decommission", timeout=300)
+    assert left["node"] == "node4" and left["state"] == "LEFT"
+    assert {n["address"] for n in ringctl.json("status")["nodes"]} == {
+        f"127.0.0.{i}:{port}" for i in range(1, 4)
+    }
+    assert [n["node"] for n in ringctl.json("cluster", "status")["nodes"]] == [
+        "node1",
+        "node2",
+        "node3",
+    ]
+    assert not (ringctl.home / "clusters/local/node4").exists()
+    with Client(f"127.0.0.1:{port}", credentials=creds) as db:
+        for key in keys[::10]:
+            assert db.get("demo", key, consistency="ALL")["columns"] == {"v": key}

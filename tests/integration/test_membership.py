@@ -282,3 +282,128 @@ def test_a_bootstrap_killed_midway_resumes_and_loses_nothing(
     assert sum(s["ranges_skipped"] for s in streams) >= 4, streams
     nodes.append(node4)
     check_readable(nodes, {ks: base + writer.acked[ks] for ks in ("rf3", "rf2")})
+
+
+def read_all(nodes: list[Ringd], acked: dict[str, list[str]]) -> None:
+    """Every acknowledged row reads back at ALL through each of ``nodes``."""
+    missing = []
+    for node in nodes:
+        with node.client(timeout=20) as db:
+            for ks, keys in acked.items():
+                for key in keys[node.port % 7 :: 7]:  # a different seventh through each node
+                    row = db.get(ks, key, consistency="ALL")
+                    if row is None or row["columns"] != {"v": key}:
+                        missing.append((ks, key, node.address))
+    assert not missing, f"{len(missing)} acknowledged rows missing at ALL, e.g. {missing[:5]}"
+
+
+class Background:
+    """Runs ``fn`` in a thread; ``result()`` is its value or raises its exception."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self._value = fn()
+            except BaseException as exc:
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def result(self, timeout: float = 120) -> Any:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "still running"
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def decommission(node: Ringd) -> Any:
+    with node.client(timeout=600) as db:
+        return db.admin("decommission", timeout=600)
+
+
+def test_decommission_under_writes_and_one_at_a_time(ringd_factory: Callable[..., Ringd]) -> None:
+    nodes, _ = start_cluster(ringd_factory, 4)
+    create_keyspaces(nodes)
+    base = [f"k{i}" for i in range(1000)]
+    load(nodes[0], "rf3", base)
+    load(nodes[0], "rf2", base)
+    leaving = nodes[1]
+    seen: set[str] = set()
+    with Writer(nodes[0], ["rf3", "rf2"]) as writer:
+        job = Background(lambda: decommission(leaving))
+
+        def is_leaving() -> bool:
+            seen.add(states(nodes[0]).get(leaving.address, "--"))
+            return "UL" in seen
+
+        wait_for(is_leaving, 20, "node2 LEAVING")
+        with nodes[2].client() as db:  # Cassandra's concurrent_decommission_not_allowed
+            try:
+                db.admin("decommission")
+                raise AssertionError("a second decommission was accepted")
+            except ProtocolError as exc:
+                assert "one membership change at a time" in str(exc)
+        result = job.result(300)
+        assert leaving.proc is not None and leaving.proc.wait(60) == 0
+        during = writer.count()
+        wait_for(lambda: writer.count() > during + 50, 20, "writes after the decommission")
+    assert result["state"] == "LEFT" and result["rows"] > 0, result
+    assert not writer.failed, writer.failed[:5]
+    rest = [nodes[0], nodes[2], nodes[3]]
+    for node in rest:
+        wait_for(lambda n=node: leaving.address not in states(n), 20, "node2 gone from status")
+    read_all(rest, {ks: base + writer.acked[ks] for ks in ("rf3", "rf2")})
+    # refused below the replication factor: rf3 on 3 nodes
+    with nodes[3].client() as db:
+        try:
+            db.admin("decommission")
+            raise AssertionError("decommission below RF was accepted")
+        except ProtocolError as exc:
+            assert "would have 2 replicas instead of 3" in str(exc)
+    # a decommissioned node cannot silently rejoin
+    leaving.start(wait=False)
+    assert leaving.proc is not None and leaving.proc.wait(30) == 1
+    assert "this node was decommissioned" in leaving.log()
+
+
+def test_a_decommission_killed_midway_resumes_and_loses_nothing(
+    ringd_factory: Callable[..., Ringd],
+) -> None:
+    nodes, _ = start_cluster(ringd_factory, 4, stream_throughput_mb_per_s=0.02)
+    create_keyspaces(nodes)
+    base = [f"k{i}" for i in range(2000)]
+    load(nodes[0], "rf3", base)
+    load(nodes[0], "rf2", base)
+    leaving, others = nodes[1], [nodes[0], nodes[2], nodes[3]]
+
+    def received() -> int:
+        total = 0
+        for node in others:
+            with node.client() as db:
+                total += sum(s["ranges_done"] for s in db.admin("netstats")["streams"])
+        return total
+
+    with Writer(nodes[0], ["rf3", "rf2"]) as writer:
+        job = Background(lambda: decommission(leaving))
+        wait_for(lambda: received() >= 4, 60, "some ranges streamed")
+        leaving.kill()
+        try:
+            job.result(60)
+        except Exception:  # the connection to the killed node breaks
+            pass
+        leaving.start()
+        wait_for(lambda: states(nodes[0]).get(leaving.address) == "UN", 30, "node2 NORMAL again")
+        result = decommission(leaving)
+        assert leaving.proc is not None and leaving.proc.wait(60) == 0
+    assert result["state"] == "LEFT"
+    skipped = 0
+    for node in others:
+        with node.client() as db:
+            skipped += sum(s["ranges_skipped"] for s in db.admin("netstats")["streams"])
+    assert skipped >= 4
+    read_all(others, {ks: base + writer.acked[ks] for ks in ("rf3", "rf2")})
