@@ -7,9 +7,9 @@
 # sub-commands of a command path
 _ringctl_commands() {
     case "$1" in
-        '') echo 'assassinate cleanup cluster compact compactionstats decommission delete describecluster describering disablehandoff disablehintsfordc dump enablehandoff enablehintsfordc flush get getendpoints getmaxhintwindow gossipinfo info keyspace listpendinghints load netstats pausehandoff ping proxyhistograms put repair repair_admin resumehandoff ring role sethintedhandoffthrottlekb setmaxhintwindow status statushandoff stress tablehistograms tablestats tpstats truncatehints verify version' ;;
+        '') echo 'assassinate cleanup cluster compact compactionstats decommission delete describecluster describering disablehandoff disablehintsfordc dump enablehandoff enablehintsfordc flush get getendpoints getmaxhintwindow gossipinfo info keyspace listpendinghints load netstats pausehandoff ping proxyhistograms put removenode repair repair_admin resumehandoff ring role sethintedhandoffthrottlekb setmaxhintwindow status statushandoff stress tablehistograms tablestats tpstats truncatehints verify version' ;;
         'cluster') echo 'add create filters heal list logs node partition remove start status stop switch' ;;
-        'cluster node') echo 'clock-offset decommission kill logs pause resume show start stop' ;;
+        'cluster node') echo 'clock-offset decommission kill logs pause remove resume show start stop' ;;
         'keyspace') echo 'alter create drop list' ;;
         'repair') echo 'run status' ;;
         'repair_admin') echo 'cancel list' ;;
@@ -37,6 +37,7 @@ _ringctl_options() {
         'cluster node kill') echo '--help --json --wait' ;;
         'cluster node logs') echo '--follow --help --lines -f -n' ;;
         'cluster node pause') echo '--help --json --wait' ;;
+        'cluster node remove') echo '--help --json --timeout' ;;
         'cluster node resume') echo '--help --json --no-wait --timeout --wait' ;;
         'cluster node show') echo '--help --json' ;;
         'cluster node start') echo '--help --json --no-wait --timeout --wait' ;;
@@ -76,6 +77,7 @@ _ringctl_options() {
         'ping') echo '--help --host --json --timeout' ;;
         'proxyhistograms') echo '--help --host --json --timeout' ;;
         'put') echo '--consistency --help --host --json --key-hex --raw --text --timeout --timestamp --ttl --value-file -c -w' ;;
+        'removenode') echo '--help --host --json --timeout' ;;
         'repair') echo '--help' ;;
         'repair run') echo '--dc --end-token --help --host --hosts --jobs --json --partitioner-range --preview --start-token --timeout -et -j -pr -st' ;;
         'repair status') echo '--help --host --json --timeout' ;;
@@ -118,6 +120,7 @@ _ringctl_value_options() {
         'cluster node') echo '--name' ;;
         'cluster node decommission') echo '--timeout' ;;
         'cluster node logs') echo '--lines -n' ;;
+        'cluster node remove') echo '--timeout' ;;
         'cluster node resume') echo '--timeout' ;;
         'cluster node start') echo '--timeout' ;;
         'cluster node stop') echo '--timeout' ;;
@@ -153,6 +156,7 @@ _ringctl_value_options() {
         'ping') echo '--host --timeout' ;;
         'proxyhistograms') echo '--host --timeout' ;;
         'put') echo '--consistency --host --timeout --timestamp --ttl --value-file -c -w' ;;
+        'removenode') echo '--host --timeout' ;;
         'repair run') echo '--dc --end-token --host --hosts --jobs --start-token --timeout -et -j -st' ;;
         'repair status') echo '--host --timeout' ;;
         'repair_admin cancel') echo '--host --timeout' ;;

@@ -318,7 +318,7 @@ class Admin:
         replicates, after a node joined; refused while nodes are joining or leaving (the
         ranges are still moving)."""
         topology = self.topology
-        if topology.future_ring is not None or topology.local_joining:
+        if topology.changing:
             raise InvalidRequest(
                 "nodes are joining or leaving the ring: cleanup would remove data still "
                 "needed; run it once every node is NORMAL"

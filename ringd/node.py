@@ -80,6 +80,7 @@ from ringd.service.topology import Topology
 from ringd.streaming import bootstrap, decommission
 from ringd.streaming import verbs as stream_verbs
 from ringd.streaming.received import ReceivedRanges
+from ringd.streaming.removal import Removals
 from ringd.streaming.service import StreamFailed, StreamService
 
 log = logging.getLogger(__name__)
@@ -308,6 +309,13 @@ class Node:
             local_address=config.listen,
             mb_per_s=config.stream_throughput_mb_per_s,
         )
+        self.removals = Removals(
+            self.topology,
+            self.schema,
+            self.messaging.call,
+            self.gossiper.assassinate,
+            config.listen,
+        )
         self.anti_entropy: AntiEntropy | None = None
         if config.anti_entropy:
             self.anti_entropy = AntiEntropy(
@@ -333,7 +341,9 @@ class Node:
             admin.verbs(self.admin),
             hints_verbs.verbs(self.hints, self.hints_view),
             repair_verbs.verbs(self.repair_replica, self.repair, lambda: self.anti_entropy),
-            stream_verbs.verbs(self.streaming, self.decommission),
+            stream_verbs.verbs(
+                self.streaming, self.decommission, self.removals, lambda: self._nursery
+            ),
             {"auth": self.gate.auth},
             role_verbs.verbs(self.gate),
         )
@@ -355,6 +365,13 @@ class Node:
         )
         self.metrics_listeners: list[Any] = []
         self.listeners: list[Any] = []
+
+    async def _listen(self, nursery: trio.Nursery) -> None:
+        config = self.config
+        try:
+            self.listeners = await nursery.start(self.server.serve, config.host, config.port)
+        except OSError as exc:
+            raise StartupError(f"cannot listen on {config.listen}: {exc.strerror}") from None
 
     async def _serve_metrics(self, nursery: trio.Nursery) -> None:
         """Serve the Prometheus text format on ``metrics_listen``."""
@@ -430,12 +447,19 @@ class Node:
             state["bootstrap"] = "pending" if joins else "done"
         #: JOINING until the bootstrap streamed everything (it resumes after a restart)
         self.joining = state.get("bootstrap") == "pending"
+        #: a bootstrap resumed after a restart: its tokens were announced before, so it keeps
+        #: announcing them and listens before gossip settles (no write of its ranges may miss
+        #: it while it restarts)
+        self._resuming = self.joining and bool(tokens)
         if state.get("decommissioned"):
             raise StartupError(
                 f"this node was decommissioned (it left the ring) and will not rejoin with its "
                 f"old data; to join again as a new node, empty its data directory {self.data_dir}"
             )
-        self.leaving = False  # decommission running
+        #: LEAVING: a decommission started (and, after a crash, not finished: the node comes
+        #: back LEAVING, so writes of its ranges keep going to the nodes taking them over)
+        self.leaving = bool(state.get("leaving"))
+        self._decommissioning = False  # a decommission is running now
         self.left = False  # decommissioned: announced LEFT, stopping
         self._stop: trio.Event | None = None  # set: drain and stop (run with a listener)
         self._nursery: trio.Nursery | None = None
@@ -447,6 +471,25 @@ class Node:
             log.warning("cannot save %s (%s); the generation is time-based anyway", path, exc)
         self._local_path = path
         return host_id, list(tokens or random_tokens(self.config.num_tokens)), generation
+
+    async def _check_not_removed(self) -> None:
+        """A node removed from the ring while it was down (removenode, assassinate) must not
+        come back with its old data: a seed that gossips this host id as LEFT stops it."""
+        seeds = [s for s in self.config.seeds if s != self.config.listen]
+        for seed in seeds:
+            try:
+                info = await self.messaging.call(seed, "gossipinfo", {}, self.timeouts.seed_ring)
+                status = info[self.host_id]["states"]["STATUS"]["value"]
+            except (ProtocolError, OSError, KeyError, TypeError) as exc:
+                log.debug("gossip state of this node from seed %s: %s", seed, exc)
+                continue
+            if status == "LEFT":
+                raise StartupError(
+                    f"this node was removed from the ring (removenode or assassinate, seen by "
+                    f"seed {seed}) and will not rejoin with its old data; to join again as a new "
+                    f"node, empty its data directory {self.data_dir}"
+                )
+            return
 
     async def _allocate_tokens(self) -> None:
         """First start: choose tokens that balance ownership (``allocate_tokens``) against the
@@ -496,8 +539,8 @@ class Node:
         # a joining node gossips its tokens only once it listens, so that nobody sends it
         # writes for its pending ranges before it can take them (``_announce_joining``)
         return {
-            "STATUS": "JOINING" if self.joining else "NORMAL",
-            **({} if self.joining else {"TOKENS": self.tokens}),
+            "STATUS": "JOINING" if self.joining else ("LEAVING" if self.leaving else "NORMAL"),
+            **({} if self.joining and not self._resuming else {"TOKENS": self.tokens}),
             "DC": c.dc,
             "RACK": c.rack,
             "ADDRESS": c.listen,
@@ -523,6 +566,8 @@ class Node:
             await nursery.start(self.messaging.run)
         if self._fresh_tokens:
             await self._allocate_tokens()
+        else:
+            await self._check_not_removed()
         await nursery.start(self.engine.run)
         await nursery.start(self.proxy.run)
         self.restore_peers()
@@ -629,11 +674,11 @@ class Node:
         topology = self.topology
         if self._nursery is None:
             raise InvalidRequest("this node does not serve decommission (no listener)")
-        if self.leaving or self.left:
+        if self._decommissioning or self.left:
             raise InvalidRequest("this node is already leaving the ring")
         if self.joining:
             raise InvalidRequest("this node is still joining the ring")
-        if topology.future_ring is not None:
+        if topology.changing - {self.host_id}:
             raise InvalidRequest(
                 "another node is joining or leaving the ring: one membership change at a time"
             )
@@ -651,25 +696,20 @@ class Node:
                         f"decommission refused: {topology.address(host)}, which takes over "
                         f"ranges of {ks.name}, is down"
                     )
-                targets.append((ks.name, host, topology.address(host), ranges))
-        self.leaving = True
+                targets.append((ks.name, topology.address(host), self.config.listen, ranges))
+        self._set_leaving(True)
+        self._decommissioning = True
         log.info("decommission: LEAVING; %d stream sessions to start", len(targets))
-        self.gossiper.set_application_state("STATUS", "LEAVING")
-        topology.rebuild()
         try:
             await trio.sleep(self.gossiper.interval * RING_DELAY_ROUNDS)
             sessions = await decommission.request_streams(
-                self.messaging.call,
-                decommission.PLAN_PREFIX + self.host_id,
-                self.config.listen,
-                targets,
+                self.messaging.call, decommission.PLAN_PREFIX + self.host_id, targets
             )
             others = [h for h in ring.nodes if h != self.host_id and topology.is_alive(h)]
             hints = await self.hints.hand_over(topology.address(others[0])) if others else 0
         except (decommission.DecommissionError, ProtocolError, OSError) as exc:
-            self.leaving = False
-            self.gossiper.set_application_state("STATUS", "NORMAL")
-            topology.rebuild()
+            self._decommissioning = False
+            self._set_leaving(False)
             log.warning("decommission failed: %s; NORMAL again", exc)
             raise ProtocolError(
                 f"decommission failed: {exc}; the node is NORMAL again (run decommission "
@@ -696,6 +736,15 @@ class Node:
             "bytes": sum(int(s.get("bytes", 0)) for s in sessions),
             "hints": hints,
         }
+
+    def _set_leaving(self, leaving: bool) -> None:
+        """Announce LEAVING (or NORMAL again) and remember it across a crash."""
+        state = _read_local_state(self._local_path)
+        state["leaving"] = leaving
+        atomic_write(self._local_path, cbor2.dumps(state))
+        self.leaving = leaving
+        self.gossiper.set_application_state("STATUS", "LEAVING" if leaving else "NORMAL")
+        self.topology.rebuild()
 
     async def _stop_after_left(self) -> None:
         """Let gossip spread LEFT, then stop as SIGTERM would."""
@@ -756,17 +805,13 @@ class Node:
                     self._nursery = nursery
                     nursery.start_soon(self._watch_signals, signals, stop)
                     await self._start_services(nursery)
+                    if self._resuming:
+                        await self._listen(nursery)
                     await self.wait_for_gossip()
                     if self.joining:
                         await self._join_if_empty()
-                    try:
-                        self.listeners = await nursery.start(
-                            self.server.serve, config.host, config.port
-                        )
-                    except OSError as exc:
-                        raise StartupError(
-                            f"cannot listen on {config.listen}: {exc.strerror}"
-                        ) from None
+                    if not self._resuming:
+                        await self._listen(nursery)
                     if config.metrics_listen:
                         await self._serve_metrics(nursery)
                     log.info(
@@ -861,6 +906,7 @@ def _read_local_state(path: Path) -> dict[str, Any]:
         "cluster_name": lambda v: isinstance(v, str),
         "bootstrap": lambda v: v in ("pending", "done"),
         "decommissioned": lambda v: isinstance(v, bool),
+        "leaving": lambda v: isinstance(v, bool),
     }
     if not isinstance(state, dict):
         raise StartupError(f"{path} is damaged (not a map); restore it from a backup")

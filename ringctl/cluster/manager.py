@@ -506,6 +506,40 @@ def decommission(
     return {"node": node.name, **result}
 
 
+def remove_node(
+    spec: ClusterSpec, number: int, *, timeout: float = JOIN_TIMEOUT, progress: Progress = None
+) -> dict[str, Any]:
+    """'removenode' node ``number`` (it must be stopped or dead) through a running node; once
+    no node lists it, drop it from the cluster (its directory deleted)."""
+    node = spec.node(number)
+    say = progress or (lambda _msg: None)
+    if node_process(spec, node).state != STOPPED:
+        raise ClusterError(
+            f"{node.name} is running; stop or kill it first, or decommission it instead"
+        )
+    host_id = _host_id(spec, node)
+    first = first_live(spec)
+    say(f"removing {node.name} ({host_id}) through {first.name}")
+    try:
+        with Client(first.address, **layout.connect_args(first.address), timeout=timeout) as db:
+            result: dict[str, Any] = db.admin("removenode", timeout=timeout, host_id=host_id)
+    except ProtocolError as exc:
+        raise ClusterError(f"{node.name}: {exc}", UNAVAILABLE) from None
+    wait_state(spec, node, None, timeout=timeout, progress=progress)
+    _forget(spec, node)
+    return {"node": node.name, **result}
+
+
+def _host_id(spec: ClusterSpec, node: NodeSpec) -> str:
+    import cbor2
+
+    path = spec.paths(node).data / "system" / "local.cbor"
+    try:
+        return str(cbor2.loads(path.read_bytes())["host_id"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ClusterError(f"{node.name} has no host id in {path}: {exc}") from None
+
+
 def _wait_exit(spec: ClusterSpec, node: NodeSpec, *, progress: Progress = None) -> None:
     say = progress or (lambda _msg: None)
     deadline = time.monotonic() + STOP_TIMEOUT

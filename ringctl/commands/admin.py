@@ -308,6 +308,42 @@ def decommission(host: Host = None, timeout: Timeout = None, as_json: Json = Fal
     output.emit(result, as_json, render)
 
 
+def removenode(
+    what: Annotated[
+        str,
+        typer.Argument(
+            metavar="HOST_ID|status|force",
+            help="Host id of the dead node to remove; 'status' of the running removal; 'force' it.",
+        ),
+    ],
+    host: Host = None,
+    timeout: Timeout = None,
+    as_json: Json = False,
+) -> None:
+    """Remove a dead node: the remaining replicas copy its ranges to the nodes taking them
+    over, then it leaves the ring ('status': the removal this node runs; 'force': remove
+    the node now without waiting for the streams)."""
+    if what in ("status", "force"):
+        result = _call(host, timeout, "removenode", action=what)
+        removal = result.get("removal", result) if what == "status" else result
+    else:
+        removal = _call(host, timeout, "removenode", default_timeout=86400, host_id=what)
+        result = removal
+
+    def render(_r: dict[str, Any]) -> None:
+        if removal is None:
+            output.say("No removal running")
+            return
+        output.say(
+            f"Removal of {removal['host_id']} ({removal['address']}): {removal['state']}, "
+            f"{removal['sessions_done']}/{removal['sessions_total']} stream sessions, "
+            f"{plural(removal['rows'], 'row')} ({output.human_bytes(removal['bytes'])})"
+            + (f"; {removal['error']}" if removal.get("error") else "")
+        )
+
+    output.emit(result, as_json, render)
+
+
 def compactionstats(host: Host = None, timeout: Timeout = None, as_json: Json = False) -> None:
     """Pending and active compactions with progress."""
     result = _call(host, timeout, "compactionstats")
@@ -414,6 +450,7 @@ def register(app: typer.Typer) -> None:
         compact,
         cleanup,
         decommission,
+        removenode,
         compactionstats,
         tablestats,
         verify,

@@ -586,6 +586,24 @@ def node_decommission(
     )
 
 
+@node_app.command("remove")
+def node_remove(
+    ctx: typer.Context, timeout: Timeout = manager.JOIN_TIMEOUT, as_json: Json = False
+) -> None:
+    """Remove the stopped or dead node ('ringctl removenode' on a running node): the others
+    copy its ranges to the nodes taking them over; then it is dropped from the cluster and its
+    files deleted."""
+    with _errors():
+        spec, number = _target(ctx)
+        with _progress(as_json) as progress:
+            result = manager.remove_node(spec, number, timeout=timeout, progress=progress)
+    output.emit(
+        result,
+        as_json,
+        lambda r: _say(f"{r['node']} ({r['address']}) was removed from the ring"),
+    )
+
+
 @node_app.command("kill")
 def node_kill(ctx: typer.Context, wait: WaitDown = False, as_json: Json = False) -> None:
     """Kill the node at once (SIGKILL), as a crash would."""

@@ -78,6 +78,7 @@ VERB_CLASSES: dict[str, VerbClass] = {
     "compact": _C.ADMIN_CHANGE,
     "cleanup": _C.ADMIN_CHANGE,
     "decommission": _C.ADMIN_CHANGE,
+    "removenode": _C.ADMIN_CHANGE,
     "verify": _C.ADMIN_CHANGE,
     "hints_status": _C.ADMIN_VIEW,
     "hints_pending": _C.ADMIN_VIEW,

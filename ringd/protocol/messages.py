@@ -91,6 +91,13 @@ VERBS: dict[str, Verb] = _verbs(
     ("netstats", _BOTH, 5.0, "mode, hints being replayed, repair sessions, read repair", INLINE),
     ("flush", _BOTH, 120.0, "flush memtables to sstables", TASK),
     ("compact", _BOTH, 600.0, "major compaction", TASK),
+    (
+        "removenode",
+        _BOTH,
+        86400.0,
+        "re-replicate a dead node's ranges and remove it; status; force",
+        TASK,
+    ),
     ("decommission", _BOTH, 86400.0, "stream this node's ranges to others and leave", TASK),
     ("cleanup", _BOTH, 3600.0, "remove data this node no longer replicates", TASK),
     ("compactionstats", _BOTH, 5.0, "pending and active compactions", INLINE),

@@ -60,6 +60,8 @@ class Topology:
         #: the ring once the JOINING nodes joined and the LEAVING ones left; None when nobody
         #: is joining or leaving (then no range is pending)
         self.future_ring: Ring | None = None
+        #: the nodes joining or leaving (this one included)
+        self.changing: frozenset[str] = frozenset()
         self._strategies: dict[tuple[Any, ...], Any] = {}
         #: replica plans by (strategy, natural, alive, level, count, write); cleared when the
         #: ring changes (plans are immutable values)
@@ -134,6 +136,7 @@ class Topology:
                 future = Ring(staying + joining)
             except ValueError as exc:  # a joining node claims a token already taken
                 log.warning("ignoring joining nodes: %s", exc)
+        self.changing = frozenset([i.host_id for i in joining] + sorted(leaving))
         if future != self.future_ring:
             self.future_ring = future
             self._plans.clear()

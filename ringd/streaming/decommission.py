@@ -63,18 +63,44 @@ def range_targets(ring: Ring, leaving: str, strategy: Any) -> dict[str, list[Ran
     return dict(out)
 
 
+def removal_targets(
+    ring: Ring, removed: str, strategy: Any, is_alive: Callable[[str], bool], keyspace: str = ""
+) -> dict[tuple[str, str], list[Range]]:
+    """Removenode: ``{(gaining host, source host): [ranges]}`` for every range the dead node
+    ``removed`` replicated: each node that replicates it without ``removed`` and does not now
+    streams it from a live surviving replica. ``DecommissionError`` if a range has none."""
+    future = ring.without_node(removed)
+    tokens = ring.tokens
+    out: dict[tuple[str, str], list[Range]] = defaultdict(list)
+    for i, token in enumerate(tokens):
+        old = strategy.replicas(ring, token)
+        if removed not in old:
+            continue
+        rng = Range(tokens[i - 1], token)
+        gaining = [h for h in strategy.replicas(future, token) if h not in old]
+        if not gaining:
+            continue
+        sources = [h for h in old if h != removed and is_alive(h)]
+        if not sources:
+            raise DecommissionError(
+                f"no live replica of range {rng} of {keyspace} is left to copy it from "
+                "(start one, or 'removenode force' and accept the loss)"
+            )
+        for host in gaining:
+            out[(host, sources[0])].append(rng)
+    return dict(out)
+
+
 async def request_streams(
-    call: Call,
-    plan: str,
-    source: str,
-    targets: list[tuple[str, str, str, list[Range]]],
+    call: Call, plan: str, targets: list[tuple[str, str, str, list[Range]]]
 ) -> list[dict[str, Any]]:
-    """Ask each ``(keyspace, host, address, ranges)`` target to pull its ranges from
-    ``source``, all at once; their sessions; ``DecommissionError`` naming the first failure."""
+    """Ask each ``(keyspace, target address, source address, ranges)`` target to pull its
+    ranges from the source, all at once; their sessions; ``DecommissionError`` naming the
+    first failure."""
     sessions: list[dict[str, Any]] = []
     errors: list[str] = []
 
-    async def one(ks: str, host: str, address: str, ranges: list[Range]) -> None:
+    async def one(ks: str, address: str, source: str, ranges: list[Range]) -> None:
         args = {
             "plan": plan,
             "source": source,
@@ -83,12 +109,12 @@ async def request_streams(
         }
         try:
             sessions.append(await call(address, "stream_request", args, REQUEST_TIMEOUT_S))
-        except Exception as exc:  # a failure of one target fails the decommission
+        except Exception as exc:  # a failure of one target fails the whole change
             errors.append(f"{address} could not take {len(ranges)} ranges of {ks}: {exc}")
 
     async with trio.open_nursery() as nursery:
-        for ks, host, address, ranges in targets:
-            nursery.start_soon(one, ks, host, address, ranges)
+        for ks, address, source, ranges in targets:
+            nursery.start_soon(one, ks, address, source, ranges)
     if errors:
         raise DecommissionError(errors[0])
     return sessions

@@ -1,16 +1,20 @@
 """The streaming verbs: ``stream_pull`` (peer: a chunk of a token interval's rows),
 ``stream_request`` (peer: pull these ranges from that node now, for a membership change another
-node drives) and ``decommission`` (client: this node leaves the ring)."""
+node drives), ``decommission`` (client: this node leaves the ring) and ``removenode`` (client:
+re-replicate a dead node's ranges and remove it; ``status``, ``force``)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import trio
+
 from ringd.dht.tokens import Range, check_token
 from ringd.net.server import Handler, Session
 from ringd.protocol.errors import InvalidRequest
 from ringd.protocol.messages import arg
+from ringd.streaming.removal import Removals
 from ringd.streaming.service import StreamService
 
 MAX_RANGES = 65536
@@ -31,7 +35,10 @@ def _ranges(raw: Any) -> list[Range]:
 
 
 def verbs(
-    service: StreamService, decommission: Callable[[], Awaitable[dict[str, Any]]]
+    service: StreamService,
+    decommission: Callable[[], Awaitable[dict[str, Any]]],
+    removals: Removals,
+    nursery: Callable[[], trio.Nursery | None],
 ) -> dict[str, Handler]:
     def stream_pull(s: Session, args: dict[str, Any]) -> dict[str, Any]:
         return service.pull(args)
@@ -48,7 +55,21 @@ def verbs(
     async def decommission_verb(s: Session, args: dict[str, Any]) -> dict[str, Any]:
         return await decommission()
 
+    async def removenode(s: Session, args: dict[str, Any]) -> dict[str, Any]:
+        action = arg(args, "action", str, "remove")
+        if action == "status":
+            return removals.status()
+        if action == "force":
+            return removals.force()
+        if action != "remove":
+            raise InvalidRequest("action must be remove, status or force")
+        where = nursery()
+        if where is None:
+            raise InvalidRequest("this node does not serve removenode (no listener)")
+        return await removals.remove(arg(args, "host_id", str), where)
+
     return {
+        "removenode": removenode,
         "stream_pull": stream_pull,
         "stream_request": stream_request,
         "decommission": decommission_verb,

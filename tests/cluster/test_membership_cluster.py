@@ -58,3 +58,16 @@ def test_cluster_add_bootstraps_a_fourth_node(ringctl: Ringctl) -> None:
     with Client(f"127.0.0.1:{port}", credentials=creds) as db:
         for key in keys[::10]:
             assert db.get("demo", key, consistency="ALL")["columns"] == {"v": key}
+    # a dead node: removed through the others
+    refused = ringctl("cluster", "node", "3", "remove")
+    assert refused.returncode != 0 and "is running" in refused.stderr
+    ringctl.ok("cluster", "node", "3", "kill", "--wait")
+    removed = ringctl.json("cluster", "node", "3", "remove", timeout=300)
+    assert removed["node"] == "node3" and removed["state"] == "COMPLETED"
+    assert {n["address"] for n in ringctl.json("status")["nodes"]} == {
+        f"127.0.0.{i}:{port}" for i in range(1, 3)
+    }
+    assert not (ringctl.home / "clusters/local/node3").exists()
+    with Client(f"127.0.0.1:{port}", credentials=creds) as db:
+        for key in keys[::10]:
+            assert db.get("demo", key, consistency="QUORUM")["columns"] == {"v": key}

@@ -107,16 +107,14 @@ def states(node: Ringd) -> dict[str, str]:
 
 
 def check_readable(nodes: list[Ringd], acked: dict[str, list[str]]) -> None:
-    """Every acknowledged row reads back at QUORUM, and at ONE from each of its replicas."""
+    """Every acknowledged row reads back at ONE from each of its replicas (first, before any
+    read could repair one), then at QUORUM."""
     by_address = {n.address: n for n in nodes}
     missing: list[tuple[str, str, str]] = []
     endpoints: dict[tuple[str, str], list[str]] = {}
     with nodes[0].client(timeout=20) as db:
         for ks, keys in acked.items():
             for key in keys:
-                row = db.get(ks, key, consistency="QUORUM")
-                if row is None or row["columns"] != {"v": key}:
-                    missing.append((ks, key, "QUORUM"))
                 got = db.admin("getendpoints", keyspace=ks, key=key)["endpoints"]
                 endpoints[(ks, key)] = got
     for address, node in by_address.items():
@@ -126,7 +124,21 @@ def check_readable(nodes: list[Ringd], acked: dict[str, list[str]]) -> None:
                     row = db.get(ks, key, consistency="ONE")
                     if row is None or row["columns"] != {"v": key}:
                         missing.append((ks, key, address))
+    with nodes[0].client(timeout=20) as db:
+        for ks, keys in acked.items():
+            for key in keys:
+                row = db.get(ks, key, consistency="QUORUM")
+                if row is None or row["columns"] != {"v": key}:
+                    missing.append((ks, key, "QUORUM"))
     assert not missing, f"{len(missing)} acknowledged reads missing, e.g. {missing[:5]}"
+
+
+def hints_delivered(nodes: list[Ringd]) -> bool:
+    for node in nodes:
+        with node.client() as db:
+            if any(h["files"] for h in db.admin("hints_pending")["hosts"]):
+                return False
+    return True
 
 
 def loads(node: Ringd) -> dict[str, int]:
@@ -281,6 +293,8 @@ def test_a_bootstrap_killed_midway_resumes_and_loses_nothing(
         streams = db.admin("netstats")["streams"]
     assert sum(s["ranges_skipped"] for s in streams) >= 4, streams
     nodes.append(node4)
+    # writes made while the killed node was seen down left hints for it (its replicas then)
+    wait_for(lambda: hints_delivered(nodes), 60, "hints delivered")
     check_readable(nodes, {ks: base + writer.acked[ks] for ks in ("rf3", "rf2")})
 
 
@@ -357,7 +371,9 @@ def test_decommission_under_writes_and_one_at_a_time(ringd_factory: Callable[...
     rest = [nodes[0], nodes[2], nodes[3]]
     for node in rest:
         wait_for(lambda n=node: leaving.address not in states(n), 20, "node2 gone from status")
-    read_all(rest, {ks: base + writer.acked[ks] for ks in ("rf3", "rf2")})
+    acked = {ks: base + writer.acked[ks] for ks in ("rf3", "rf2")}
+    check_readable(rest, acked)
+    read_all(rest, acked)
     # refused below the replication factor: rf3 on 3 nodes
     with nodes[3].client() as db:
         try:
@@ -396,8 +412,8 @@ def test_a_decommission_killed_midway_resumes_and_loses_nothing(
             job.result(60)
         except Exception:  # the connection to the killed node breaks
             pass
-        leaving.start()
-        wait_for(lambda: states(nodes[0]).get(leaving.address) == "UN", 30, "node2 NORMAL again")
+        leaving.start()  # it comes back LEAVING: writes of its ranges still reach the others
+        wait_for(lambda: states(nodes[0]).get(leaving.address) == "UL", 30, "node2 LEAVING")
         result = decommission(leaving)
         assert leaving.proc is not None and leaving.proc.wait(60) == 0
     assert result["state"] == "LEFT"
@@ -406,4 +422,38 @@ def test_a_decommission_killed_midway_resumes_and_loses_nothing(
         with node.client() as db:
             skipped += sum(s["ranges_skipped"] for s in db.admin("netstats")["streams"])
     assert skipped >= 4
-    read_all(others, {ks: base + writer.acked[ks] for ks in ("rf3", "rf2")})
+    acked = {ks: base + writer.acked[ks] for ks in ("rf3", "rf2")}
+    check_readable(others, acked)
+    read_all(others, acked)
+
+
+def host_id(node: Ringd) -> str:
+    with node.client() as db:
+        return str(db.admin("info")["host_id"])
+
+
+def test_removenode_re_replicates_a_dead_node(ringd_factory: Callable[..., Ringd]) -> None:
+    nodes, _ = start_cluster(ringd_factory, 4)
+    create_keyspaces(nodes)
+    base = [f"k{i}" for i in range(1000)]
+    load(nodes[0], "rf3", base)
+    load(nodes[0], "rf2", base)
+    dead = nodes[2]
+    dead_id = host_id(dead)
+    refused = ringctl(nodes[0], "removenode", host_id(nodes[1]))
+    assert refused.returncode != 0 and "removenode is for dead nodes" in refused.stderr
+    dead.kill()
+    wait_for(lambda: states(nodes[0])[dead.address] == "DN", 20, "node3 down")
+    done = ringctl(nodes[0], "removenode", dead_id, "--json")
+    assert done.returncode == 0, done.stderr
+    status = ringctl(nodes[0], "removenode", "status")
+    assert "COMPLETED" in status.stdout, status.stdout
+    rest = [nodes[0], nodes[1], nodes[3]]
+    for node in rest:
+        wait_for(lambda n=node: dead.address not in states(n), 20, "node3 gone from status")
+    check_readable(rest, {"rf3": base, "rf2": base})  # each replica holds its copy
+    read_all(rest, {"rf3": base, "rf2": base})  # RF 3 on 3 nodes: ALL works
+    # started again with its old data, it refuses to rejoin
+    dead.start(wait=False)
+    assert dead.proc is not None and dead.proc.wait(30) == 1
+    assert "this node was removed from the ring" in dead.log()
