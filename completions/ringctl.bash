@@ -9,7 +9,7 @@ _ringctl_commands() {
     case "$1" in
         '') echo 'assassinate cleanup cluster compact compactionstats decommission delete describecluster describering disablehandoff disablehintsfordc dump enablehandoff enablehintsfordc flush get getendpoints getmaxhintwindow gossipinfo info keyspace listpendinghints load netstats pausehandoff ping proxyhistograms put removenode repair repair_admin resumehandoff ring role sethintedhandoffthrottlekb setmaxhintwindow status statushandoff stress tablehistograms tablestats tpstats truncatehints verify version' ;;
         'cluster') echo 'add create filters heal list logs node partition remove start status stop switch' ;;
-        'cluster node') echo 'clock-offset decommission kill logs pause remove resume show start stop' ;;
+        'cluster node') echo 'clock-offset decommission kill logs pause remove replace resume show start stop' ;;
         'keyspace') echo 'alter create drop list' ;;
         'repair') echo 'run status' ;;
         'repair_admin') echo 'cancel list' ;;
@@ -38,6 +38,7 @@ _ringctl_options() {
         'cluster node logs') echo '--follow --help --lines -f -n' ;;
         'cluster node pause') echo '--help --json --wait' ;;
         'cluster node remove') echo '--help --json --timeout' ;;
+        'cluster node replace') echo '--help --json --timeout' ;;
         'cluster node resume') echo '--help --json --no-wait --timeout --wait' ;;
         'cluster node show') echo '--help --json' ;;
         'cluster node start') echo '--help --json --no-wait --timeout --wait' ;;
@@ -121,6 +122,7 @@ _ringctl_value_options() {
         'cluster node decommission') echo '--timeout' ;;
         'cluster node logs') echo '--lines -n' ;;
         'cluster node remove') echo '--timeout' ;;
+        'cluster node replace') echo '--timeout' ;;
         'cluster node resume') echo '--timeout' ;;
         'cluster node start') echo '--timeout' ;;
         'cluster node stop') echo '--timeout' ;;

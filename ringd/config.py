@@ -139,6 +139,10 @@ class Config:
         default=False,
         metadata={"help": "bootstrap from another replica when the one losing a range is down"},
     )
+    replace: str = field(
+        default="",
+        metadata={"help": "HOST:PORT of a dead node whose tokens this new node takes over"},
+    )
     accept_stale_data: bool = field(
         default=False,
         metadata={"help": "start even if out of touch with the cluster for longer than gc_grace"},
@@ -264,6 +268,11 @@ class Config:
             raise bad("anti_entropy_interval_s", "must be between 1 and 31536000")
         if not 0 < self.anti_entropy_mb_per_s <= 100_000:
             raise bad("anti_entropy_mb_per_s", "must be positive and at most 100000")
+        if self.replace:
+            try:
+                split_address(self.replace)
+            except ValueError as exc:
+                raise bad("replace", str(exc)) from None
         if not 0 <= self.stream_throughput_mb_per_s <= 100_000:
             raise bad("stream_throughput_mb_per_s", "must be between 0 and 100000")
         if not 0 < self.phi_threshold <= 1000:

@@ -209,6 +209,7 @@ class Node:
             interval=gossip_interval,
         )
         self.topology.local_joining = self.joining
+        self.topology.local_replaces = self.replaces
         self.topology.rebuild()
         self.peers = PeersFile(system / "peers.cbor", self.gossiper)
         self.metrics = CoordinatorMetrics()
@@ -437,14 +438,23 @@ class Node:
         tokens = state.get("tokens")
         # first start: placeholder tokens until run() has asked a seed for the ring
         self._fresh_tokens = not tokens
+        if self.config.replace and tokens and not state.get("replaces"):
+            raise StartupError(
+                f"--replace {self.config.replace} is for a new node, but data directory "
+                f"{self.data_dir} already belongs to node {host_id}; empty it, or start "
+                "without --replace"
+            )
         if not tokens:
             # a new node joining others streams its ranges before it serves (bootstrap.py);
-            # a seed, or a node told not to, is NORMAL at once (and empty)
+            # a seed, or a node told not to, is NORMAL at once (and empty); a replacement
+            # always streams
             joins = self.config.auto_bootstrap and any(
                 s != self.config.listen for s in self.config.seeds
             )
             joins = joins and self.config.listen not in self.config.seeds
-            state["bootstrap"] = "pending" if joins else "done"
+            state["bootstrap"] = "pending" if joins or self.config.replace else "done"
+        #: the dead node this one replaces (``--replace``): its host id once known
+        self.replaces: str | None = state.get("replaces")
         #: JOINING until the bootstrap streamed everything (it resumes after a restart)
         self.joining = state.get("bootstrap") == "pending"
         #: a bootstrap resumed after a restart: its tokens were announced before, so it keeps
@@ -490,6 +500,62 @@ class Node:
                     f"node, empty its data directory {self.data_dir}"
                 )
             return
+
+    async def _take_tokens(self) -> None:
+        """``--replace ADDRESS``: find the dead node at ADDRESS in a seed's gossip and take
+        its tokens (saved in ``system/local.cbor`` with its host id, so a restart resumes);
+        refused if it is alive or unknown."""
+        address = self.config.replace
+        seeds = [s for s in self.config.seeds if s != self.config.listen]
+        info: dict[str, Any] | None = None
+        seen_by = ""
+        with trio.move_on_after(TOKEN_RING_WAIT_S):
+            while info is None:
+                for seed in seeds:
+                    try:
+                        info = await self.messaging.call(
+                            seed, "gossipinfo", {}, self.timeouts.seed_ring
+                        )
+                        seen_by = seed
+                        break
+                    except (ProtocolError, OSError) as exc:
+                        log.debug("gossip from seed %s: %s", seed, exc)
+                else:
+                    await trio.sleep(0.2)
+        if info is None:
+            raise StartupError(f"cannot replace {address}: no seed answered ({', '.join(seeds)})")
+        found = []
+        for host_id, entry in info.items():
+            states = entry.get("states", {}) if isinstance(entry, dict) else {}
+            values = {k: v.get("value") for k, v in states.items() if isinstance(v, dict)}
+            if (
+                host_id != self.host_id
+                and values.get("ADDRESS") == address
+                and values.get("STATUS") not in ("LEFT", None)
+                and values.get("TOKENS")
+            ):
+                found.append((host_id, entry, values["TOKENS"]))
+        if not found:
+            raise StartupError(
+                f"cannot replace {address}: seed {seen_by} knows no node there that owns tokens"
+            )
+        host_id, entry, tokens = found[0]
+        if entry.get("alive"):
+            raise StartupError(
+                f"cannot replace {address} ({host_id}): it is alive (seen by seed {seen_by}); "
+                "stop it first, or decommission it"
+            )
+        self.replaces = host_id
+        self.tokens = [int(t) for t in tokens or ()]
+        state = _read_local_state(self._local_path)
+        state.update(tokens=self.tokens, replaces=host_id)
+        atomic_write(self._local_path, cbor2.dumps(state))
+        self._fresh_tokens = False
+        log.info("replacing %s (%s): took its %d tokens", address, host_id, len(self.tokens))
+        self.gossiper.set_application_state("REPLACES", host_id)
+        self.topology.local_replaces = host_id
+        self.topology.tokens = list(self.tokens)
+        self.topology.rebuild()
 
     async def _allocate_tokens(self) -> None:
         """First start: choose tokens that balance ownership (``allocate_tokens``) against the
@@ -541,6 +607,7 @@ class Node:
         return {
             "STATUS": "JOINING" if self.joining else ("LEAVING" if self.leaving else "NORMAL"),
             **({} if self.joining and not self._resuming else {"TOKENS": self.tokens}),
+            **({"REPLACES": self.replaces} if self.replaces else {}),
             "DC": c.dc,
             "RACK": c.rack,
             "ADDRESS": c.listen,
@@ -564,7 +631,9 @@ class Node:
         """Everything but the listener, in dependency order."""
         if self._runs_messaging:
             await nursery.start(self.messaging.run)
-        if self._fresh_tokens:
+        if self._fresh_tokens and self.config.replace:
+            await self._take_tokens()
+        elif self._fresh_tokens:
             await self._allocate_tokens()
         else:
             await self._check_not_removed()
@@ -619,9 +688,10 @@ class Node:
             try:
                 for ks_name, host, ranges in plans:
                     source = self.topology.address(host)
-                    await self.streaming.fetch(bootstrap.PLAN, source, ks_name, ranges)
+                    plan = "replace" if self.replaces else bootstrap.PLAN
+                    await self.streaming.fetch(plan, source, ks_name, ranges)
             except StreamFailed as exc:
-                if not self.config.allow_inconsistent_bootstrap:
+                if not self.config.allow_inconsistent_bootstrap and not self.replaces:
                     raise StartupError(
                         f"bootstrap failed: {exc}; start the node again to resume (received "
                         "ranges are kept)"
@@ -641,14 +711,24 @@ class Node:
         plans = []
         try:
             for ks in self.schema.live():
-                sources = bootstrap.range_sources(
-                    self.topology.ring,
-                    me,
-                    self.topology.strategy(ks),
-                    lambda h: h not in (failed or ()) and self.topology.is_alive(h),
-                    strict=not self.config.allow_inconsistent_bootstrap,
-                    keyspace=ks.name,
-                )
+                alive = lambda h: h not in (failed or ()) and self.topology.is_alive(h)  # noqa: E731
+                if self.replaces is not None:
+                    sources = bootstrap.replace_sources(
+                        self.topology.ring,
+                        self.replaces,
+                        self.topology.strategy(ks),
+                        alive,
+                        ks.name,
+                    )
+                else:
+                    sources = bootstrap.range_sources(
+                        self.topology.ring,
+                        me,
+                        self.topology.strategy(ks),
+                        alive,
+                        strict=not self.config.allow_inconsistent_bootstrap,
+                        keyspace=ks.name,
+                    )
                 plans += [(ks.name, host, ranges) for host, ranges in sorted(sources.items())]
         except bootstrap.BootstrapError as exc:
             raise StartupError(f"bootstrap failed: {exc}") from None
@@ -661,6 +741,9 @@ class Node:
         state["bootstrap"] = "done"
         atomic_write(self._local_path, cbor2.dumps(state))
         self.streaming.received.forget(bootstrap.PLAN)
+        self.streaming.received.forget("replace")
+        if self.replaces is not None and self.replaces in self.gossiper.endpoint_states():
+            self.gossiper.mark_left(self.replaces)  # its tokens are this node's now
         self.joining = False
         self.topology.local_joining = False
         self.gossiper.set_application_states({"STATUS": "NORMAL", "TOKENS": self.tokens})
@@ -907,6 +990,7 @@ def _read_local_state(path: Path) -> dict[str, Any]:
         "bootstrap": lambda v: v in ("pending", "done"),
         "decommissioned": lambda v: isinstance(v, bool),
         "leaving": lambda v: isinstance(v, bool),
+        "replaces": lambda v: isinstance(v, str) and v != "",
     }
     if not isinstance(state, dict):
         raise StartupError(f"{path} is damaged (not a map); restore it from a backup")

@@ -530,6 +530,76 @@ def remove_node(
     return {"node": node.name, **result}
 
 
+REPLACE_MARK = "# ringctl cluster node replace"
+
+
+def replace_node(
+    spec: ClusterSpec, number: int, *, timeout: float = JOIN_TIMEOUT, progress: Progress = None
+) -> dict[str, Any]:
+    """Replace the stopped or dead node ``number`` by a fresh one on its address: its data
+    directory is emptied and it starts with ``replace`` = its address, takes the old node's
+    tokens and streams their data from the other replicas; returns once every other running
+    node reports one NORMAL node at that address."""
+    node = spec.node(number)
+    say = progress or (lambda _msg: None)
+    if node_process(spec, node).state != STOPPED:
+        raise ClusterError(
+            f"{node.name} is running; stop or kill it first (a live node cannot be replaced)"
+        )
+    if not running_nodes(spec):
+        raise ClusterError(f"no node of cluster {spec.name!r} is running", UNAVAILABLE)
+    old = _host_id(spec, node)
+    paths = spec.paths(node)
+    shutil.rmtree(paths.data, ignore_errors=True)
+    config = paths.config.read_text() if paths.config.exists() else layout.render_config(spec, node)
+    kept = [line for line in config.splitlines() if not line.endswith(REPLACE_MARK)]
+    kept.append(f'replace = "{node.address}"  {REPLACE_MARK}')
+    paths.config.write_text("\n".join(kept) + "\n")
+    say(f"replacing {node.name} ({old}) with a fresh node on {node.address}")
+    try:
+        result = start(spec, [number], wait=True, timeout=START_TIMEOUT, progress=progress)[0]
+        _wait_replaced(spec, node, old, timeout=timeout, progress=progress)
+    finally:
+        kept = [
+            line
+            for line in paths.config.read_text().splitlines()
+            if not line.endswith(REPLACE_MARK)
+        ]
+        paths.config.write_text("\n".join(kept) + "\n")
+    return {**result, "address": node.address, "replaced": old, "host_id": _host_id(spec, node)}
+
+
+def _wait_replaced(
+    spec: ClusterSpec, node: NodeSpec, old: str, *, timeout: float, progress: Progress
+) -> None:
+    say = progress or (lambda _msg: None)
+    deadline = time.monotonic() + timeout
+    while True:
+        done = True
+        for other in running_nodes(spec):
+            if other.number == node.number:
+                continue
+            try:
+                with Client(other.address, **layout.connect_args(other.address), timeout=2) as db:
+                    rows = db.admin("status")["nodes"]
+            except ProtocolError:
+                done = False
+                continue
+            mine = [r for r in rows if r["address"] == node.address]
+            if not (len(mine) == 1 and mine[0]["host_id"] != old and mine[0]["state"] == "NORMAL"):
+                done = False
+        if done:
+            return
+        if time.monotonic() > deadline:
+            raise ClusterError(
+                f"{node.name} did not take over in time; see 'ringctl cluster node "
+                f"{node.number} logs'",
+                UNAVAILABLE,
+            )
+        say(f"waiting for the new {node.name} to be NORMAL everywhere")
+        time.sleep(POLL * 5)
+
+
 def _host_id(spec: ClusterSpec, node: NodeSpec) -> str:
     import cbor2
 

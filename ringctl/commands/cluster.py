@@ -604,6 +604,24 @@ def node_remove(
     )
 
 
+@node_app.command("replace")
+def node_replace(
+    ctx: typer.Context, timeout: Timeout = manager.JOIN_TIMEOUT, as_json: Json = False
+) -> None:
+    """Replace the stopped or dead node by a fresh one on its address ('ringd --replace'):
+    its data directory is emptied, and the new node takes the old one's tokens and streams
+    their data from the other replicas."""
+    with _errors():
+        spec, number = _target(ctx)
+        with _progress(as_json) as progress:
+            result = manager.replace_node(spec, number, timeout=timeout, progress=progress)
+    output.emit(
+        result,
+        as_json,
+        lambda r: _say(f"{r['node']} ({r['address']}) replaced {r['replaced']}: NORMAL"),
+    )
+
+
 @node_app.command("kill")
 def node_kill(ctx: typer.Context, wait: WaitDown = False, as_json: Json = False) -> None:
     """Kill the node at once (SIGKILL), as a crash would."""

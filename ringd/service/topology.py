@@ -57,6 +57,8 @@ class Topology:
         self.ring = Ring([self._local_info()])
         #: this node announced JOINING (bootstrapping): not on the ring yet, only pending
         self.local_joining = False
+        #: the host id of the dead node this (joining) node replaces, if any
+        self.local_replaces: str | None = None
         #: the ring once the JOINING nodes joined and the LEAVING ones left; None when nobody
         #: is joining or leaving (then no range is pending)
         self.future_ring: Ring | None = None
@@ -103,10 +105,21 @@ class Topology:
         infos = [] if self.local_joining else [local]
         joining = [local] if self.local_joining else []
         leaving: set[str] = set()
-        for host_id, state in self.gossiper.endpoint_states().items():
+        replaced: set[str] = set()  # dead nodes a NORMAL node took the tokens of
+        states = self.gossiper.endpoint_states()
+        for state in states.values():
+            if state.replaces is None:
+                continue
+            if state.status == "JOINING":
+                leaving.add(state.replaces)  # its replacement takes its ranges over
+            elif state.status in RING_STATUSES:
+                replaced.add(state.replaces)
+        for host_id, state in states.items():
             if host_id == self.local_host_id:
                 if state.status == "LEAVING":
                     leaving.add(host_id)
+                continue
+            if host_id in replaced:
                 continue
             status = state.status
             if status not in (*RING_STATUSES, "JOINING") or not state.tokens or not state.address:
@@ -128,7 +141,12 @@ class Topology:
                 infos.append(info)
                 if status == "LEAVING":
                     leaving.add(host_id)
-        ring = Ring(infos)
+        try:
+            ring = Ring(infos)
+        except ValueError as exc:  # two nodes claim a token: keep the last good ring
+            log.warning("ignoring a gossip change: %s", exc)
+            return
+        leaving &= set(ring.nodes)
         future = None
         if joining or leaving:
             staying = [i for i in infos if i.host_id not in leaving]

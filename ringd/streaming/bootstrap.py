@@ -92,3 +92,25 @@ async def wait_for_schema(
             await trio.sleep(interval)
     log.warning("schema versions did not agree within %g s; bootstrapping what is known", timeout)
     return False
+
+
+def replace_sources(
+    ring: Ring, replaced: str, strategy: Any, is_alive: Callable[[str], bool], keyspace: str = ""
+) -> dict[str, list[Range]]:
+    """Replace: ``{source host: [ranges]}`` for every range the dead node ``replaced``
+    replicates (the replacement takes its tokens, so exactly those), each from a live other
+    replica of it."""
+    tokens = ring.tokens
+    out: dict[str, list[Range]] = defaultdict(list)
+    for i, token in enumerate(tokens):
+        replicas = strategy.replicas(ring, token)
+        if replaced not in replicas:
+            continue
+        rng = Range(tokens[i - 1], token)
+        alive = [h for h in replicas if h != replaced and is_alive(h)]
+        if not alive:
+            if len(replicas) == 1:
+                continue  # it was the only replica: the data is gone, nothing to stream
+            raise BootstrapError(f"no live replica of range {rng} of {keyspace} to copy it from")
+        out[alive[0]].append(rng)
+    return dict(out)

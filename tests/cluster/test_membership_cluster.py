@@ -58,6 +58,17 @@ def test_cluster_add_bootstraps_a_fourth_node(ringctl: Ringctl) -> None:
     with Client(f"127.0.0.1:{port}", credentials=creds) as db:
         for key in keys[::10]:
             assert db.get("demo", key, consistency="ALL")["columns"] == {"v": key}
+    # a dead node replaced by a fresh one on its address; a running one cannot be
+    refused = ringctl("cluster", "node", "2", "replace")
+    assert refused.returncode != 0 and "is running" in refused.stderr
+    ringctl.ok("cluster", "node", "2", "kill", "--wait")
+    replaced = ringctl.json("cluster", "node", "2", "replace", timeout=300)
+    assert replaced["address"] == f"127.0.0.2:{port}"
+    assert replaced["host_id"] != replaced["replaced"]
+    with Client(f"127.0.0.2:{port}", credentials=creds) as db:
+        for key in keys:  # RF 3 on 3 nodes: the new node2 holds every row itself
+            assert db.get("demo", key, consistency="ONE")["columns"] == {"v": key}
+    assert "replace" not in (ringctl.home / "clusters/local/node2/ringd.toml").read_text()
     # a dead node: removed through the others
     refused = ringctl("cluster", "node", "3", "remove")
     assert refused.returncode != 0 and "is running" in refused.stderr

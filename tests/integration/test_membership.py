@@ -457,3 +457,59 @@ def test_removenode_re_replicates_a_dead_node(ringd_factory: Callable[..., Ringd
     dead.start(wait=False)
     assert dead.proc is not None and dead.proc.wait(30) == 1
     assert "this node was removed from the ring" in dead.log()
+
+
+def rows_at(node: Ringd) -> list[tuple[str, str, str]]:
+    """(address, host id, UN/DN/UJ/...) for every node ``node`` lists."""
+    with node.client() as db:
+        rows = db.admin("status")["nodes"]
+    return [
+        (r["address"], r["host_id"], ("U" if r["status"] == "UP" else "D") + r["state"][0])
+        for r in rows
+    ]
+
+
+def test_replace_a_dead_node_on_its_address(ringd_factory: Callable[..., Ringd]) -> None:
+    nodes, seeds = start_cluster(ringd_factory, 4)
+    create_keyspaces(nodes)
+    base = [f"k{i}" for i in range(1000)]
+    load(nodes[0], "rf3", base)
+    load(nodes[0], "rf2", base)
+    # replacing a live node is refused (Cassandra's replace_active_node dtest)
+    live = ringd_factory("impostor", seeds=seeds, replace=nodes[1].address, wait=False, **FAST)
+    assert live.proc is not None and live.proc.wait(60) == 1
+    assert f"cannot replace {nodes[1].address}" in live.log() and "it is alive" in live.log()
+    dead = nodes[2]
+    dead_id = host_id(dead)
+    dead.kill()
+    wait_for(lambda: states(nodes[0])[dead.address] == "DN", 20, "node3 down")
+    with Writer(nodes[0], ["rf3", "rf2"]) as writer:
+        new = ringd_factory(
+            "node3-new",
+            port=dead.port,
+            seeds=seeds,
+            commitlog_sync="batch",
+            replace=dead.address,
+            wait=False,
+            **FAST,
+        )
+
+        def replaced() -> bool:
+            rows = rows_at(nodes[0])
+            mine = [r for r in rows if r[0] == dead.address]
+            return len(mine) == 1 and mine[0][1] != dead_id and mine[0][2] == "UN"
+
+        wait_for(replaced, 90, "the replacement NORMAL and node3's old host id gone")
+        during = writer.count()
+        wait_for(lambda: writer.count() > during + 50, 20, "writes after the replacement")
+    # (rf2 writes with node3 as a replica fail at QUORUM until the replacement is NORMAL)
+    assert writer.count() > 100
+    assert f"replacing {dead.address} ({dead_id})" in new.log()
+    with new.client() as db:
+        streams = db.admin("netstats")["streams"]
+    assert streams and all(s["plan"] == "replace" for s in streams)
+    rest = [nodes[0], nodes[1], new, nodes[3]]
+    for node in rest:
+        assert dead_id not in {r[1] for r in rows_at(node)}
+    acked = {ks: base + writer.acked[ks] for ks in ("rf3", "rf2")}
+    check_readable(rest, acked)
