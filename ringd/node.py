@@ -785,6 +785,12 @@ class Node:
         log.info("decommission: LEAVING; %d stream sessions to start", len(targets))
         try:
             await trio.sleep(self.gossiper.interval * RING_DELAY_ROUNDS)
+            rivals = topology.changing - {self.host_id}
+            if rivals and min(rivals) < self.host_id:  # two started at once: the lower id goes on
+                raise decommission.DecommissionError(
+                    f"node {min(rivals)} started joining or leaving at the same time: one "
+                    "membership change at a time"
+                )
             sessions = await decommission.request_streams(
                 self.messaging.call, decommission.PLAN_PREFIX + self.host_id, targets
             )

@@ -356,6 +356,7 @@ def test_decommission_under_writes_and_one_at_a_time(ringd_factory: Callable[...
             return "UL" in seen
 
         wait_for(is_leaving, 20, "node2 LEAVING")
+        wait_for(lambda: states(nodes[2]).get(leaving.address) == "UL", 20, "node3 sees it")
         with nodes[2].client() as db:  # Cassandra's concurrent_decommission_not_allowed
             try:
                 db.admin("decommission")
@@ -513,3 +514,27 @@ def test_replace_a_dead_node_on_its_address(ringd_factory: Callable[..., Ringd])
         assert dead_id not in {r[1] for r in rows_at(node)}
     acked = {ks: base + writer.acked[ks] for ks in ("rf3", "rf2")}
     check_readable(rest, acked)
+
+
+def test_two_decommissions_started_at_once_let_one_through(
+    ringd_factory: Callable[..., Ringd],
+) -> None:
+    nodes, _ = start_cluster(ringd_factory, 5)
+    create_keyspaces(nodes)
+    base = [f"k{i}" for i in range(200)]
+    load(nodes[0], "rf3", base)
+    jobs = [Background(lambda n=n: decommission(n)) for n in (nodes[1], nodes[2])]
+    outcomes = []
+    for job in jobs:
+        try:
+            outcomes.append(job.result(300)["state"])
+        except ProtocolError as exc:
+            assert "one membership change at a time" in str(exc)
+            outcomes.append("refused")
+    assert sorted(outcomes) == ["LEFT", "refused"], outcomes
+    gone = nodes[1] if outcomes[0] == "LEFT" else nodes[2]
+    stays = nodes[2] if gone is nodes[1] else nodes[1]
+    wait_for(lambda: gone.address not in states(nodes[0]), 30, "the one that left gone")
+    wait_for(lambda: states(nodes[0]).get(stays.address) == "UN", 30, "the other NORMAL again")
+    rest = [n for n in nodes if n is not gone]
+    check_readable(rest, {"rf3": base})
