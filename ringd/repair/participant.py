@@ -24,11 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ringd.db.cells import Row
+from ringd.dht.murmur3 import token_for
 from ringd.dht.tokens import Range, check_token
 from ringd.protocol.errors import InvalidRequest
 from ringd.repair.history import RepairHistory
 from ringd.repair.merkle import MAX_DEPTH, MerkleTree
 from ringd.repair.validation import Engine, build_tree, leaf_digests
+from ringd.streaming.service import apply_rows
 
 MAX_KEYS = 4096  # rows asked for or sent in one message
 MAX_LEAVES = 4096
@@ -188,10 +190,14 @@ class ReplicaRepair:
 
     async def apply(self, args: dict[str, Any]) -> dict[str, Any]:
         ks, rows = self.parse_rows(args)  # everything checked before anything is applied
-        for key, row in rows:
-            await self.engine.apply(ks, key, row)
-        self.rows_received += len(rows)
+        await self.apply_rows(ks, rows)
         return {}
+
+    async def apply_rows(self, ks: str, rows: list[tuple[bytes, Row]]) -> None:
+        """Apply repaired rows as streaming does (``ringd.streaming.service.apply_rows``):
+        all appended, then one wait for them to be durable."""
+        await apply_rows(self.engine, ks, [(token_for(key), key, row) for key, row in rows])
+        self.rows_received += len(rows)
 
 
 class LocalParticipant:
@@ -220,9 +226,7 @@ class LocalParticipant:
         return out
 
     async def apply(self, keyspace: str, rows: list[tuple[bytes, Row]]) -> None:
-        for key, row in rows:
-            await self.replica.engine.apply(keyspace, key, row)
-        self.replica.rows_received += len(rows)
+        await self.replica.apply_rows(keyspace, rows)
 
 
 class RemoteParticipant:

@@ -9,6 +9,11 @@ the received ranges of a *plan* (``bootstrap``, ``decommission-HOST``...) are ke
 ``system/streams.cbor``, so a session restarted after a crash skips them. ``netstats`` shows
 every session with its bytes and progress.
 
+Repair applies the rows it moves with the same ``service.apply_rows`` (all appended, then one
+wait for their durability); its transfer stays row by row, by key (``ringd.repair``).
+
 Modules: ``chunks`` (the CRC-checked chunk), ``throttle`` (the byte-rate limit), ``received``
-(the record of received ranges), ``service`` (sessions, both sides), ``verbs``.
+(the record of received ranges), ``service`` (sessions, both sides), ``bootstrap`` (what a joining or replacing node streams),
+``decommission`` (what a leaving node hands over, and a dead node's ranges for removenode),
+``removal`` (removenode), ``verbs``.
 """
