@@ -7,9 +7,9 @@
 # sub-commands of a command path
 _ringctl_commands() {
     case "$1" in
-        '') echo 'assassinate cluster compact compactionstats consistency delete describecluster describering disablehandoff disablehintsfordc dump enablehandoff enablehintsfordc flush get getendpoints getlogginglevels getmaxhintwindow gossipinfo info keyspace listpendinghints load netstats pausehandoff ping predictconsistency proxyhistograms put repair repair_admin resumehandoff ring role sethintedhandoffthrottlekb setlogginglevel setmaxhintwindow staleness status statushandoff stress tablehistograms tablestats top toppartitions tpstats truncatehints verify version' ;;
-        'cluster') echo 'create filters heal list logs node partition remove start status stop switch' ;;
-        'cluster node') echo 'clock-offset kill logs pause resume show start stop' ;;
+        '') echo 'assassinate cleanup cluster compact compactionstats consistency decommission delete describecluster describering disablehandoff disablehintsfordc dump enablehandoff enablehintsfordc flush get getendpoints getlogginglevels getmaxhintwindow gossipinfo info keyspace listpendinghints load netstats pausehandoff ping predictconsistency proxyhistograms put removenode repair repair_admin resumehandoff ring role sethintedhandoffthrottlekb setlogginglevel setmaxhintwindow staleness status statushandoff stress tablehistograms tablestats top toppartitions tpstats truncatehints verify version' ;;
+        'cluster') echo 'add create filters heal list logs node partition remove start status stop switch' ;;
+        'cluster node') echo 'clock-offset decommission kill logs pause remove replace resume show start stop' ;;
         'consistency') echo 'probe' ;;
         'keyspace') echo 'alter create drop list' ;;
         'repair') echo 'run status' ;;
@@ -24,7 +24,9 @@ _ringctl_options() {
     case "$1" in
         '') echo '--help --password-file --tls-ca --user --verbose -v' ;;
         'assassinate') echo '--help --host --json --timeout' ;;
+        'cleanup') echo '--help --host --json --timeout' ;;
         'cluster') echo '--help' ;;
+        'cluster add') echo '--dc --help --json --name --no-wait --timeout --wait' ;;
         'cluster create') echo '--conf --help --json --name --nodes --num-tokens --port --single-address --tls -n' ;;
         'cluster filters') echo '--help --json --name' ;;
         'cluster heal') echo '--help --json --name' ;;
@@ -32,9 +34,12 @@ _ringctl_options() {
         'cluster logs') echo '--follow --help --lines --name -f -n' ;;
         'cluster node') echo '--help --name' ;;
         'cluster node clock-offset') echo '--help --json' ;;
+        'cluster node decommission') echo '--help --json --timeout' ;;
         'cluster node kill') echo '--help --json --wait' ;;
         'cluster node logs') echo '--follow --help --lines -f -n' ;;
         'cluster node pause') echo '--help --json --wait' ;;
+        'cluster node remove') echo '--help --json --timeout' ;;
+        'cluster node replace') echo '--help --json --timeout' ;;
         'cluster node resume') echo '--help --json --no-wait --timeout --wait' ;;
         'cluster node show') echo '--help --json' ;;
         'cluster node start') echo '--help --json --no-wait --timeout --wait' ;;
@@ -49,6 +54,7 @@ _ringctl_options() {
         'compactionstats') echo '--help --host --json --timeout' ;;
         'consistency') echo '--help' ;;
         'consistency probe') echo '--after-ms --help --host --json --keyspace --r --samples --timeout --w -k' ;;
+        'decommission') echo '--help --host --json --timeout' ;;
         'delete') echo '--consistency --help --host --json --key-hex --timeout --timestamp --trace -c -w' ;;
         'describecluster') echo '--help --host --json --timeout' ;;
         'describering') echo '--help --host --json --timeout' ;;
@@ -77,6 +83,7 @@ _ringctl_options() {
         'predictconsistency') echo '--after-ms --help --host --json --r --rf --timeout --trials --w' ;;
         'proxyhistograms') echo '--help --host --json --timeout' ;;
         'put') echo '--consistency --help --host --json --key-hex --raw --text --timeout --timestamp --trace --ttl --value-file -c -w' ;;
+        'removenode') echo '--help --host --json --timeout' ;;
         'repair') echo '--help' ;;
         'repair run') echo '--dc --end-token --help --host --hosts --jobs --json --partitioner-range --preview --start-token --timeout -et -j -pr -st' ;;
         'repair status') echo '--help --host --json --timeout' ;;
@@ -114,12 +121,17 @@ _ringctl_value_options() {
     case "$1" in
         '') echo '--password-file --tls-ca --user' ;;
         'assassinate') echo '--host --timeout' ;;
+        'cleanup') echo '--host --timeout' ;;
+        'cluster add') echo '--dc --name --timeout' ;;
         'cluster create') echo '--conf --name --nodes --num-tokens --port -n' ;;
         'cluster filters') echo '--name' ;;
         'cluster heal') echo '--name' ;;
         'cluster logs') echo '--lines --name -n' ;;
         'cluster node') echo '--name' ;;
+        'cluster node decommission') echo '--timeout' ;;
         'cluster node logs') echo '--lines -n' ;;
+        'cluster node remove') echo '--timeout' ;;
+        'cluster node replace') echo '--timeout' ;;
         'cluster node resume') echo '--timeout' ;;
         'cluster node start') echo '--timeout' ;;
         'cluster node stop') echo '--timeout' ;;
@@ -130,6 +142,7 @@ _ringctl_value_options() {
         'compact') echo '--host --timeout' ;;
         'compactionstats') echo '--host --timeout' ;;
         'consistency probe') echo '--after-ms --host --keyspace --r --samples --timeout --w -k' ;;
+        'decommission') echo '--host --timeout' ;;
         'delete') echo '--consistency --host --timeout --timestamp -c -w' ;;
         'describecluster') echo '--host --timeout' ;;
         'describering') echo '--host --timeout' ;;
@@ -157,6 +170,7 @@ _ringctl_value_options() {
         'predictconsistency') echo '--after-ms --host --r --rf --timeout --trials --w' ;;
         'proxyhistograms') echo '--host --timeout' ;;
         'put') echo '--consistency --host --timeout --timestamp --ttl --value-file -c -w' ;;
+        'removenode') echo '--host --timeout' ;;
         'repair run') echo '--dc --end-token --host --hosts --jobs --start-token --timeout -et -j -st' ;;
         'repair status') echo '--host --timeout' ;;
         'repair_admin cancel') echo '--host --timeout' ;;
@@ -196,6 +210,7 @@ _ringctl_group_args() {
 # how each positional argument completes: file, keyspace, cluster or - (none); + marks a variadic last one
 _ringctl_arg_kinds() {
     case "$1" in
+        'cleanup') echo 'keyspace' ;;
         'cluster remove') echo 'cluster' ;;
         'cluster switch') echo 'cluster' ;;
         'compact') echo 'keyspace' ;;
@@ -246,6 +261,7 @@ _ringctl_option_kind() {
     case "$1|$2" in
         '|--password-file') echo file ;;
         '|--tls-ca') echo file ;;
+        'cluster add|--name') echo cluster ;;
         'cluster filters|--name') echo cluster ;;
         'cluster heal|--name') echo cluster ;;
         'cluster logs|--name') echo cluster ;;

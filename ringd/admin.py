@@ -8,6 +8,7 @@ data (documented in docs/protocol.md); ringctl renders it as tables or JSON.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +31,8 @@ from ringd.service import requests
 from ringd.service.clock_guard import ClockGuard
 from ringd.service.hlc import HybridClock
 from ringd.service.topology import Topology
+
+log = logging.getLogger(__name__)
 
 LOAD_REPORT_INTERVAL = 5.0
 
@@ -80,6 +83,7 @@ class Admin:
         hints_pending: Callable[[], list[dict[str, Any]]] = list,
         repair_status: Callable[[], dict[str, Any]] = dict,
         mode: Callable[[], str] = lambda: "NORMAL",
+        streams: Callable[[], list[dict[str, Any]]] = list,
         server_limits: Callable[[], dict[str, int]] = dict,
         served: Callable[[], dict[str, dict[str, Any]]] = dict,
         repair_incoming: Callable[[], list[dict[str, Any]]] = list,
@@ -106,6 +110,7 @@ class Admin:
         self.mode = mode
         self.served = served
         self.repair_incoming = repair_incoming
+        self.streams = streams
 
     async def report_load(self) -> None:
         """Keep this node's LOAD (bytes on disk) current in gossip."""
@@ -142,7 +147,11 @@ class Admin:
         gossip = self.gossiper.endpoint_states()
         topology = self.topology
         rows = []
-        for host_id, info in topology.ring.nodes.items():
+        nodes = dict(topology.ring.nodes)
+        if topology.future_ring is not None:  # joining nodes are listed too (UJ)
+            for host_id, info in topology.future_ring.nodes.items():
+                nodes.setdefault(host_id, info)
+        for host_id, info in nodes.items():
             state = gossip.get(host_id)
             local = host_id == self.host_id
             load = self.storage_load() if local else (state.load if state is not None else None)
@@ -306,7 +315,38 @@ class Admin:
             repair=self.repair_status(),
             metrics=self.metrics,
             incoming=self.repair_incoming(),
+            streams=self.streams(),
         )
+
+    async def cleanup(self, keyspace: str | None) -> dict[str, Any]:
+        """Remove the data of ``keyspace`` (or of every keyspace) that this node no longer
+        replicates, after a node joined; refused while nodes are joining or leaving (the
+        ranges are still moving)."""
+        topology = self.topology
+        if topology.changing:
+            raise InvalidRequest(
+                "nodes are joining or leaving the ring: cleanup would remove data still "
+                "needed; run it once every node is NORMAL"
+            )
+        names = [keyspace] if keyspace is not None else [k.name for k in self.schema.live()]
+        done = []
+        for name in names:
+            ks = self.schema.require(name)
+            before = self.engine.stats().get(name, {}).get("bytes_on_disk", 0)
+            removed = await self.engine.cleanup(name, topology.owned(ks))
+            after = self.engine.stats().get(name, {}).get("bytes_on_disk", 0)
+            log.info(
+                "cleanup of %s: %d rows removed (%d -> %d bytes)", name, removed, before, after
+            )
+            done.append(
+                {
+                    "keyspace": name,
+                    "rows_removed": removed,
+                    "bytes_before": before,
+                    "bytes_after": after,
+                }
+            )
+        return {"keyspaces": done}
 
     def snapshot(self) -> dict[str, Any]:
         """Every metric view at once, for the Prometheus exporter."""
@@ -412,6 +452,9 @@ def verbs(admin: Admin) -> dict[str, Handler]:
         await engine.compact(keyspace)
         return {"compacted": keyspace or "all"}
 
+    async def _cleanup(s: Session, args: dict[str, Any]) -> dict[str, Any]:
+        return await admin.cleanup(_optional_keyspace(args))
+
     def _compactionstats(s: Session, args: dict[str, Any]) -> dict[str, Any]:
         return engine.compaction_stats()
 
@@ -470,6 +513,7 @@ def verbs(admin: Admin) -> dict[str, Handler]:
         "netstats": _netstats,
         "flush": _flush,
         "compact": _compact,
+        "cleanup": _cleanup,
         "compactionstats": _compactionstats,
         "tablestats": _tablestats,
         "verify": _verify,

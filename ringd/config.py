@@ -133,6 +133,22 @@ class Config:
             "help": "write a canary to every node this often and measure replica lag (0: off)"
         },
     )
+    stream_throughput_mb_per_s: float = field(
+        default=24.0,
+        metadata={"help": "streaming (bootstrap, decommission...): MiB/s received, 0: no limit"},
+    )
+    auto_bootstrap: bool = field(
+        default=True,
+        metadata={"help": "a new node joining a cluster streams its ranges before serving"},
+    )
+    allow_inconsistent_bootstrap: bool = field(
+        default=False,
+        metadata={"help": "bootstrap from another replica when the one losing a range is down"},
+    )
+    replace: str = field(
+        default="",
+        metadata={"help": "HOST:PORT of a dead node whose tokens this new node takes over"},
+    )
     accept_stale_data: bool = field(
         default=False,
         metadata={"help": "start even if out of touch with the cluster for longer than gc_grace"},
@@ -260,6 +276,13 @@ class Config:
             raise bad("replica_lag_probe_interval_s", "must be between 0 (off) and 86400")
         if not 0 < self.anti_entropy_mb_per_s <= 100_000:
             raise bad("anti_entropy_mb_per_s", "must be positive and at most 100000")
+        if self.replace:
+            try:
+                split_address(self.replace)
+            except ValueError as exc:
+                raise bad("replace", str(exc)) from None
+        if not 0 <= self.stream_throughput_mb_per_s <= 100_000:
+            raise bad("stream_throughput_mb_per_s", "must be between 0 and 100000")
         if not 0 < self.phi_threshold <= 1000:
             raise bad("phi_threshold", "must be positive and at most 1000")
         row_high = self.max_frame_bytes // 2

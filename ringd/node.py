@@ -44,6 +44,7 @@ from ringd.auth.peer import SecretFileError, load_secret_file
 from ringd.auth.roles import ADMIN, RoleStore, RoleStoreError
 from ringd.config import Config, ConfigError
 from ringd.db.engine import EngineOptions, StorageEngine
+from ringd.dht.tokens import Range
 from ringd.fdlimit import fit_max_connections
 from ringd.fsutil import atomic_write
 from ringd.gms import verbs as gossip_verbs
@@ -59,7 +60,7 @@ from ringd.metrics.http import MetricsServer
 from ringd.net.address import split_address
 from ringd.net.messaging import Messaging
 from ringd.net.server import Limits, Server
-from ringd.protocol.errors import ProtocolError
+from ringd.protocol.errors import ErrorCode, InvalidRequest, ProtocolError
 from ringd.protocol.messages import PEER, hello_args
 from ringd.repair import verbs as repair_verbs
 from ringd.repair.antientropy import AntiEntropy, AntiEntropySettings
@@ -77,11 +78,21 @@ from ringd.service.replica import Replica
 from ringd.service.schema_sync import SchemaSync
 from ringd.service.timeouts import Timeouts
 from ringd.service.topology import Topology
+from ringd.streaming import bootstrap, decommission
+from ringd.streaming import verbs as stream_verbs
+from ringd.streaming.received import ReceivedRanges
+from ringd.streaming.removal import Removals
+from ringd.streaming.service import StreamFailed, StreamService
 
 log = logging.getLogger(__name__)
 
 #: how long a first start waits for a seed's ring before choosing random tokens
 TOKEN_RING_WAIT_S = 5.0
+#: a joining node waits this many gossip intervals after announcing JOINING before it streams,
+#: so that coordinators send it the writes of its pending ranges (Cassandra's RING_DELAY)
+RING_DELAY_ROUNDS = 12
+#: how long a joining node waits for its schema to agree with its peers'
+SCHEMA_WAIT_S = 30.0
 
 
 class StartupError(Exception):
@@ -198,6 +209,9 @@ class Node:
             gossiper=self.gossiper,
             interval=gossip_interval,
         )
+        self.topology.local_joining = self.joining
+        self.topology.local_replaces = self.replaces
+        self.topology.rebuild()
         self.peers = PeersFile(system / "peers.cbor", self.gossiper)
         self.metrics = CoordinatorMetrics()
         self.hints_view = ClusterView(self.topology, self.gossiper, self.schema)
@@ -287,6 +301,7 @@ class Node:
             hints_pending=self.hints.pending,
             repair_status=lambda: self.repair.status(),
             mode=self._mode,
+            streams=lambda: self.streaming.view(),
         )
         self.repair_replica = ReplicaRepair(
             self.engine,
@@ -301,6 +316,21 @@ class Node:
             self.messaging.call,
             local_address=config.listen,
             wall=self.clock.wall_seconds,
+        )
+        self.streaming = StreamService(
+            self.engine,
+            lambda name: self.schema.get(name) is not None,
+            self.messaging.call,
+            ReceivedRanges(system / "streams.cbor"),
+            local_address=config.listen,
+            mb_per_s=config.stream_throughput_mb_per_s,
+        )
+        self.removals = Removals(
+            self.topology,
+            self.schema,
+            self.messaging.call,
+            self.gossiper.assassinate,
+            config.listen,
         )
         self.anti_entropy: AntiEntropy | None = None
         if config.anti_entropy:
@@ -336,6 +366,9 @@ class Node:
             admin.verbs(self.admin),
             hints_verbs.verbs(self.hints, self.hints_view),
             repair_verbs.verbs(self.repair_replica, self.repair, lambda: self.anti_entropy),
+            stream_verbs.verbs(
+                self.streaming, self.decommission, self.removals, lambda: self._nursery
+            ),
             {"auth": self.gate.auth},
             role_verbs.verbs(self.gate),
             loglevels.verbs(),
@@ -360,6 +393,13 @@ class Node:
         )
         self.metrics_listeners: list[Any] = []
         self.listeners: list[Any] = []
+
+    async def _listen(self, nursery: trio.Nursery) -> None:
+        config = self.config
+        try:
+            self.listeners = await nursery.start(self.server.serve, config.host, config.port)
+        except OSError as exc:
+            raise StartupError(f"cannot listen on {config.listen}: {exc.strerror}") from None
 
     async def _serve_metrics(self, nursery: trio.Nursery) -> None:
         """Serve the Prometheus text format on ``metrics_listen``."""
@@ -432,6 +472,41 @@ class Node:
         tokens = state.get("tokens")
         # first start: placeholder tokens until run() has asked a seed for the ring
         self._fresh_tokens = not tokens
+        if self.config.replace and tokens and not state.get("replaces"):
+            raise StartupError(
+                f"--replace {self.config.replace} is for a new node, but data directory "
+                f"{self.data_dir} already belongs to node {host_id}; empty it, or start "
+                "without --replace"
+            )
+        if not tokens:
+            # a new node joining others streams its ranges before it serves (bootstrap.py);
+            # a seed, or a node told not to, is NORMAL at once (and empty); a replacement
+            # always streams
+            joins = self.config.auto_bootstrap and any(
+                s != self.config.listen for s in self.config.seeds
+            )
+            joins = joins and self.config.listen not in self.config.seeds
+            state["bootstrap"] = "pending" if joins or self.config.replace else "done"
+        #: the dead node this one replaces (``--replace``): its host id once known
+        self.replaces: str | None = state.get("replaces")
+        #: JOINING until the bootstrap streamed everything (it resumes after a restart)
+        self.joining = state.get("bootstrap") == "pending"
+        #: a bootstrap resumed after a restart: its tokens were announced before, so it keeps
+        #: announcing them and listens before gossip settles (no write of its ranges may miss
+        #: it while it restarts)
+        self._resuming = self.joining and bool(tokens)
+        if state.get("decommissioned"):
+            raise StartupError(
+                f"this node was decommissioned (it left the ring) and will not rejoin with its "
+                f"old data; to join again as a new node, empty its data directory {self.data_dir}"
+            )
+        #: LEAVING: a decommission started (and, after a crash, not finished: the node comes
+        #: back LEAVING, so writes of its ranges keep going to the nodes taking them over)
+        self.leaving = bool(state.get("leaving"))
+        self._decommissioning = False  # a decommission is running now
+        self.left = False  # decommissioned: announced LEFT, stopping
+        self._stop: trio.Event | None = None  # set: drain and stop (run with a listener)
+        self._nursery: trio.Nursery | None = None
         generation = max(int(self._wall()), int(state.get("generation", 0)) + 1)
         state.update(host_id=host_id, generation=generation, cluster_name=self.config.cluster_name)
         try:
@@ -440,6 +515,81 @@ class Node:
             log.warning("cannot save %s (%s); the generation is time-based anyway", path, exc)
         self._local_path = path
         return host_id, list(tokens or random_tokens(self.config.num_tokens)), generation
+
+    async def _check_not_removed(self) -> None:
+        """A node removed from the ring while it was down (removenode, assassinate) must not
+        come back with its old data: a seed that gossips this host id as LEFT stops it."""
+        seeds = [s for s in self.config.seeds if s != self.config.listen]
+        for seed in seeds:
+            try:
+                info = await self.messaging.call(seed, "gossipinfo", {}, self.timeouts.seed_ring)
+                status = info[self.host_id]["states"]["STATUS"]["value"]
+            except (ProtocolError, OSError, KeyError, TypeError) as exc:
+                log.debug("gossip state of this node from seed %s: %s", seed, exc)
+                continue
+            if status == "LEFT":
+                raise StartupError(
+                    f"this node was removed from the ring (removenode or assassinate, seen by "
+                    f"seed {seed}) and will not rejoin with its old data; to join again as a new "
+                    f"node, empty its data directory {self.data_dir}"
+                )
+            return
+
+    async def _take_tokens(self) -> None:
+        """``--replace ADDRESS``: find the dead node at ADDRESS in a seed's gossip and take
+        its tokens (saved in ``system/local.cbor`` with its host id, so a restart resumes);
+        refused if it is alive or unknown."""
+        address = self.config.replace
+        seeds = [s for s in self.config.seeds if s != self.config.listen]
+        info: dict[str, Any] | None = None
+        seen_by = ""
+        with trio.move_on_after(TOKEN_RING_WAIT_S):
+            while info is None:
+                for seed in seeds:
+                    try:
+                        info = await self.messaging.call(
+                            seed, "gossipinfo", {}, self.timeouts.seed_ring
+                        )
+                        seen_by = seed
+                        break
+                    except (ProtocolError, OSError) as exc:
+                        log.debug("gossip from seed %s: %s", seed, exc)
+                else:
+                    await trio.sleep(0.2)
+        if info is None:
+            raise StartupError(f"cannot replace {address}: no seed answered ({', '.join(seeds)})")
+        found = []
+        for host_id, entry in info.items():
+            states = entry.get("states", {}) if isinstance(entry, dict) else {}
+            values = {k: v.get("value") for k, v in states.items() if isinstance(v, dict)}
+            if (
+                host_id != self.host_id
+                and values.get("ADDRESS") == address
+                and values.get("STATUS") not in ("LEFT", None)
+                and values.get("TOKENS")
+            ):
+                found.append((host_id, entry, values["TOKENS"]))
+        if not found:
+            raise StartupError(
+                f"cannot replace {address}: seed {seen_by} knows no node there that owns tokens"
+            )
+        host_id, entry, tokens = found[0]
+        if entry.get("alive"):
+            raise StartupError(
+                f"cannot replace {address} ({host_id}): it is alive (seen by seed {seen_by}); "
+                "stop it first, or decommission it"
+            )
+        self.replaces = host_id
+        self.tokens = [int(t) for t in tokens or ()]
+        state = _read_local_state(self._local_path)
+        state.update(tokens=self.tokens, replaces=host_id)
+        atomic_write(self._local_path, cbor2.dumps(state))
+        self._fresh_tokens = False
+        log.info("replacing %s (%s): took its %d tokens", address, host_id, len(self.tokens))
+        self.gossiper.set_application_state("REPLACES", host_id)
+        self.topology.local_replaces = host_id
+        self.topology.tokens = list(self.tokens)
+        self.topology.rebuild()
 
     async def _allocate_tokens(self) -> None:
         """First start: choose tokens that balance ownership (``allocate_tokens``) against the
@@ -479,15 +629,19 @@ class Node:
         state["tokens"] = self.tokens
         atomic_write(self._local_path, cbor2.dumps(state))
         self._fresh_tokens = False
-        self.gossiper.set_application_state("TOKENS", self.tokens)
+        if not self.joining:
+            self.gossiper.set_application_state("TOKENS", self.tokens)
         self.topology.tokens = list(self.tokens)
         self.topology.rebuild()
 
     def _initial_app_states(self) -> dict[str, Any]:
         c = self.config
+        # a joining node gossips its tokens only once it listens, so that nobody sends it
+        # writes for its pending ranges before it can take them (``_announce_joining``)
         return {
-            "STATUS": "NORMAL",
-            "TOKENS": self.tokens,
+            "STATUS": "JOINING" if self.joining else ("LEAVING" if self.leaving else "NORMAL"),
+            **({} if self.joining and not self._resuming else {"TOKENS": self.tokens}),
+            **({"REPLACES": self.replaces} if self.replaces else {}),
             "DC": c.dc,
             "RACK": c.rack,
             "ADDRESS": c.listen,
@@ -511,8 +665,12 @@ class Node:
         """Everything but the listener, in dependency order."""
         if self._runs_messaging:
             await nursery.start(self.messaging.run)
-        if self._fresh_tokens:
+        if self._fresh_tokens and self.config.replace:
+            await self._take_tokens()
+        elif self._fresh_tokens:
             await self._allocate_tokens()
+        else:
+            await self._check_not_removed()
         await nursery.start(self.engine.run)
         await nursery.start(self.proxy.run)
         self.restore_peers()
@@ -528,6 +686,195 @@ class Node:
             await nursery.start(self.anti_entropy.run)
         await nursery.start(self.last_contact.run, self.topology)
         await nursery.start(self.lag_probe.run)
+
+    async def _join_if_empty(self) -> None:
+        """A joining node whose cluster has no keyspaces has nothing to stream: NORMAL at once.
+        (First the schema must agree with the peers', so that the keyspaces are known.)"""
+        await bootstrap.wait_for_schema(
+            lambda: self.schema.version,
+            self._peer_schema_versions,
+            SCHEMA_WAIT_S,
+            self.gossiper.interval,
+        )
+        if not self.schema.live():
+            log.info("bootstrap: the cluster has no keyspaces; nothing to stream")
+            self._joined()
+        else:
+            self._bootstrap_plan()  # fail before announcing anything if it cannot work
+
+    def _peer_schema_versions(self) -> list[str]:
+        states = self.gossiper.endpoint_states()
+        return [
+            str(states[h].schema)
+            for h in self.gossiper.live_members()
+            if h != self.host_id and h in states
+        ]
+
+    async def _bootstrap(self) -> None:
+        """Stream every range this node will replicate from the replica losing it (or, with
+        ``allow_inconsistent_bootstrap``, any live one), then become NORMAL. A failure stops
+        the node; a restart resumes with the ranges not yet received."""
+        await trio.sleep(self.gossiper.interval * RING_DELAY_ROUNDS)
+        failed: set[str] = set()  # sources that failed (allow_inconsistent_bootstrap: others)
+        while True:
+            plans = self._bootstrap_plan(failed)
+            total = sum(len(r) for _, _, r in plans)
+            log.info("bootstrap: streaming %d ranges in %d sessions", total, len(plans))
+            try:
+                for ks_name, host, ranges in plans:
+                    source = self.topology.address(host)
+                    plan = "replace" if self.replaces else bootstrap.PLAN
+                    await self.streaming.fetch(plan, source, ks_name, ranges)
+            except StreamFailed as exc:
+                if not self.config.allow_inconsistent_bootstrap and not self.replaces:
+                    raise StartupError(
+                        f"bootstrap failed: {exc}; start the node again to resume (received "
+                        "ranges are kept)"
+                    ) from None
+                log.warning("bootstrap: %s; streaming its ranges from other replicas", exc)
+                failed.add(host)
+                continue
+            break
+        self._joined()
+
+    def _bootstrap_plan(self, failed: set[str] | None = None) -> list[tuple[str, str, list[Range]]]:
+        """``(keyspace, source host, ranges)`` to stream; ``StartupError`` if a needed replica
+        is down (checked once before the node announces its tokens, and again before it
+        streams)."""
+        self.topology.rebuild()
+        me = self.topology.local_node()
+        plans = []
+        try:
+            for ks in self.schema.live():
+                alive = lambda h: h not in (failed or ()) and self.topology.is_alive(h)  # noqa: E731
+                if self.replaces is not None:
+                    sources = bootstrap.replace_sources(
+                        self.topology.ring,
+                        self.replaces,
+                        self.topology.strategy(ks),
+                        alive,
+                        ks.name,
+                    )
+                else:
+                    sources = bootstrap.range_sources(
+                        self.topology.ring,
+                        me,
+                        self.topology.strategy(ks),
+                        alive,
+                        strict=not self.config.allow_inconsistent_bootstrap,
+                        keyspace=ks.name,
+                    )
+                plans += [(ks.name, host, ranges) for host, ranges in sorted(sources.items())]
+        except bootstrap.BootstrapError as exc:
+            raise StartupError(f"bootstrap failed: {exc}") from None
+        return plans
+
+    def _joined(self) -> None:
+        """Bootstrap complete: remember it, announce NORMAL, take this node's place on the
+        ring."""
+        state = _read_local_state(self._local_path)
+        state["bootstrap"] = "done"
+        atomic_write(self._local_path, cbor2.dumps(state))
+        self.streaming.received.forget(bootstrap.PLAN)
+        self.streaming.received.forget("replace")
+        if self.replaces is not None and self.replaces in self.gossiper.endpoint_states():
+            self.gossiper.mark_left(self.replaces)  # its tokens are this node's now
+        self.joining = False
+        self.topology.local_joining = False
+        self.gossiper.set_application_states({"STATUS": "NORMAL", "TOKENS": self.tokens})
+        self.topology.rebuild()
+        log.info("bootstrap complete: this node is NORMAL")
+
+    async def decommission(self) -> dict[str, Any]:
+        """Leave the ring (``ringd.streaming.decommission``): stream this node's ranges to the
+        nodes taking them over, hand its hints over, announce LEFT and stop. Refused while this
+        or another node is joining or leaving, or if a keyspace would lose replicas."""
+        topology = self.topology
+        if self._nursery is None:
+            raise InvalidRequest("this node does not serve decommission (no listener)")
+        if self._decommissioning or self.left:
+            raise InvalidRequest("this node is already leaving the ring")
+        if self.joining:
+            raise InvalidRequest("this node is still joining the ring")
+        if topology.changing - {self.host_id}:
+            raise InvalidRequest(
+                "another node is joining or leaving the ring: one membership change at a time"
+            )
+        ring = topology.ring
+        targets = []
+        for ks in self.schema.live():
+            strategy = topology.strategy(ks)
+            try:
+                decommission.check_replicas(ring, self.host_id, strategy, ks.name)
+            except decommission.DecommissionError as exc:
+                raise InvalidRequest(f"decommission refused: {exc}") from None
+            for host, ranges in decommission.range_targets(ring, self.host_id, strategy).items():
+                if not topology.is_alive(host):
+                    raise InvalidRequest(
+                        f"decommission refused: {topology.address(host)}, which takes over "
+                        f"ranges of {ks.name}, is down"
+                    )
+                targets.append((ks.name, topology.address(host), self.config.listen, ranges))
+        self._set_leaving(True)
+        self._decommissioning = True
+        log.info("decommission: LEAVING; %d stream sessions to start", len(targets))
+        try:
+            await trio.sleep(self.gossiper.interval * RING_DELAY_ROUNDS)
+            rivals = topology.changing - {self.host_id}
+            if rivals and min(rivals) < self.host_id:  # two started at once: the lower id goes on
+                raise decommission.DecommissionError(
+                    f"node {min(rivals)} started joining or leaving at the same time: one "
+                    "membership change at a time"
+                )
+            sessions = await decommission.request_streams(
+                self.messaging.call, decommission.PLAN_PREFIX + self.host_id, targets
+            )
+            others = [h for h in ring.nodes if h != self.host_id and topology.is_alive(h)]
+            hints = await self.hints.hand_over(topology.address(others[0])) if others else 0
+        except (decommission.DecommissionError, ProtocolError, OSError) as exc:
+            self._decommissioning = False
+            self._set_leaving(False)
+            log.warning("decommission failed: %s; NORMAL again", exc)
+            raise ProtocolError(
+                f"decommission failed: {exc}; the node is NORMAL again (run decommission "
+                "again to resume: ranges already streamed are skipped)",
+                ErrorCode.SERVER_ERROR,
+            ) from None
+        state = _read_local_state(self._local_path)
+        state["decommissioned"] = True
+        atomic_write(self._local_path, cbor2.dumps(state))
+        self.left = True
+        self.gossiper.set_application_state("STATUS", "LEFT")
+        log.info(
+            "decommission: streamed %d sessions, handed %d hints over; LEFT, stopping",
+            len(sessions),
+            hints,
+        )
+        self._nursery.start_soon(self._stop_after_left)
+        return {
+            "address": self.config.listen,
+            "host_id": self.host_id,
+            "state": "LEFT",
+            "sessions": sessions,
+            "rows": sum(int(s.get("rows", 0)) for s in sessions),
+            "bytes": sum(int(s.get("bytes", 0)) for s in sessions),
+            "hints": hints,
+        }
+
+    def _set_leaving(self, leaving: bool) -> None:
+        """Announce LEAVING (or NORMAL again) and remember it across a crash."""
+        state = _read_local_state(self._local_path)
+        state["leaving"] = leaving
+        atomic_write(self._local_path, cbor2.dumps(state))
+        self.leaving = leaving
+        self.gossiper.set_application_state("STATUS", "LEAVING" if leaving else "NORMAL")
+        self.topology.rebuild()
+
+    async def _stop_after_left(self) -> None:
+        """Let gossip spread LEFT, then stop as SIGTERM would."""
+        await trio.sleep(self.gossiper.interval * RING_DELAY_ROUNDS)
+        if self._stop is not None:
+            self._stop.set()
 
     def _save_last_contact(self) -> None:
         """At shutdown: note whether a peer is alive now, for the next start's stale check."""
@@ -578,18 +925,17 @@ class Node:
         with trio.open_signal_receiver(*STOP_SIGNALS, signal.SIGHUP) as signals:
             try:
                 async with trio.open_nursery() as nursery:
-                    stop = trio.Event()
+                    stop = self._stop = trio.Event()
+                    self._nursery = nursery
                     nursery.start_soon(self._watch_signals, signals, stop)
                     await self._start_services(nursery)
+                    if self._resuming:
+                        await self._listen(nursery)
                     await self.wait_for_gossip()
-                    try:
-                        self.listeners = await nursery.start(
-                            self.server.serve, config.host, config.port
-                        )
-                    except OSError as exc:
-                        raise StartupError(
-                            f"cannot listen on {config.listen}: {exc.strerror}"
-                        ) from None
+                    if self.joining:
+                        await self._join_if_empty()
+                    if not self._resuming:
+                        await self._listen(nursery)
                     if config.metrics_listen:
                         await self._serve_metrics(nursery)
                     log.info(
@@ -600,12 +946,16 @@ class Node:
                         config.cluster_name,
                         config.dc,
                     )
+                    if self.joining:
+                        self.gossiper.set_application_state("TOKENS", self.tokens)
+                        nursery.start_soon(self._bootstrap)
                     task_status.started()
                     if self._on_ready is not None:
                         self._on_ready()
                     await stop.wait()
                     await self.server.drain(config.drain_timeout_s)
-                    await self.gossiper.announce_shutdown()
+                    if not self.left:  # a decommissioned node stays LEFT
+                        await self.gossiper.announce_shutdown()
                     self.peers.save()
                     nursery.cancel_scope.cancel()
             finally:
@@ -678,6 +1028,10 @@ def _read_local_state(path: Path) -> dict[str, Any]:
         ),
         "generation": lambda v: type(v) is int and v >= 0,
         "cluster_name": lambda v: isinstance(v, str),
+        "bootstrap": lambda v: v in ("pending", "done"),
+        "decommissioned": lambda v: isinstance(v, bool),
+        "leaving": lambda v: isinstance(v, bool),
+        "replaces": lambda v: isinstance(v, str) and v != "",
     }
     if not isinstance(state, dict):
         raise StartupError(f"{path} is damaged (not a map); restore it from a backup")

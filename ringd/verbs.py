@@ -11,6 +11,7 @@ Each subsystem that serves verbs has a ``verbs(...)`` function next to its code:
   ringd.hints.verbs            hints_*, mutate_hinted, read_hinted
   ringd.auth.verbs             role_create, role_alter, role_drop, role_list
   ringd.repair.verbs           repair_validate/leaves/rows/apply/release, repair_start/...
+  ringd.streaming.verbs        stream_pull
   ringd.auth.gate              auth (a peer's proof of the cluster secret)
 
 Adding a verb is adding a row to the verb table and a handler to one of these (a new subsystem

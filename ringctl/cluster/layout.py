@@ -136,6 +136,7 @@ class NodeSpec:
     rack: str
     host: str
     port: int
+    added: bool = False  # joined an existing cluster ('cluster add'): never a seed
 
     @property
     def name(self) -> str:
@@ -198,11 +199,30 @@ class ClusterSpec:
 
     @property
     def seeds(self) -> list[str]:
-        """The first node of each datacenter."""
+        """The first node of each datacenter the cluster was created with (a node added later
+        bootstraps, which a seed never does)."""
         first: dict[str, str] = {}
         for n in self.nodes:
-            first.setdefault(n.dc, n.address)
+            if not n.added:
+                first.setdefault(n.dc, n.address)
         return list(first.values())
+
+    def add_node(self, dc: str | None) -> NodeSpec:
+        """A new node after the last one, in ``dc`` (default: the first datacenter)."""
+        if len(self.nodes) >= MAX_NODES:
+            raise LayoutError(f"cluster {self.name!r} already has {MAX_NODES} nodes")
+        if dc is not None and not NAME_RE.match(dc):
+            raise LayoutError(f"--dc {dc!r}: letters, digits, '_', '.' and '-' only")
+        number = max(n.number for n in self.nodes) + 1
+        if self.single_address:
+            host, port = "127.0.0.1", self.port + number - 1
+            if port > 65535:
+                raise LayoutError(f"node{number} would need port {port}, beyond 65535")
+        else:
+            host, port = f"127.0.0.{number}", self.port
+        node = NodeSpec(number, dc or self.datacenters[0], "rack1", host, port, added=True)
+        self.nodes.append(node)
+        return node
 
     def node(self, number: int) -> NodeSpec:
         for n in self.nodes:

@@ -37,6 +37,7 @@ from ringd.words import plural
 Progress = Callable[[str], None] | None
 
 START_TIMEOUT = 60.0
+JOIN_TIMEOUT = 600.0  # a node streams its data before it is NORMAL (or gone, when it leaves)
 STOP_TIMEOUT = 30.0
 POLL = 0.1
 RUNNING, PAUSED, STOPPED = "running", "paused", "stopped"
@@ -452,6 +453,216 @@ def start(
     order = {n.name: n.number for n in spec.nodes}
     results.sort(key=lambda r: order[r["node"]])
     return results
+
+
+def add(
+    spec: ClusterSpec,
+    dc: str | None = None,
+    *,
+    wait: bool = True,
+    timeout: float = JOIN_TIMEOUT,
+    progress: Progress = None,
+) -> dict[str, Any]:
+    """Add a node to the cluster and start it: it bootstraps (streams the ranges it takes
+    over, JOINING) and, with ``wait``, this returns once every running node reports it NORMAL."""
+    say = progress or (lambda _msg: None)
+    if not running_nodes(spec):
+        raise ClusterError(
+            f"no node of cluster {spec.name!r} is running; start it before adding a node",
+            UNAVAILABLE,
+        )
+    try:
+        node = spec.add_node(dc)
+    except layout.LayoutError as exc:
+        raise ClusterError(str(exc)) from None
+    spec.save()
+    layout.write_config(spec, node)
+    say(f"adding {node.name} ({node.dc}) at {node.address}")
+    result = start(spec, [node.number], wait=wait, timeout=START_TIMEOUT, progress=progress)[0]
+    if wait:
+        wait_state(spec, node, "NORMAL", timeout=timeout, progress=progress)
+    return {**result, "dc": node.dc, "address": node.address}
+
+
+def decommission(
+    spec: ClusterSpec, number: int, *, timeout: float = JOIN_TIMEOUT, progress: Progress = None
+) -> dict[str, Any]:
+    """Decommission node ``number``: it streams its ranges away and leaves the ring; once its
+    process exited and every other node stopped listing it, it is dropped from the cluster
+    (its directory deleted)."""
+    node = spec.node(number)
+    say = progress or (lambda _msg: None)
+    if node_process(spec, node).state != RUNNING:
+        raise ClusterError(f"{node.name} is not running; only a live node can decommission")
+    say(f"decommissioning {node.name}: streaming its ranges ('ringctl netstats' shows them)")
+    try:
+        with Client(node.address, **layout.connect_args(node.address), timeout=timeout) as db:
+            result: dict[str, Any] = db.admin("decommission", timeout=timeout)
+    except ProtocolError as exc:
+        raise ClusterError(f"{node.name}: {exc}", UNAVAILABLE) from None
+    _wait_exit(spec, node, progress=say)
+    wait_state(spec, node, None, timeout=timeout, progress=progress)
+    _forget(spec, node)
+    return {"node": node.name, **result}
+
+
+def remove_node(
+    spec: ClusterSpec, number: int, *, timeout: float = JOIN_TIMEOUT, progress: Progress = None
+) -> dict[str, Any]:
+    """'removenode' node ``number`` (it must be stopped or dead) through a running node; once
+    no node lists it, drop it from the cluster (its directory deleted)."""
+    node = spec.node(number)
+    say = progress or (lambda _msg: None)
+    if node_process(spec, node).state != STOPPED:
+        raise ClusterError(
+            f"{node.name} is running; stop or kill it first, or decommission it instead"
+        )
+    host_id = _host_id(spec, node)
+    first = first_live(spec)
+    say(f"removing {node.name} ({host_id}) through {first.name}")
+    try:
+        with Client(first.address, **layout.connect_args(first.address), timeout=timeout) as db:
+            result: dict[str, Any] = db.admin("removenode", timeout=timeout, host_id=host_id)
+    except ProtocolError as exc:
+        raise ClusterError(f"{node.name}: {exc}", UNAVAILABLE) from None
+    wait_state(spec, node, None, timeout=timeout, progress=progress)
+    _forget(spec, node)
+    return {"node": node.name, **result}
+
+
+REPLACE_MARK = "# ringctl cluster node replace"
+
+
+def replace_node(
+    spec: ClusterSpec, number: int, *, timeout: float = JOIN_TIMEOUT, progress: Progress = None
+) -> dict[str, Any]:
+    """Replace the stopped or dead node ``number`` by a fresh one on its address: its data
+    directory is emptied and it starts with ``replace`` = its address, takes the old node's
+    tokens and streams their data from the other replicas; returns once every other running
+    node reports one NORMAL node at that address."""
+    node = spec.node(number)
+    say = progress or (lambda _msg: None)
+    if node_process(spec, node).state != STOPPED:
+        raise ClusterError(
+            f"{node.name} is running; stop or kill it first (a live node cannot be replaced)"
+        )
+    if not running_nodes(spec):
+        raise ClusterError(f"no node of cluster {spec.name!r} is running", UNAVAILABLE)
+    old = _host_id(spec, node)
+    paths = spec.paths(node)
+    shutil.rmtree(paths.data, ignore_errors=True)
+    config = paths.config.read_text() if paths.config.exists() else layout.render_config(spec, node)
+    kept = [line for line in config.splitlines() if not line.endswith(REPLACE_MARK)]
+    kept.append(f'replace = "{node.address}"  {REPLACE_MARK}')
+    paths.config.write_text("\n".join(kept) + "\n")
+    say(f"replacing {node.name} ({old}) with a fresh node on {node.address}")
+    try:
+        result = start(spec, [number], wait=True, timeout=START_TIMEOUT, progress=progress)[0]
+        _wait_replaced(spec, node, old, timeout=timeout, progress=progress)
+    finally:
+        kept = [
+            line
+            for line in paths.config.read_text().splitlines()
+            if not line.endswith(REPLACE_MARK)
+        ]
+        paths.config.write_text("\n".join(kept) + "\n")
+    return {**result, "address": node.address, "replaced": old, "host_id": _host_id(spec, node)}
+
+
+def _wait_replaced(
+    spec: ClusterSpec, node: NodeSpec, old: str, *, timeout: float, progress: Progress
+) -> None:
+    say = progress or (lambda _msg: None)
+    deadline = time.monotonic() + timeout
+    while True:
+        done = True
+        for other in running_nodes(spec):
+            if other.number == node.number:
+                continue
+            try:
+                with Client(other.address, **layout.connect_args(other.address), timeout=2) as db:
+                    rows = db.admin("status")["nodes"]
+            except ProtocolError:
+                done = False
+                continue
+            mine = [r for r in rows if r["address"] == node.address]
+            if not (len(mine) == 1 and mine[0]["host_id"] != old and mine[0]["state"] == "NORMAL"):
+                done = False
+        if done:
+            return
+        if time.monotonic() > deadline:
+            raise ClusterError(
+                f"{node.name} did not take over in time; see 'ringctl cluster node "
+                f"{node.number} logs'",
+                UNAVAILABLE,
+            )
+        say(f"waiting for the new {node.name} to be NORMAL everywhere")
+        time.sleep(POLL * 5)
+
+
+def _host_id(spec: ClusterSpec, node: NodeSpec) -> str:
+    import cbor2
+
+    path = spec.paths(node).data / "system" / "local.cbor"
+    try:
+        return str(cbor2.loads(path.read_bytes())["host_id"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ClusterError(f"{node.name} has no host id in {path}: {exc}") from None
+
+
+def _wait_exit(spec: ClusterSpec, node: NodeSpec, *, progress: Progress = None) -> None:
+    say = progress or (lambda _msg: None)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while node_process(spec, node).state == RUNNING:
+        if time.monotonic() > deadline:
+            raise ClusterError(f"{node.name} did not stop after leaving the ring", SERVER)
+        say(f"waiting for {node.name} to stop")
+        time.sleep(POLL * 2)
+
+
+def _forget(spec: ClusterSpec, node: NodeSpec) -> None:
+    """Drop a node that left the ring from the cluster, and its files."""
+    spec.nodes = [n for n in spec.nodes if n.number != node.number]
+    spec.save()
+    shutil.rmtree(spec.paths(node).dir, ignore_errors=True)
+
+
+def _states(address: str) -> dict[str, str] | None:
+    """address -> state (NORMAL, JOINING, LEAVING...) as the node at ``address`` reports it."""
+    try:
+        with Client(address, **layout.connect_args(address), timeout=2.0) as db:
+            status = db.admin("status")
+    except ProtocolError:
+        return None
+    return {n["address"]: n["state"] for n in status.get("nodes", [])}
+
+
+def wait_state(
+    spec: ClusterSpec,
+    node: NodeSpec,
+    state: str | None,
+    *,
+    timeout: float = JOIN_TIMEOUT,
+    progress: Progress = None,
+) -> None:
+    """Poll every other running node until each reports ``node`` in ``state`` (None: gone from
+    its status)."""
+    say = progress or (lambda _msg: None)
+    deadline = time.monotonic() + timeout
+    while True:
+        others = [n for n in running_nodes(spec) if n.number != node.number]
+        seen = {n.name: (_states(n.address) or {}).get(node.address, "?") for n in others}
+        if others and all((v == state) if state is not None else v == "?" for v in seen.values()):
+            return
+        now = ", ".join(f"{k}: {v}" for k, v in sorted(seen.items()))
+        say(f"waiting for {node.name} to be {state or 'gone'} everywhere ({now})")
+        if time.monotonic() > deadline:
+            raise ClusterError(
+                f"{node.name} is not {state or 'gone'} everywhere in time ({now}); see "
+                f"'ringctl cluster node {node.number} logs'",
+                UNAVAILABLE,
+            )
+        time.sleep(POLL * 5)
 
 
 def _ping(address: str, timeout: float = 2.0) -> bool:

@@ -12,6 +12,7 @@ from ringctl import output, target
 from ringctl.completion import KEYSPACES
 from ringctl.layout import Col, compact_table
 from ringctl.options import Host, Json, Key, Keyspace, Timeout
+from ringd.words import plural
 
 OptionalKeyspace = Annotated[
     str | None,
@@ -261,6 +262,88 @@ def compact(
     output.emit(result, as_json, lambda r: output.console.print(f"compacted {r['compacted']}"))
 
 
+def cleanup(
+    keyspace: OptionalKeyspace = None,
+    host: Host = None,
+    timeout: Timeout = None,
+    as_json: Json = False,
+) -> None:
+    """Remove the data this node no longer replicates (after nodes joined), keyspace by
+    keyspace with progress; refused while nodes are joining or leaving."""
+    with output.errors(), target.client(host, timeout) as db:
+        if keyspace is not None:
+            names = [keyspace]
+        else:
+            names = [k["name"] for k in db.keyspace_list()["keyspaces"]]
+        done = []
+        for i, name in enumerate(names, 1):
+            result = db.admin("cleanup", timeout=timeout or 3600, keyspace=name)
+            for ks in result["keyspaces"]:
+                done.append(ks)
+                if not as_json:
+                    output.say(
+                        f"cleanup {i}/{len(names)}: {ks['keyspace']}: "
+                        f"{plural(ks['rows_removed'], 'row')} removed, "
+                        f"{output.human_bytes(ks['bytes_before'])} -> "
+                        f"{output.human_bytes(ks['bytes_after'])} on disk"
+                    )
+    if as_json:
+        output.emit({"keyspaces": done}, True, lambda r: None)
+
+
+def decommission(host: Host = None, timeout: Timeout = None, as_json: Json = False) -> None:
+    """Stream the node's ranges to the nodes taking them over, hand its hints over, leave the
+    ring (LEAVING, then LEFT) and stop the node; refused below a keyspace's replication factor
+    or while another node joins or leaves ('ringctl netstats' shows the streams)."""
+    result = _call(host, timeout, "decommission", default_timeout=86400)
+
+    def render(r: dict[str, Any]) -> None:
+        targets = len({s["peer"] for s in r["sessions"]})
+        output.say(
+            f"{r['address']} left the ring: {plural(r['rows'], 'row')} "
+            f"({output.human_bytes(r['bytes'])}) streamed to {plural(targets, 'node')}, "
+            f"{plural(r['hints'], 'hint')} handed over; it stops now"
+        )
+
+    output.emit(result, as_json, render)
+
+
+def removenode(
+    what: Annotated[
+        str,
+        typer.Argument(
+            metavar="HOST_ID|status|force",
+            help="Host id of the dead node to remove; 'status' of the running removal; 'force' it.",
+        ),
+    ],
+    host: Host = None,
+    timeout: Timeout = None,
+    as_json: Json = False,
+) -> None:
+    """Remove a dead node: the remaining replicas copy its ranges to the nodes taking them
+    over, then it leaves the ring ('status': the removal this node runs; 'force': remove
+    the node now without waiting for the streams)."""
+    if what in ("status", "force"):
+        result = _call(host, timeout, "removenode", action=what)
+        removal = result.get("removal", result) if what == "status" else result
+    else:
+        removal = _call(host, timeout, "removenode", default_timeout=86400, host_id=what)
+        result = removal
+
+    def render(_r: dict[str, Any]) -> None:
+        if removal is None:
+            output.say("No removal running")
+            return
+        output.say(
+            f"Removal of {removal['host_id']} ({removal['address']}): {removal['state']}, "
+            f"{removal['sessions_done']}/{removal['sessions_total']} stream sessions, "
+            f"{plural(removal['rows'], 'row')} ({output.human_bytes(removal['bytes'])})"
+            + (f"; {removal['error']}" if removal.get("error") else "")
+        )
+
+    output.emit(result, as_json, render)
+
+
 def compactionstats(host: Host = None, timeout: Timeout = None, as_json: Json = False) -> None:
     """Pending and active compactions with progress."""
     result = _call(host, timeout, "compactionstats")
@@ -365,6 +448,9 @@ def register(app: typer.Typer) -> None:
         proxyhistograms,
         flush,
         compact,
+        cleanup,
+        decommission,
+        removenode,
         compactionstats,
         tablestats,
         verify,

@@ -232,6 +232,39 @@ def start(
 
 
 @app.command()
+def add(
+    name: Name = None,
+    dc: Annotated[
+        str | None,
+        typer.Option("--dc", help="Datacenter of the new node (default: the first one)."),
+    ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait/--no-wait", help="Wait until every running node reports the new node NORMAL."
+        ),
+    ] = True,
+    timeout: Timeout = manager.JOIN_TIMEOUT,
+    as_json: Json = False,
+) -> None:
+    """Add a node and start it: it bootstraps (JOINING, UJ in 'ringctl status': streams the
+    ranges it takes over) and is NORMAL once it has them; then run 'ringctl cleanup' on the
+    other nodes."""
+    with _errors():
+        spec = manager.load(name)
+        with _progress(as_json) as progress:
+            result = manager.add(spec, dc, wait=wait, timeout=timeout, progress=progress)
+    output.emit(
+        result,
+        as_json,
+        lambda r: _say(
+            f"{r['node']} ({r['dc']}) at {r['address']}: {r['result']}, "
+            + ("NORMAL" if wait else "joining (see 'ringctl status')")
+        ),
+    )
+
+
+@app.command()
 def stop(
     name: Name = None,
     kill: Annotated[
@@ -534,6 +567,59 @@ def node_stop(
 ) -> None:
     """Stop the node: SIGTERM (it drains and exits), SIGKILL if it has not exited by --timeout."""
     _stop_node(ctx, kill, wait, timeout, as_json)
+
+
+@node_app.command("decommission")
+def node_decommission(
+    ctx: typer.Context, timeout: Timeout = manager.JOIN_TIMEOUT, as_json: Json = False
+) -> None:
+    """Decommission the node ('ringctl decommission'): it streams its ranges to the nodes
+    taking them over and leaves; then it is dropped from the cluster and its files deleted."""
+    with _errors():
+        spec, number = _target(ctx)
+        with _progress(as_json) as progress:
+            result = manager.decommission(spec, number, timeout=timeout, progress=progress)
+    output.emit(
+        result,
+        as_json,
+        lambda r: _say(f"{r['node']} ({r['address']}) left the ring and was removed"),
+    )
+
+
+@node_app.command("remove")
+def node_remove(
+    ctx: typer.Context, timeout: Timeout = manager.JOIN_TIMEOUT, as_json: Json = False
+) -> None:
+    """Remove the stopped or dead node ('ringctl removenode' on a running node): the others
+    copy its ranges to the nodes taking them over; then it is dropped from the cluster and its
+    files deleted."""
+    with _errors():
+        spec, number = _target(ctx)
+        with _progress(as_json) as progress:
+            result = manager.remove_node(spec, number, timeout=timeout, progress=progress)
+    output.emit(
+        result,
+        as_json,
+        lambda r: _say(f"{r['node']} ({r['address']}) was removed from the ring"),
+    )
+
+
+@node_app.command("replace")
+def node_replace(
+    ctx: typer.Context, timeout: Timeout = manager.JOIN_TIMEOUT, as_json: Json = False
+) -> None:
+    """Replace the stopped or dead node by a fresh one on its address ('ringd --replace'):
+    its data directory is emptied, and the new node takes the old one's tokens and streams
+    their data from the other replicas."""
+    with _errors():
+        spec, number = _target(ctx)
+        with _progress(as_json) as progress:
+            result = manager.replace_node(spec, number, timeout=timeout, progress=progress)
+    output.emit(
+        result,
+        as_json,
+        lambda r: _say(f"{r['node']} ({r['address']}) replaced {r['replaced']}: NORMAL"),
+    )
 
 
 @node_app.command("kill")

@@ -102,7 +102,8 @@ def tablehistograms(
 
 def netstats(host: Host = None, timeout: Timeout = None, as_json: Json = False) -> None:
     """Mode, hints being replayed per host, repair sessions with progress (coordinated here, and
-    streaming into or out of this replica), read repair counts."""
+    streaming into or out of this replica), stream sessions (membership changes) with progress,
+    read repair counts."""
     result = _call(host, timeout, "netstats")
 
     def render(r: dict[str, Any]) -> None:
@@ -147,8 +148,8 @@ def netstats(host: Host = None, timeout: Timeout = None, as_json: Json = False) 
                 for s in r["repair_sessions"]
             ]
             output.console.print(compact_table(cols, rows))
-        streams = r.get("repair_incoming", [])
-        if streams:
+        incoming = r.get("repair_incoming", [])
+        if incoming:
             cols = (
                 Col("Repair streams here", whole=True),
                 Col("Keyspace", whole=True),
@@ -163,6 +164,34 @@ def netstats(host: Host = None, timeout: Timeout = None, as_json: Json = False) 
                     s["ranges_validated"],
                     f"{s['rows_received']} rows, {output.human_bytes(s['bytes_received'])}",
                     f"{s['rows_sent']} rows, {output.human_bytes(s['bytes_sent'])}",
+                ]
+                for s in incoming
+            ]
+            output.console.print(compact_table(cols, rows))
+        streams = r.get("streams", [])
+        if not streams:
+            output.say("No streams")
+        else:
+            cols = (
+                Col("Stream", whole=True),
+                Col("Plan", whole=True),
+                Col("Peer", whole=True),
+                Col("Keyspace", whole=True),
+                Col("State", whole=True),
+                Col("Ranges", whole=True, justify="right"),
+                Col("Progress", whole=True, justify="right"),
+                Col("Bytes", justify="right"),
+            )
+            rows = [
+                [
+                    f"{'<-' if s['direction'] == 'in' else '->'} {s['id'][:8]}",
+                    s["plan"],
+                    s["peer"],
+                    s["keyspace"],
+                    s["state"],
+                    f"{s['ranges_done']}/{s['ranges_total']}",
+                    f"{s['progress'] * 100:.0f}%",
+                    output.human_bytes(s["bytes"]),
                 ]
                 for s in streams
             ]

@@ -81,6 +81,9 @@ VERB_CLASSES: dict[str, VerbClass] = {
     "toppartitions": _C.ADMIN_VIEW,
     "flush": _C.ADMIN_CHANGE,
     "compact": _C.ADMIN_CHANGE,
+    "cleanup": _C.ADMIN_CHANGE,
+    "decommission": _C.ADMIN_CHANGE,
+    "removenode": _C.ADMIN_CHANGE,
     "verify": _C.ADMIN_CHANGE,
     "hints_status": _C.ADMIN_VIEW,
     "hints_pending": _C.ADMIN_VIEW,
@@ -113,6 +116,8 @@ VERB_CLASSES: dict[str, VerbClass] = {
     "repair_rows": _C.INTERNODE,
     "repair_apply": _C.INTERNODE,
     "repair_release": _C.INTERNODE,
+    "stream_pull": _C.INTERNODE,
+    "stream_request": _C.INTERNODE,
 }
 
 _VIEWER = frozenset({_C.CONNECTION, _C.DATA_READ, _C.ADMIN_VIEW})

@@ -168,11 +168,19 @@ class _Compaction:
 
     _ids = itertools.count(1)
 
-    def __init__(self, store: _Store, inputs: list[SSTableReader], major: bool) -> None:
+    def __init__(
+        self,
+        store: _Store,
+        inputs: list[SSTableReader],
+        major: bool,
+        keep: Callable[[int], bool] | None = None,
+    ) -> None:
         self.id = next(self._ids)
         self.store = store
         self.inputs = inputs
         self.major = major
+        self.keep = keep  # cleanup: only rows whose token this says to keep
+        self.removed = 0  # rows cleanup left out
         self.bytes_total = sum(r.file_size for r in inputs)
         self.bytes_done = 0
         self.stop = threading.Event()
@@ -779,8 +787,35 @@ class StorageEngine:
                     f"directory {self.data_dir} has {self._health.free()} free"
                 ) from None
 
-    async def _compact(self, store: _Store, inputs: list[SSTableReader], major: bool) -> None:
-        job = _Compaction(store, inputs, major)
+    async def cleanup(self, keyspace: str, keep: Callable[[int], bool]) -> int:
+        """Remove the rows of ``keyspace`` whose token ``keep`` rejects (data this node no
+        longer replicates): flush, then rewrite every sstable without them (a compaction of
+        kind ``cleanup``). Returns how many rows were removed. ``keep`` runs in a worker
+        thread; it must only read immutable data."""
+        store = self._stores.get(keyspace)
+        if store is None:
+            return 0
+        try:
+            await self._flush_store(store)
+            async with store.compaction_lock:
+                inputs = list(store.sstables)
+                if store.dropped or not inputs:
+                    return 0
+                return await self._compact(store, inputs, major=True, keep=keep)
+        except OSError as exc:
+            raise Overloaded(
+                f"cleanup of keyspace {keyspace} failed: {exc.strerror or exc}; data "
+                f"directory {self.data_dir} has {self._health.free()} free"
+            ) from None
+
+    async def _compact(
+        self,
+        store: _Store,
+        inputs: list[SSTableReader],
+        major: bool,
+        keep: Callable[[int], bool] | None = None,
+    ) -> int:
+        job = _Compaction(store, inputs, major, keep)
         job.generation = self._next_generation(store)
         gens = {r.generation for r in inputs}
         store.compacting |= gens
@@ -810,6 +845,7 @@ class StorageEngine:
         finally:
             store.compacting -= gens
             self._active.pop(job.id, None)
+        return job.removed
 
     def _run_compaction(self, job: _Compaction) -> None:
         try:
@@ -819,6 +855,8 @@ class StorageEngine:
             now = int(now_f)
             gc_before = now - int(self.options.gc_grace_for(store.name))
             merged = merge_rows([r.iter_rows(progress=job.progress) for r in job.inputs])
+            if job.keep is not None:
+                merged = _kept(merged, job)
 
             def max_purgeable(key: bytes) -> int | None:
                 h = key_hash(key)
@@ -953,7 +991,9 @@ class StorageEngine:
                 {
                     "id": job.id,
                     "keyspace": job.store.name,
-                    "kind": "major" if job.major else "size-tiered",
+                    "kind": "cleanup"
+                    if job.keep is not None
+                    else ("major" if job.major else "size-tiered"),
                     "sstables": len(job.inputs),
                     "bytes_done": done,
                     "bytes_total": total,
@@ -1053,6 +1093,19 @@ class StorageEngine:
     @property
     def commitlog(self) -> CommitLog:
         return self._log
+
+
+def _kept(
+    rows: Iterator[tuple[int, bytes, Row]], job: _Compaction
+) -> Iterator[tuple[int, bytes, Row]]:
+    """``rows`` without those ``job.keep`` rejects, counted in ``job.removed``."""
+    keep = job.keep
+    assert keep is not None
+    for item in rows:
+        if keep(item[0]):
+            yield item
+        else:
+            job.removed += 1
 
 
 def _idle(store: _Store) -> list[tuple[int, SSTableReader]]:

@@ -246,6 +246,13 @@ class Gossiper:
             raise ValueError(f"{address} is this node; assassinate it from another node")
         if self.is_alive(host_id):
             raise ValueError(f"{address} ({host_id}) is UP; stop it before assassinating it")
+        self.mark_left(host_id)
+        logger.warning("assassinated node %s (%s): marked LEFT", host_id, address)
+        return host_id
+
+    def mark_left(self, host_id: str) -> None:
+        """Replace the state of the (down) endpoint ``host_id`` by one with a newer generation
+        whose STATUS is LEFT; gossip spreads it and every node forgets the endpoint."""
         old = self._states[host_id]
         version = old.max_version + 1
         left = old.merged(
@@ -253,8 +260,6 @@ class Gossiper:
             {AppState.STATUS.value: VersionedValue(Status.LEFT.value, version)},
         )
         self._apply({host_id: left})
-        logger.warning("assassinated node %s (%s): marked LEFT", host_id, address)
-        return host_id
 
     def _beat(self) -> None:
         local = self.local_state

@@ -57,6 +57,7 @@ class AppState(enum.StrEnum):
     SCHEMA = "SCHEMA"
     RELEASE_VERSION = "RELEASE_VERSION"
     CLOCK_OFFSET_MS = "CLOCK_OFFSET_MS"  # this node's clock minus the cluster's, as it measures
+    REPLACES = "REPLACES"  # the host id of the dead node this one replaces (takes its tokens)
 
 
 class Status(enum.StrEnum):
@@ -175,6 +176,7 @@ _VALIDATORS: dict[str, Any] = {
     AppState.RACK: lambda v: _check_name(v, "RACK"),
     AppState.ADDRESS: check_address,
     AppState.HOST_ID: check_host_id,
+    AppState.REPLACES: check_host_id,
     AppState.LOAD: lambda v: _check_int(v, "LOAD"),
     AppState.SCHEMA: lambda v: _check_version_text(v, "SCHEMA"),
     AppState.RELEASE_VERSION: lambda v: _check_version_text(v, "RELEASE_VERSION"),
@@ -299,6 +301,10 @@ class EndpointState:
     @property
     def host_id(self) -> str | None:
         return cast("str | None", self.get(AppState.HOST_ID))
+
+    @property
+    def replaces(self) -> str | None:
+        return cast("str | None", self.get(AppState.REPLACES))
 
     @property
     def dc(self) -> str | None:

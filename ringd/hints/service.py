@@ -29,6 +29,7 @@ from ringd.hints.store import Hint, HintFile, HintStore
 from ringd.metrics import Histogram
 from ringd.net.channel import CallTimeout
 from ringd.protocol.errors import ProtocolError
+from ringd.service.messages import MutateHintedRequest
 
 log = logging.getLogger(__name__)
 
@@ -319,6 +320,27 @@ class HintsService:
                 return "failed"
         self.latency[host_id].add(trio.current_time() - start)
         return "delivered"
+
+    async def hand_over(self, address: str) -> int:
+        """Decommission: give every stored hint to the node at ``address``, which keeps each
+        as a hint for its target (``mutate_hinted``); how many. A failed send raises."""
+        handed = 0
+        for host_id in self.pending_hosts():
+            self.store.seal(host_id)
+            for hint_file in self.store.replayable(host_id):
+                while hint_file.pending > 0 and hint_file.corrupted is None:
+                    page = list(self.store.read(hint_file, self.settings.page_bytes))
+                    if not page:
+                        break
+                    for _, hint in page:
+                        wire = MutateHintedRequest(hint.keyspace, hint.key, hint.row, host_id)
+                        await self.send(
+                            address, "mutate_hinted", wire.to_wire(), self.settings.write_timeout_s
+                        )
+                        self._handed_off(host_id, hint)
+                        handed += 1
+                    self.store.delivered(hint_file, page[-1][0])
+        return handed
 
     # -- views --------------------------------------------------------------------------------
 

@@ -65,10 +65,12 @@ def netstats(
     repair: dict[str, Any],
     metrics: CoordinatorMetrics,
     incoming: list[dict[str, Any]] | None = None,
+    streams: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Mode, hints waiting or being replayed per host, running repair sessions with their
     progress (those this node coordinates, and every session streaming to or from this
-    replica: ``incoming``), and the read repair counters."""
+    replica: ``incoming``), stream sessions (membership changes) with bytes and progress, and
+    the read repair counters."""
     replay = [
         {
             "host_id": h["host_id"],
@@ -101,6 +103,7 @@ def netstats(
         "hints": replay,
         "repair_sessions": sessions,
         "repair_incoming": list(incoming or []),
+        "streams": streams or [],
         "read_repair": {
             "attempted": c["digest_mismatch"],
             "reconcile": c["read_repair_reconcile"],

@@ -102,6 +102,15 @@ VERBS: dict[str, Verb] = _verbs(
     ("replica_latencies", _BOTH, 5.0, "one-way replica trips W, A, R, S (PBS)", INLINE),
     ("flush", _BOTH, 120.0, "flush memtables to sstables", TASK),
     ("compact", _BOTH, 600.0, "major compaction", TASK),
+    (
+        "removenode",
+        _BOTH,
+        86400.0,
+        "re-replicate a dead node's ranges and remove it; status; force",
+        TASK,
+    ),
+    ("decommission", _BOTH, 86400.0, "stream this node's ranges to others and leave", TASK),
+    ("cleanup", _BOTH, 3600.0, "remove data this node no longer replicates", TASK),
     ("compactionstats", _BOTH, 5.0, "pending and active compactions", INLINE),
     ("tablestats", _BOTH, 5.0, "per keyspace storage statistics", INLINE),
     ("verify", _BOTH, 600.0, "check every sstable's checksums", TASK),
@@ -134,6 +143,14 @@ VERBS: dict[str, Verb] = _verbs(
     ("repair_rows", _PEER, 60.0, "repair: rows by key, with timestamps and tombstones", INLINE),
     ("repair_apply", _PEER, 60.0, "repair: merge rows (all checked first)", TASK),
     ("repair_release", _PEER, 5.0, "repair: a session ended; record completed ranges", INLINE),
+    (
+        "stream_request",
+        _PEER,
+        86400.0,
+        "streaming: pull these ranges of a keyspace from that node now",
+        TASK,
+    ),
+    ("stream_pull", _PEER, 60.0, "streaming: a CRC-checked chunk of a token range's rows", INLINE),
     # fmt: off
     (
         "mutate",

@@ -25,12 +25,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ringd.db.cells import Row
+from ringd.dht.murmur3 import token_for
 from ringd.dht.tokens import Range, check_token
 from ringd.protocol.errors import InvalidRequest
 from ringd.repair.history import RepairHistory
 from ringd.repair.merkle import MAX_DEPTH, MerkleTree
 from ringd.repair.session import row_size
 from ringd.repair.validation import Engine, build_tree, leaf_digests
+from ringd.streaming.service import apply_rows
 
 log = logging.getLogger(__name__)
 
@@ -256,11 +258,15 @@ class ReplicaRepair:
 
     async def apply(self, args: dict[str, Any]) -> dict[str, Any]:
         ks, rows = self.parse_rows(args)  # everything checked before anything is applied
-        for key, row in rows:
-            await self.engine.apply(ks, key, row)
-        self.rows_received += len(rows)
-        self.streamed(args.get("session"), ks, rows, received=True)
+        await self.apply_rows(args.get("session"), ks, rows)
         return {}
+
+    async def apply_rows(self, session: Any, ks: str, rows: list[tuple[bytes, Row]]) -> None:
+        """Apply repaired rows as streaming does (``ringd.streaming.service.apply_rows``):
+        all appended, then one wait for them to be durable; counted for ``session``."""
+        await apply_rows(self.engine, ks, [(token_for(key), key, row) for key, row in rows])
+        self.rows_received += len(rows)
+        self.streamed(session, ks, rows, received=True)
 
 
 class LocalParticipant:
@@ -290,10 +296,7 @@ class LocalParticipant:
         return out
 
     async def apply(self, keyspace: str, rows: list[tuple[bytes, Row]]) -> None:
-        for key, row in rows:
-            await self.replica.engine.apply(keyspace, key, row)
-        self.replica.rows_received += len(rows)
-        self.replica.streamed(self.session, keyspace, rows, received=True)
+        await self.replica.apply_rows(self.session, keyspace, rows)
 
 
 class RemoteParticipant:

@@ -7,7 +7,7 @@ past the last token is two scans, one per inclusive token interval.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from ringd.db.cells import Row, row_digest
@@ -50,4 +50,13 @@ class Engine(Scannable, Protocol):
 
     async def apply(
         self, keyspace: str, key: bytes, update: Row, token: int | None = None
+    ) -> None: ...
+
+    def apply_then(
+        self,
+        keyspace: str,
+        key: bytes,
+        update: Row,
+        token: int | None,
+        done: Callable[[BaseException | None], None],
     ) -> None: ...

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -55,11 +55,24 @@ class Topology:
         self.gossiper = gossiper
         self.interval = interval
         self.ring = Ring([self._local_info()])
+        #: this node announced JOINING (bootstrapping): not on the ring yet, only pending
+        self.local_joining = False
+        #: the host id of the dead node this (joining) node replaces, if any
+        self.local_replaces: str | None = None
+        #: the ring once the JOINING nodes joined and the LEAVING ones left; None when nobody
+        #: is joining or leaving (then no range is pending)
+        self.future_ring: Ring | None = None
+        #: the nodes joining or leaving (this one included)
+        self.changing: frozenset[str] = frozenset()
         self._strategies: dict[tuple[Any, ...], Any] = {}
         #: replica plans by (strategy, natural, alive, level, count, write); cleared when the
         #: ring changes (plans are immutable values)
         self._plans: dict[tuple[Any, ...], cl.ReplicaPlan] = {}
         self._changed = trio.Event()
+
+    def local_node(self) -> NodeInfo:
+        """This node as the ring knows it (whether or not it is on the ring yet)."""
+        return self._local_info()
 
     def _local_info(self) -> NodeInfo:
         return NodeInfo(
@@ -86,38 +99,108 @@ class Topology:
         self._changed.set()
 
     def rebuild(self) -> None:
-        infos = [self._local_info()]
-        for host_id, state in self.gossiper.endpoint_states().items():
-            if host_id == self.local_host_id:
+        """The ring from gossip (nodes NORMAL, LEAVING or SHUTDOWN), and the future ring when
+        nodes are JOINING or LEAVING."""
+        local = self._local_info()
+        infos = [] if self.local_joining else [local]
+        joining = [local] if self.local_joining else []
+        leaving: set[str] = set()
+        replaced: set[str] = set()  # dead nodes a NORMAL node took the tokens of
+        states = self.gossiper.endpoint_states()
+        for state in states.values():
+            if state.replaces is None:
                 continue
-            if state.status not in RING_STATUSES or not state.tokens or not state.address:
+            if state.status == "JOINING":
+                leaving.add(state.replaces)  # its replacement takes its ranges over
+            elif state.status in RING_STATUSES:
+                replaced.add(state.replaces)
+        for host_id, state in states.items():
+            if host_id == self.local_host_id:
+                if state.status == "LEAVING":
+                    leaving.add(host_id)
+                continue
+            if host_id in replaced:
+                continue
+            status = state.status
+            if status not in (*RING_STATUSES, "JOINING") or not state.tokens or not state.address:
                 continue
             try:
-                infos.append(
-                    NodeInfo(
-                        host_id,
-                        state.address,
-                        state.dc or "dc1",
-                        state.rack or "rack1",
-                        tuple(state.tokens),
-                    )
+                info = NodeInfo(
+                    host_id,
+                    state.address,
+                    state.dc or "dc1",
+                    state.rack or "rack1",
+                    tuple(state.tokens),
                 )
             except ValueError as exc:
                 log.warning("ignoring bad gossip state of %s: %s", host_id, exc)
-        ring = Ring(infos)
+                continue
+            if status == "JOINING":
+                joining.append(info)
+            else:
+                infos.append(info)
+                if status == "LEAVING":
+                    leaving.add(host_id)
+        try:
+            ring = Ring(infos)
+        except ValueError as exc:  # two nodes claim a token: keep the last good ring
+            log.warning("ignoring a gossip change: %s", exc)
+            return
+        leaving &= set(ring.nodes)
+        future = None
+        if joining or leaving:
+            staying = [i for i in infos if i.host_id not in leaving]
+            try:
+                future = Ring(staying + joining)
+            except ValueError as exc:  # a joining node claims a token already taken
+                log.warning("ignoring joining nodes: %s", exc)
+        self.changing = frozenset([i.host_id for i in joining] + sorted(leaving))
+        if future != self.future_ring:
+            self.future_ring = future
+            self._plans.clear()
         if ring != self.ring:
             self.ring = ring
             self._plans.clear()
             log.info("ring now has %d nodes", len(ring.nodes))
 
+    def owned(self, keyspace: Keyspace) -> Callable[[int], bool]:
+        """Whether this node replicates a token of ``keyspace`` on the current ring (a pure
+        function of a snapshot: safe in a worker thread)."""
+        ring, strategy, me = self.ring, self.strategy(keyspace), self.local_host_id
+        tokens = ring.tokens
+        if not tokens:
+            return lambda token: True
+        mine = [me in strategy.replicas(ring, t) for t in tokens]
+
+        def keep(token: int) -> bool:
+            i = bisect_left(tokens, token)
+            return mine[i if i < len(tokens) else 0]
+
+        return keep
+
+    def pending_replicas(self, keyspace: Keyspace, token: int) -> list[str]:
+        """Nodes that will replicate ``token`` once the nodes joining or leaving are done, and
+        do not now: writes go to them too (Cassandra's pending ranges)."""
+        future = self.future_ring
+        if future is None or future.is_empty:
+            return []
+        natural = self.replicas(keyspace, token)
+        return [h for h in self.strategy(keyspace).replicas(future, token) if h not in natural]
+
     def is_alive(self, host_id: str) -> bool:
         return host_id == self.local_host_id or self.gossiper.is_alive(host_id)
 
+    def _node(self, host_id: str) -> NodeInfo:
+        nodes = self.ring.nodes
+        if host_id in nodes or self.future_ring is None:
+            return nodes[host_id]
+        return self.future_ring.nodes[host_id]
+
     def address(self, host_id: str) -> str:
-        return self.ring.node(host_id).address
+        return self._node(host_id).address
 
     def dc(self, host_id: str) -> str:
-        return self.ring.dc_of(host_id)
+        return self._node(host_id).dc
 
     # ---- replicas and plans --------------------------------------------------------------
 

@@ -290,6 +290,8 @@ class Writes:
         if trace is not None:
             trace.add("request", f"write of {describe_row(row)} at {consistency.describe()}")
         plan = coordination.plan(topology, self.metrics, keyspace, natural, consistency, write=True)
+        if topology.future_ring is not None:
+            plan = self._with_pending(plan, keyspace, token, consistency)
         if trace is not None:
             add_plan(trace, topology, plan, consistency.describe(), stand_ins)
         replica = self.replica
@@ -339,6 +341,38 @@ class Writes:
             self.messaging.send(topology.address(host), "mutate", wire, callback, timeout)
         if not write.finished:
             write.deadline = self.deadlines.after(timeout, write.expire)
+
+    def _with_pending(
+        self, plan: ReplicaPlan, keyspace: Keyspace, token: int, consistency: Consistency
+    ) -> ReplicaPlan:
+        """Nodes joining or taking over ``token``'s range get the write too, and one more ack is
+        required per live pending node (Cassandra's blockFor + pending), so that the level holds
+        on the replica set of after the move; too few live nodes for that is ``UNAVAILABLE``.
+        A pending node that is down gets a hint (it is not counted: it streams its ranges only
+        once every node has seen it joining for a while)."""
+        topology = self.topology
+        pending = topology.pending_replicas(keyspace, token)
+        if not pending:
+            return plan
+        live = [h for h in pending if topology.is_alive(h)]
+        dcs = dict(plan.replica_dcs)
+        for h in live:  # a pending node not (yet) seen alive gets a hint and is not waited for
+            if plan.counted_dc is None or topology.dc(h) == plan.counted_dc:
+                dcs[h] = topology.dc(h)
+        counted = len(dcs) - len(plan.replica_dcs)
+        required = plan.required + (0 if plan.hint_counts else counted)
+        contacts = plan.contacts + tuple(live)
+        if sum(1 for h in contacts if h in dcs) < required:
+            self.metrics.counters["write_unavailable"] += 1
+            raise coordination.unavailable(
+                PlanUnavailable(required, len(contacts), replicas=len(plan.natural)), consistency
+            )
+        return plan._replace(
+            required=required,
+            contacts=contacts,
+            natural=plan.natural + tuple(pending),
+            replica_dcs=dcs,
+        )
 
     def _hold(
         self, write: _Write, fallback: str, target: str, ks: str, key: bytes, row: Row

@@ -265,3 +265,26 @@ async def test_corrupted_file_is_listed_and_others_delivered(
     assert keys(cluster, C) == [b"k2"]
     (entry,) = again.pending()
     assert entry["corrupted"] == [first.name]
+
+
+async def test_decommission_hands_every_hint_to_another_node(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    cluster = Cluster(alive={A, B})
+    sent: list[tuple[str, str, dict[str, Any]]] = []
+
+    async def send(address: str, verb: str, args: dict[str, Any], timeout: float) -> Any:
+        sent.append((address, verb, args))
+        return {}
+
+    service = make(tmp_path, cluster, throttle_kb=0)
+    service.send = send
+    for i in range(40):
+        assert service.submit(C, "demo", f"k{i}".encode(), row(i))
+    assert service.submit(A, "demo", b"a0", row(0))
+    handed = await service.hand_over("addr-" + B)
+    assert handed == 41
+    assert {(a, v) for a, v, _ in sent} == {("addr-" + B, "mutate_hinted")}
+    for_c = [args["key"] for _, _, args in sent if args["for_host"] == C]
+    assert for_c == [f"k{i}".encode() for i in range(40)]
+    assert not service.pending_hosts() and not hint_files(tmp_path)
