@@ -472,6 +472,8 @@ class Node:
         tokens = state.get("tokens")
         # first start: placeholder tokens until run() has asked a seed for the ring
         self._fresh_tokens = not tokens
+        #: a seed's first start in a new cluster (see _allocate_tokens)
+        self._founding = False
         if self.config.replace and tokens and not state.get("replaces"):
             raise StartupError(
                 f"--replace {self.config.replace} is for a new node, but data directory "
@@ -598,6 +600,9 @@ class Node:
         from ringd.dht.tokens import allocate_tokens
 
         seeds = [s for s in self.config.seeds if s != self.config.listen]
+        # a seed asks the other seeds once: in a new cluster they all start together, none
+        # listening before it has chosen its tokens, so waiting for each other only costs time
+        is_seed = self.config.listen in self.config.seeds
         ring: dict[int, str] | None = None
         with trio.move_on_after(TOKEN_RING_WAIT_S if seeds else 0):
             while ring is None:
@@ -615,6 +620,8 @@ class Node:
                     except (ProtocolError, OSError, KeyError, TypeError, ValueError) as exc:
                         log.debug("ring from seed %s: %s", seed, exc)
                 else:
+                    if is_seed:
+                        break
                     await trio.sleep(0.2)
         if ring:
             self.tokens = allocate_tokens(self.config.num_tokens, ring, random.Random())
@@ -625,6 +632,9 @@ class Node:
             )
         elif seeds:
             log.info("no seed answered with the ring; chose %d random tokens", len(self.tokens))
+        # a seed no other seed answered on its first start founds a new cluster: there is no
+        # gossip to settle before it serves (wait_for_gossip)
+        self._founding = is_seed and not ring
         state = _read_local_state(self._local_path)
         state["tokens"] = self.tokens
         atomic_write(self._local_path, cbor2.dumps(state))
@@ -889,8 +899,9 @@ class Node:
 
     async def wait_for_gossip(self) -> None:
         """Before serving clients: when the node has seeds other than itself, wait at most
-        ``gossip_settle_s`` for gossip to settle (``ringd.gms.settle``)."""
-        if self.config.gossip_settle_s > 0 and self.gossiper.seeds:
+        ``gossip_settle_s`` for gossip to settle (``ringd.gms.settle``); not when it founds a
+        new cluster."""
+        if self.config.gossip_settle_s > 0 and self.gossiper.seeds and not self._founding:
             await wait_to_settle(self.gossiper, self.config.gossip_settle_s)
             self.topology.rebuild()
 

@@ -234,6 +234,11 @@ def test_two_datacenters(ringctl: Ringctl) -> None:
         "dc2": [f"127.0.0.3:{port}", f"127.0.0.4:{port}"],
     }
     assert len(ringd_processes(ringctl.home)) == 4
+    # the two seeds of a new cluster do not wait for each other (each asks the other once and
+    # founds the cluster if it gets no ring), so no node gives up waiting for gossip to settle
+    logs = [p.read_text() for p in sorted(ringctl.home.glob("clusters/*/node*/ringd.log"))]
+    assert len(logs) == 4
+    assert not any("gossip did not settle" in log for log in logs), logs
     stopped = ringctl.json("cluster", "stop", "--kill")
     assert [n["result"] for n in stopped["nodes"]] == ["killed"] * 4
     assert ringd_processes(ringctl.home) == []
