@@ -203,3 +203,31 @@ def wait_status(observer: Ringd, address: str, status: str, timeout: float = 30.
         f"{observer.address} to see {address} {status}",
     )
     return time.monotonic() - start
+
+
+def create_keyspace(
+    nodes: list[Ringd],
+    name: str,
+    replication: dict[str, Any] | int = 3,
+    *,
+    via: Ringd | None = None,
+    timeout: float = 10.0,
+    **options: Any,
+) -> None:
+    """Create keyspace ``name`` through ``via`` (default: the first node) with ``replication``
+    (a strategy map, or a SimpleStrategy replication factor) and wait until every running node
+    of ``nodes`` lists it."""
+    if isinstance(replication, int):
+        replication = {"class": "SimpleStrategy", "replication_factor": replication}
+    with (via or nodes[0]).client() as db:
+        db.keyspace_create(name, replication=replication, **options)
+
+    def everywhere() -> bool:
+        for n in nodes:
+            if n.running:
+                with n.client() as db:
+                    if name not in [k["name"] for k in db.keyspace_list()["keyspaces"]]:
+                        return False
+        return True
+
+    wait_for(everywhere, timeout, f"keyspace {name} on every node")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import pytest
 from nodes import Ringd, statuses, wait_all_up, wait_for, wait_status
+from nodes import create_keyspace as nodes_create_keyspace
 
 from ringctl.client import Client
 from ringd.dht.murmur3 import token_for
@@ -25,18 +26,7 @@ RF3 = {"class": "SimpleStrategy", "replication_factor": 3}
 def create_keyspace(
     node: Ringd, name: str, replication: dict, nodes: list[Ringd], **options: object
 ) -> None:
-    with node.client() as db:
-        db.keyspace_create(name, replication=replication, **options)
-
-    def everywhere() -> bool:
-        for n in nodes:
-            if n.running:
-                with n.client() as db:
-                    if name not in [k["name"] for k in db.keyspace_list()["keyspaces"]]:
-                        return False
-        return True
-
-    wait_for(everywhere, 10, f"keyspace {name} on every node")
+    nodes_create_keyspace(nodes, name, replication, via=node, **options)
 
 
 def local_value(node: Ringd, ks: str, key: str) -> object:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from nodes import Ringd, wait_all_up, wait_for
+from nodes import Ringd, create_keyspace, wait_all_up, wait_for
 
 from ringctl.client import Client
 from ringd.protocol.errors import ProtocolError
@@ -36,19 +36,8 @@ def ringctl(node: Ringd, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def create_keyspaces(nodes: list[Ringd]) -> None:
-    with nodes[0].client() as db:
-        db.keyspace_create("rf3", replication=RF3)
-        db.keyspace_create("rf2", replication=RF2)
-
-    def everywhere() -> bool:
-        for n in nodes:
-            with n.client() as db:
-                names = {k["name"] for k in db.keyspace_list()["keyspaces"]}
-            if not {"rf3", "rf2"} <= names:
-                return False
-        return True
-
-    wait_for(everywhere, 15, "keyspaces on every node")
+    create_keyspace(nodes, "rf3", RF3, timeout=15)
+    create_keyspace(nodes, "rf2", RF2, timeout=15)
 
 
 def load(node: Ringd, ks: str, keys: Iterable[str], consistency: str = "ALL") -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nodes import Ringd, wait_for, wait_status
+from nodes import Ringd, create_keyspace, wait_for, wait_status
 
 RF3 = {"class": "SimpleStrategy", "replication_factor": 3}
 TOP_FIELDS = {
@@ -67,17 +67,7 @@ def ringctl_json(node: Ringd, *args: str) -> Any:
 
 
 def create(nodes: list[Ringd], name: str, **options: Any) -> None:
-    with nodes[0].client() as db:
-        db.keyspace_create(name, replication=RF3, **options)
-
-    def everywhere() -> bool:
-        for n in nodes:
-            with n.client() as db:
-                if name not in [k["name"] for k in db.keyspace_list()["keyspaces"]]:
-                    return False
-        return True
-
-    wait_for(everywhere, 10, f"keyspace {name} on every node")
+    create_keyspace(nodes, name, RF3, **options)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from nodes import Ringd, wait_all_up, wait_for
+from nodes import Ringd, create_keyspace, wait_all_up, wait_for
 
 from ringd.protocol.errors import ProtocolError
 
@@ -33,18 +33,7 @@ def ringctl(node: Ringd, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def create(nodes: list[Ringd], name: str, **options: Any) -> None:
-    with nodes[0].client() as db:
-        db.keyspace_create(name, replication=RF3, hinted_handoff=False, **options)
-
-    def everywhere() -> bool:
-        for n in nodes:
-            if n.running:
-                with n.client() as db:
-                    if name not in [k["name"] for k in db.keyspace_list()["keyspaces"]]:
-                        return False
-        return True
-
-    wait_for(everywhere, 10, f"keyspace {name} on every node")
+    create_keyspace(nodes, name, RF3, hinted_handoff=False, **options)
 
 
 def local_value(node: Ringd, ks: str, key: str) -> Any:

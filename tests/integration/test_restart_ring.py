@@ -5,25 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from nodes import Ringd, statuses, wait_for
+from nodes import Ringd, create_keyspace, statuses, wait_for
 
 ROWS = 60
 
 
 def _write_everywhere(nodes: list[Ringd]) -> None:
-    with nodes[0].client() as db:
-        db.keyspace_create("full", replication={"class": "SimpleStrategy", "replication_factor": 3})
-        db.keyspace_create("half", replication={"class": "SimpleStrategy", "replication_factor": 2})
-
-    def everywhere() -> bool:
-        for n in nodes:
-            with n.client() as db:
-                names = {k["name"] for k in db.keyspace_list()["keyspaces"]}
-                if not {"full", "half"} <= names:
-                    return False
-        return True
-
-    wait_for(everywhere, 10, "keyspaces on every node")
+    create_keyspace(nodes, "full", 3)
+    create_keyspace(nodes, "half", 2)
     with nodes[0].client() as db:
         for ks in ("full", "half"):
             for i in range(ROWS):

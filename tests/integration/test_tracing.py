@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from nodes import Ringd, wait_for, wait_status
+from nodes import Ringd, create_keyspace, wait_status
 from typer.testing import CliRunner
 
 from ringctl.app import app
@@ -39,18 +39,7 @@ def kinds(doc: dict[str, Any], kind: str) -> list[dict[str, Any]]:
 
 
 def create(nodes: list[Ringd], name: str, rf: int = 3, **options: Any) -> None:
-    replication = {"class": "SimpleStrategy", "replication_factor": rf}
-    with nodes[0].client() as db:
-        db.keyspace_create(name, replication=replication, **options)
-
-    def everywhere() -> bool:
-        for n in nodes:
-            with n.client() as db:
-                if name not in [k["name"] for k in db.keyspace_list()["keyspaces"]]:
-                    return False
-        return True
-
-    wait_for(everywhere, 10, f"keyspace {name} on every node")
+    create_keyspace(nodes, name, rf, **options)
 
 
 @pytest.fixture
