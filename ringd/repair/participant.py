@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 MAX_KEYS = 4096  # rows asked for or sent in one message
 MAX_LEAVES = 4096
 SESSION_LEASE_S = 120.0  # a participant forgets a session it has not heard of for this long
+ENDED_REMEMBERED = 256  # sessions released here whose late requests are refused
 
 Call = Callable[[str, str, dict[str, Any], float], Awaitable[Any]]
 
@@ -113,6 +114,9 @@ class ReplicaRepair:
         self.history = history
         self.wall = wall
         self.leases: dict[str, _Lease] = {}
+        #: sessions released here, oldest first: a request of one that arrives after its release
+        #: (a validation still queued behind the release) must not take a lease again
+        self.ended: dict[str, None] = {}
         self.validations = 0
         self.rows_received = 0
 
@@ -125,6 +129,8 @@ class ReplicaRepair:
     def lease(self, session: str, ks: str, rng: Range) -> None:
         """Hold ``rng`` of ``ks`` for ``session``; INVALID if another session holds an
         overlapping range (a second repair of the same data at once)."""
+        if session in self.ended:
+            raise InvalidRequest(f"repair session {session} has ended")
         now = time.monotonic()
         for sid, lease in list(self.leases.items()):
             if now - lease.seen > SESSION_LEASE_S:
@@ -141,12 +147,17 @@ class ReplicaRepair:
 
     def release(self, session: str) -> None:
         self.leases.pop(session, None)
+        self.ended[session] = None
+        while len(self.ended) > ENDED_REMEMBERED:
+            del self.ended[next(iter(self.ended))]
 
     def streamed(
         self, session: Any, ks: str, rows: list[tuple[bytes, Row]], *, received: bool
     ) -> None:
         """Count rows a session moved into (``received``) or out of this replica."""
         if not isinstance(session, str) or not session or len(session) > 128:
+            return
+        if session in self.ended:
             return
         lease = self.leases.get(session)
         if lease is None:

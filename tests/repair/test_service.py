@@ -224,6 +224,12 @@ async def test_two_repairs_of_the_same_range_are_refused(three: Any) -> None:
     replica.validate({"session": "b", "ks": "ks", "range": [1000, 2000], "depth": 0})
     replica.release_verb({"session": "a"})
     replica.validate({"session": "b", **args})
+    # a request of a released session that arrives after its release (queued behind it) takes
+    # no lease: it would hold the range from the next session for minutes
+    replica.release_verb({"session": "b"})
+    with pytest.raises(InvalidRequest, match="session b has ended"):
+        replica.validate({"session": "b", **args})
+    replica.validate({"session": "c", **args})
 
 
 async def test_status_reports_the_oldest_repair(three: Any) -> None:
