@@ -231,3 +231,16 @@ def create_keyspace(
         return True
 
     wait_for(everywhere, timeout, f"keyspace {name} on every node")
+
+
+def ringctl(node: Ringd, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m ringctl ARGS`` against ``node`` (RINGCTL_HOST), capturing its output."""
+    env = {**os.environ, "RINGCTL_HOST": node.address}
+    return subprocess.run(
+        [sys.executable, "-m", "ringctl", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )

@@ -5,15 +5,12 @@ resumes (resumable bootstrap)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from nodes import Ringd, create_keyspace, wait_all_up, wait_for
+from nodes import Ringd, create_keyspace, ringctl, wait_all_up, wait_for
 
 from ringctl.client import Client
 from ringd.protocol.errors import ProtocolError
@@ -21,18 +18,6 @@ from ringd.protocol.errors import ProtocolError
 RF3 = {"class": "SimpleStrategy", "replication_factor": 3}
 RF2 = {"class": "SimpleStrategy", "replication_factor": 2}
 FAST = {"gossip_interval_ms": 100, "phi_threshold": 6}
-
-
-def ringctl(node: Ringd, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RINGCTL_HOST": node.address}
-    return subprocess.run(
-        [sys.executable, "-m", "ringctl", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
 
 
 def create_keyspaces(nodes: list[Ringd]) -> None:

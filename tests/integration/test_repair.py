@@ -5,31 +5,16 @@ gc_grace, blocking read repair, -pr / -st -et / a participant killed, background
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from nodes import Ringd, create_keyspace, wait_all_up, wait_for
+from nodes import Ringd, create_keyspace, ringctl, wait_all_up, wait_for
 
 from ringd.protocol.errors import ProtocolError
 
 RF3 = {"class": "SimpleStrategy", "replication_factor": 3}
-
-
-def ringctl(node: Ringd, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RINGCTL_HOST": node.address}
-    return subprocess.run(
-        [sys.executable, "-m", "ringctl", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
 
 
 def create(nodes: list[Ringd], name: str, **options: Any) -> None:
