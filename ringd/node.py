@@ -91,6 +91,8 @@ TOKEN_RING_WAIT_S = 5.0
 #: a joining node waits this many gossip intervals after announcing JOINING before it streams,
 #: so that coordinators send it the writes of its pending ranges (Cassandra's RING_DELAY)
 RING_DELAY_ROUNDS = 12
+#: a decommissioned node waits at most this long for every live peer to hear LEFT
+LEFT_SPREAD_TIMEOUT_S = 30.0
 #: how long a joining node waits for its schema to agree with its peers'
 SCHEMA_WAIT_S = 30.0
 
@@ -881,8 +883,12 @@ class Node:
         self.topology.rebuild()
 
     async def _stop_after_left(self) -> None:
-        """Let gossip spread LEFT, then stop as SIGTERM would."""
+        """Let gossip spread LEFT — for at least RING_DELAY_ROUNDS rounds and until every live
+        peer has it (at most ``LEFT_SPREAD_TIMEOUT_S``) — then stop as SIGTERM would."""
         await trio.sleep(self.gossiper.interval * RING_DELAY_ROUNDS)
+        missed = await self.gossiper.spread_local_state(LEFT_SPREAD_TIMEOUT_S)
+        if missed:
+            log.warning("decommission: %s did not hear LEFT; stopping anyway", ", ".join(missed))
         if self._stop is not None:
             self._stop.set()
 

@@ -532,9 +532,12 @@ class Gossiper:
     # ------------------------------------------------------------------------------------------
     # the gossiping side
 
-    async def _exchange(self, address: str) -> None:
+    async def _exchange(self, address: str) -> bool:
+        """One syn / ack / ack2 round with ``address``. True when it completed: the peer then
+        holds the local node's state as it was at the syn (it asked for nothing of ours, or
+        it answered the ack2 that carried it)."""
         try:
-            with trio.move_on_after(self.exchange_timeout) as scope:
+            with trio.move_on_after(self.exchange_timeout):
                 syn = syn_to_wire(self.cluster_name, self._digests())
                 sent = self._wall()
                 ack = await self._send(address, GOSSIP_SYN, syn)
@@ -547,12 +550,33 @@ class Gossiper:
                 deltas = self._deltas_for(requests)
                 if deltas:
                     await self._send(address, GOSSIP_ACK2, ack2_to_wire(deltas))
-            if scope.cancelled_caught:
-                logger.debug("gossip exchange with %s timed out", address)
+                return True
+            logger.debug("gossip exchange with %s timed out", address)
         except Exception as exc:
             logger.debug("gossip exchange with %s failed: %r", address, exc)
         finally:
             self._in_flight.discard(address)
+        return False
+
+    async def spread_local_state(self, timeout: float) -> list[str]:
+        """Exchange with every live peer, again each round for those not reached, until each
+        holds the local node's current state or ``timeout`` passes; the addresses not reached.
+        A node that announces LEFT waits on this before it stops, so that no coordinator still
+        counts it as a replica once it is gone (a fixed delay was too short on a loaded host)."""
+        pending = {a for h in self._live if (a := self.address_of(h)) and a != self.local_address}
+
+        async def reach(address: str) -> None:
+            if await self._exchange(address):
+                pending.discard(address)
+
+        with trio.move_on_after(timeout):
+            while pending:
+                async with trio.open_nursery() as nursery:
+                    for address in sorted(pending):
+                        nursery.start_soon(reach, address)
+                if pending:
+                    await trio.sleep(self.interval)
+        return sorted(pending)
 
     async def announce_shutdown(self, timeout: float = 2.0) -> None:
         """Tell every live peer at once that this node is stopping (STATUS SHUTDOWN), so they

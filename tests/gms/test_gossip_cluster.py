@@ -393,3 +393,28 @@ async def test_run_starts_at_once_and_only_once(autojump_clock: trio.abc.Clock) 
         await c.start(0)  # may run again after being cancelled
         await trio.sleep(1.0)
         nursery.cancel_scope.cancel()
+
+
+async def test_spread_local_state_reaches_every_live_peer(autojump_clock: trio.abc.Clock) -> None:
+    """What a decommissioned node waits on before it stops: every live peer holds its LEFT,
+    straight from it, however lossy the network; a peer it cannot reach is named."""
+    async with trio.open_nursery() as nursery:
+        c = Cluster(nursery, 5)
+        await c.start_all()
+        await wait_until(c.converged, within=5.0)
+        c.net.loss = 0.2  # each exchange is four messages
+        c.net.partition(c.addresses[0], c.addresses[4])  # 4 can still learn it through others
+        c.stop(3)  # gone, but still judged live by node 0 for a while
+        leaving = c.gossipers[0]
+        leaving.set_application_state("STATUS", "LEFT")
+        missed = await leaving.spread_local_state(timeout=20 * INTERVAL)
+        assert missed == sorted([c.addresses[3], c.addresses[4]])
+        for o in (1, 2):
+            assert c.sees(o, 0).status == "LEFT"  # type: ignore[union-attr]
+        assert c.sees(3, 0).status != "LEFT"  # type: ignore[union-attr]
+        c.net.loss = 0.0
+        c.net.cut.clear()
+        await wait_until(lambda: not leaving.is_alive(c.host_ids[3]), within=30.0)
+        assert await leaving.spread_local_state(timeout=20 * INTERVAL) == []
+        assert c.sees(4, 0).status == "LEFT"  # type: ignore[union-attr]
+        nursery.cancel_scope.cancel()
