@@ -100,22 +100,26 @@ class Channel:
         return self._closed
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Read responses and write requests until closed; then fail every waiting call."""
-        with self._cancel:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._writer, nursery.cancel_scope)
-                nursery.start_soon(self._deadlines.run)
-                task_status.started()
-                try:
-                    await self._read_loop()
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                    self._close_reason = f"connection to {self.address} lost: {exc}"
-                except ProtocolError as exc:
-                    self._close_reason = f"bad data from {self.address}: {exc.message}"
-                nursery.cancel_scope.cancel()
-        self._shutdown()
-        with trio.CancelScope(shield=True):
-            await trio.aclose_forcefully(self._stream)
+        """Read responses and write requests until closed; then fail every waiting call —
+        also when the node cancels the channel at shutdown, since nothing (not even the
+        deadline heap) would answer a waiting caller after that."""
+        try:
+            with self._cancel:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._writer, nursery.cancel_scope)
+                    nursery.start_soon(self._deadlines.run)
+                    task_status.started()
+                    try:
+                        await self._read_loop()
+                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                        self._close_reason = f"connection to {self.address} lost: {exc}"
+                    except ProtocolError as exc:
+                        self._close_reason = f"bad data from {self.address}: {exc.message}"
+                    nursery.cancel_scope.cancel()
+        finally:
+            self._shutdown()
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(self._stream)
 
     def _shutdown(self) -> None:
         self._closed = True

@@ -308,7 +308,9 @@ class RepairService:
         participants = sorted(session.participants)
         self.replica.release(session.id)
         self.replica.record(completed, participants)
-        with trio.move_on_after(5), trio.CancelScope(shield=True):
+        # shielded from the session's cancellation (a node stopping) but bounded: a deadline
+        # outside a shield would not reach inside it
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + 5):
             for address in sorted(session.participants - {self.local_address}):
                 try:
                     remote = RemoteParticipant(self.call, address, session.id, 2.0)

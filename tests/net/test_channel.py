@@ -76,3 +76,35 @@ async def test_deadlines_fire_in_order_and_cancelled_ones_never(
         assert fired == ["a", "b", "c"]
         assert len(deadlines) == 0
         nursery.cancel_scope.cancel()
+
+
+async def test_a_call_waiting_when_the_node_cancels_the_channel_fails_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """At shutdown the node cancels its channels; a caller outside them (a repair releasing
+    its participants, shielded) must hear ConnectionClosed then, not wait forever: the deadline
+    heap that would time the call out is cancelled with the channel."""
+    near, far = trio.testing.memory_stream_pair()
+    outcome: list[BaseException] = []
+    done = trio.Event()
+
+    async def release(channel: Channel) -> None:
+        try:
+            await channel.call("ping", {"n": 1}, 30.0)
+        except ConnectionClosed as exc:
+            outcome.append(exc)
+        done.set()
+
+    async with trio.open_nursery() as outer:
+        outer.start_soon(serve, far, lambda args: None)  # never answers a ping
+        async with trio.open_nursery() as node:
+            channel = Channel(near, "far:1")
+            await node.start(channel.run)
+            await channel.call("hello", messages.hello_args(messages.PEER))
+            outer.start_soon(release, channel)
+            await trio.sleep(0.1)
+            node.cancel_scope.cancel()
+        with trio.fail_after(1):
+            await done.wait()
+        assert channel.closed and len(outcome) == 1
+        outer.cancel_scope.cancel()
