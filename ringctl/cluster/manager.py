@@ -39,6 +39,9 @@ Progress = Callable[[str], None] | None
 START_TIMEOUT = 60.0
 JOIN_TIMEOUT = 600.0  # a node streams its data before it is NORMAL (or gone, when it leaves)
 STOP_TIMEOUT = 30.0
+#: a node that left the ring waits 12 gossip rounds, then up to 30 s for every live peer to
+#: hear LEFT, then drains and exits
+LEFT_EXIT_TIMEOUT = 90.0
 POLL = 0.1
 RUNNING, PAUSED, STOPPED = "running", "paused", "stopped"
 START_MARK = "--- ringctl cluster: starting"  # the line written to a node's log before each start
@@ -612,7 +615,7 @@ def _host_id(spec: ClusterSpec, node: NodeSpec) -> str:
 
 def _wait_exit(spec: ClusterSpec, node: NodeSpec, *, progress: Progress = None) -> None:
     say = progress or (lambda _msg: None)
-    deadline = time.monotonic() + STOP_TIMEOUT
+    deadline = time.monotonic() + LEFT_EXIT_TIMEOUT
     while node_process(spec, node).state == RUNNING:
         if time.monotonic() > deadline:
             raise ClusterError(f"{node.name} did not stop after leaving the ring", SERVER)
