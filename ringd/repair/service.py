@@ -33,6 +33,9 @@ from ringd.schema import Keyspace
 log = logging.getLogger(__name__)
 
 MAX_SESSIONS_KEPT = 50
+#: at most this long for the participants to hear a session's release (each call: 2 s; a
+#: participant that does not hear it lets its leases lapse)
+RELEASE_TIMEOUT_S = 12.0
 
 
 class Cluster(Protocol):
@@ -308,15 +311,20 @@ class RepairService:
         participants = sorted(session.participants)
         self.replica.release(session.id)
         self.replica.record(completed, participants)
-        # shielded from the session's cancellation (a node stopping) but bounded: a deadline
-        # outside a shield would not reach inside it
-        with trio.CancelScope(shield=True, deadline=trio.current_time() + 5):
-            for address in sorted(session.participants - {self.local_address}):
-                try:
-                    remote = RemoteParticipant(self.call, address, session.id, 2.0)
-                    await remote.release(completed, participants)
-                except (ProtocolError, OSError, trio.TooSlowError) as exc:
-                    log.debug("repair session %s: release on %s: %s", session.id, address, exc)
+
+        async def release(address: str) -> None:
+            try:
+                remote = RemoteParticipant(self.call, address, session.id, 2.0)
+                await remote.release(completed, participants)
+            except (ProtocolError, OSError, trio.TooSlowError) as exc:
+                log.debug("repair session %s: release on %s: %s", session.id, address, exc)
+
+        # all at once, shielded from the session's cancellation (a node stopping) but bounded
+        # (a deadline outside a shield would not reach inside it)
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + RELEASE_TIMEOUT_S):
+            async with trio.open_nursery() as nursery:
+                for address in sorted(session.participants - {self.local_address}):
+                    nursery.start_soon(release, address)
 
     async def _run_job(self, session: Session, job: _Job, limiter: trio.CapacityLimiter) -> None:
         async with limiter:
