@@ -233,14 +233,27 @@ def create_keyspace(
     wait_for(everywhere, timeout, f"keyspace {name} on every node")
 
 
-def ringctl(node: Ringd, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m ringctl ARGS`` against ``node`` (RINGCTL_HOST), capturing its output."""
-    env = {**os.environ, "RINGCTL_HOST": node.address}
+def run_ringctl(
+    *args: str, host: str | None = None, home: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m ringctl ARGS`` with its output captured and stdin closed: RINGCTL_HOST is
+    ``host`` (unset for None), RINGCTL_HOME is ``home`` when given (else the test run's)."""
+    env = {k: v for k, v in os.environ.items() if k != "RINGCTL_HOST"}
+    if host is not None:
+        env["RINGCTL_HOST"] = host
+    if home is not None:
+        env["RINGCTL_HOME"] = str(home)
     return subprocess.run(
         [sys.executable, "-m", "ringctl", *args],
         capture_output=True,
         text=True,
         env=env,
-        timeout=120,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
         check=False,
     )
+
+
+def ringctl(node: Ringd, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m ringctl ARGS`` against ``node`` (RINGCTL_HOST), capturing its output."""
+    return run_ringctl(*args, host=node.address)

@@ -3,12 +3,10 @@ node's ring and status, and from every node's saved peers (docs/security.md)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Callable
 
-from nodes import Ringd, wait_for, wait_status
+from nodes import Ringd, run_ringctl, wait_for, wait_status
 
 from ringd.gms import peers
 
@@ -24,15 +22,7 @@ def saved_addresses(node: Ringd) -> set[str]:
 
 
 def ringctl(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "RINGCTL_HOST"}
-    return subprocess.run(
-        [sys.executable, "-m", "ringctl", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_ringctl(*args, timeout=60)
 
 
 def test_assassinate_removes_a_dead_node_everywhere(

@@ -5,14 +5,12 @@ reported as such, and ``--ttl 0`` reaches the node."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from nodes import Ringd, wait_for
+from nodes import Ringd, run_ringctl, wait_for
 
 from ringctl import output
 from ringd.protocol.errors import ProtocolError, Unavailable
@@ -21,18 +19,7 @@ from ringd.schema import Keyspace, replication_warnings
 
 
 def ringctl(home: Path, host: str | None, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RINGCTL_HOME": str(home)}
-    env.pop("RINGCTL_HOST", None)
-    if host is not None:
-        env["RINGCTL_HOST"] = host
-    return subprocess.run(
-        [sys.executable, "-m", "ringctl", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_ringctl(*args, host=host, home=home, timeout=60)
 
 
 def test_replication_warnings_name_missing_datacenters_and_factors_above_nodes() -> None:
