@@ -566,6 +566,7 @@ class Gossiper:
         pending = {a for h in self._live if (a := self.address_of(h)) and a != self.local_address}
 
         async def reach(address: str) -> None:
+            self._in_flight.add(address)
             if await self._exchange(address):
                 pending.discard(address)
 
@@ -580,15 +581,10 @@ class Gossiper:
 
     async def announce_shutdown(self, timeout: float = 2.0) -> None:
         """Tell every live peer at once that this node is stopping (STATUS SHUTDOWN), so they
-        mark it down now instead of waiting for the failure detector, as Cassandra does."""
+        mark it down now instead of waiting for the failure detector, as Cassandra does (those
+        not reached are tried again each round until ``timeout``)."""
         self.set_application_state("STATUS", "SHUTDOWN")
-        with trio.move_on_after(timeout):
-            async with trio.open_nursery() as nursery:
-                for host_id in sorted(self._live):
-                    address = self.address_of(host_id)
-                    if address and address != self.local_address:
-                        self._in_flight.add(address)
-                        nursery.start_soon(self._exchange, address)
+        await self.spread_local_state(timeout)
 
     def _start_exchange(self, nursery: trio.Nursery, address: str | None) -> None:
         if address is None or address == self.local_address or address in self._in_flight:
