@@ -539,14 +539,20 @@ class Gossiper:
         try:
             with trio.move_on_after(self.exchange_timeout):
                 syn = syn_to_wire(self.cluster_name, self._digests())
-                sent = self._wall()
+                sent, sent_mono = self._wall(), trio.current_time()
                 ack = await self._send(address, GOSSIP_SYN, syn)
-                received = self._wall()
+                received, received_mono = self._wall(), trio.current_time()
                 requests, states = parse_ack(ack)
                 self._apply(states)
                 peer_time, peer = ack_time(ack), self.host_id_for_address(address)
                 if peer_time is not None and peer is not None and peer != self.local_host_id:
-                    self.clock_offsets.record(peer, sent, peer_time / 1e6, received)
+                    self.clock_offsets.record(
+                        peer,
+                        sent,
+                        peer_time / 1e6,
+                        received,
+                        monotonic=(sent_mono, received_mono),
+                    )
                 deltas = self._deltas_for(requests)
                 if deltas:
                     await self._send(address, GOSSIP_ACK2, ack2_to_wire(deltas))

@@ -3,8 +3,9 @@ writes (CockroachDB's maximum offset), so its timestamps cannot order writes wro
 
 This node's offset comes from gossip round trips (``Gossiper.local_clock_offset``: its clock
 minus the median node's, within an error of half a round trip). The bound is exceeded only when
-the offset is certainly beyond it, ``|offset| - error > max_clock_offset_ms``, and only when at
-least one live peer has been measured. While exceeded, put and delete coordinated here are
+the offset is certainly beyond it, ``|offset| - error > max_clock_offset_ms``; while live peers
+are not measured yet (just after this node's clock was stepped) nothing changes, and with no live
+peer the bound is not exceeded. While exceeded, put and delete coordinated here are
 ``UNAVAILABLE``; reads, replica work for other coordinators, and every other node go on. The
 state is checked every gossip interval (``max_clock_offset_ms`` 0: never exceeded); the change is logged once each way and counted in the
 coordinator counters (``clock_offset_exceeded``, ``write_clock_refused``).
@@ -42,6 +43,8 @@ class ClockGuard:
     def check(self) -> None:
         """Compare the measured offset with the bound; log and count when that changes."""
         offset = self.gossiper.local_clock_offset()
+        if offset is None and len(self.gossiper.live_members()) > 1:
+            return  # live peers not measured yet: keep the state until they are
         beyond = (
             self.max_offset_ms > 0
             and offset is not None
