@@ -88,11 +88,11 @@ log = logging.getLogger(__name__)
 
 #: how long a first start waits for a seed's ring before choosing random tokens
 TOKEN_RING_WAIT_S = 5.0
-#: a joining node waits this many gossip intervals after announcing JOINING before it streams,
-#: so that coordinators send it the writes of its pending ranges (Cassandra's RING_DELAY)
+#: after announcing JOINING, LEAVING or LEFT a node waits this many gossip intervals, and then
+#: until every live peer has heard it (at most SPREAD_TIMEOUT_S), before it streams or stops, so
+#: that coordinators send writes of the ranges that move to the right nodes (Cassandra's RING_DELAY)
 RING_DELAY_ROUNDS = 12
-#: a decommissioned node waits at most this long for every live peer to hear LEFT
-LEFT_SPREAD_TIMEOUT_S = 30.0
+SPREAD_TIMEOUT_S = 30.0
 #: how long a joining node waits for its schema to agree with its peers'
 SCHEMA_WAIT_S = 30.0
 
@@ -726,7 +726,7 @@ class Node:
         """Stream every range this node will replicate from the replica losing it (or, with
         ``allow_inconsistent_bootstrap``, any live one), then become NORMAL. A failure stops
         the node; a restart resumes with the ranges not yet received."""
-        await trio.sleep(self.gossiper.interval * RING_DELAY_ROUNDS)
+        await self._ring_delay("JOINING")
         failed: set[str] = set()  # sources that failed (allow_inconsistent_bootstrap: others)
         while True:
             plans = self._bootstrap_plan(failed)
@@ -831,7 +831,7 @@ class Node:
         self._decommissioning = True
         log.info("decommission: LEAVING; %d stream sessions to start", len(targets))
         try:
-            await trio.sleep(self.gossiper.interval * RING_DELAY_ROUNDS)
+            await self._ring_delay("LEAVING")
             rivals = topology.changing - {self.host_id}
             if rivals and min(rivals) < self.host_id:  # two started at once: the lower id goes on
                 raise decommission.DecommissionError(
@@ -882,13 +882,19 @@ class Node:
         self.gossiper.set_application_state("STATUS", "LEAVING" if leaving else "NORMAL")
         self.topology.rebuild()
 
-    async def _stop_after_left(self) -> None:
-        """Let gossip spread LEFT — for at least RING_DELAY_ROUNDS rounds and until every live
-        peer has it (at most ``LEFT_SPREAD_TIMEOUT_S``) — then stop as SIGTERM would."""
+    async def _ring_delay(self, status: str) -> None:
+        """Let gossip spread ``status`` — for RING_DELAY_ROUNDS rounds and until every live peer
+        has it (at most ``SPREAD_TIMEOUT_S``; a fixed delay alone was too short on a loaded
+        host: a write acknowledged by a coordinator that had not heard JOINING yet missed the
+        joining node, whose stream had already passed its key)."""
         await trio.sleep(self.gossiper.interval * RING_DELAY_ROUNDS)
-        missed = await self.gossiper.spread_local_state(LEFT_SPREAD_TIMEOUT_S)
+        missed = await self.gossiper.spread_local_state(SPREAD_TIMEOUT_S)
         if missed:
-            log.warning("decommission: %s did not hear LEFT; stopping anyway", ", ".join(missed))
+            log.warning("%s: %s did not hear it; going on", status, ", ".join(missed))
+
+    async def _stop_after_left(self) -> None:
+        """Let gossip spread LEFT, then stop as SIGTERM would."""
+        await self._ring_delay("LEFT")
         if self._stop is not None:
             self._stop.set()
 

@@ -567,8 +567,9 @@ class Gossiper:
     async def spread_local_state(self, timeout: float) -> list[str]:
         """Exchange with every live peer, again each round for those not reached, until each
         holds the local node's current state or ``timeout`` passes; the addresses not reached.
-        A node that announces LEFT waits on this before it stops, so that no coordinator still
-        counts it as a replica once it is gone (a fixed delay was too short on a loaded host)."""
+        A node that announces JOINING or LEAVING waits on this before it streams, and one that
+        announces LEFT before it stops, so that every coordinator sends writes of the moving
+        ranges to the right nodes (a fixed delay was too short on a loaded host)."""
         pending = {a for h in self._live if (a := self.address_of(h)) and a != self.local_address}
 
         async def reach(address: str) -> None:
