@@ -69,6 +69,8 @@ class Topology:
         #: ring changes (plans are immutable values)
         self._plans: dict[tuple[Any, ...], cl.ReplicaPlan] = {}
         self._changed = trio.Event()
+        #: what each node's ring entry was built from, as gossip last told it
+        self._membership: dict[str, tuple[Any, ...]] = {}
 
     def local_node(self) -> NodeInfo:
         """This node as the ring knows it (whether or not it is on the ring yet)."""
@@ -86,7 +88,7 @@ class Topology:
     # ---- membership --------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Rebuild the ring on gossip changes (and every four gossip intervals)."""
+        """Rebuild the ring on other gossip changes (and every four gossip intervals)."""
         self.gossiper.subscribe(self._on_gossip)
         task_status.started()
         while True:
@@ -96,7 +98,16 @@ class Topology:
             self.rebuild()
 
     def _on_gossip(self, event: str, host_id: str, state: Any) -> None:
-        self._changed.set()
+        """A change of what the ring is built from (status, tokens, address, dc, rack,
+        replaces) is applied at once, inside the gossip update: a node that announces LEFT is
+        marked down right after, and a write planned in between counted it as a replica that
+        is down (UNAVAILABLE); a JOINING node gets the writes of its ranges from then on."""
+        key = (state.status, state.tokens, state.address, state.dc, state.rack, state.replaces)
+        if self._membership.get(host_id) != key:
+            self._membership[host_id] = key
+            self.rebuild()
+        else:
+            self._changed.set()
 
     def rebuild(self) -> None:
         """The ring from gossip (nodes NORMAL, LEAVING or SHUTDOWN), and the future ring when
