@@ -68,7 +68,6 @@ class Topology:
         #: replica plans by (strategy, natural, alive, level, count, write); cleared when the
         #: ring changes (plans are immutable values)
         self._plans: dict[tuple[Any, ...], cl.ReplicaPlan] = {}
-        self._changed = trio.Event()
         #: what each node's ring entry was built from, as gossip last told it
         self._membership: dict[str, tuple[Any, ...]] = {}
 
@@ -88,26 +87,23 @@ class Topology:
     # ---- membership --------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Rebuild the ring on other gossip changes (and every four gossip intervals)."""
+        """Follow gossip (``_on_gossip``), and rebuild the ring every four gossip intervals."""
         self.gossiper.subscribe(self._on_gossip)
         task_status.started()
         while True:
-            with trio.move_on_after(self.interval * 4):
-                await self._changed.wait()
-            self._changed = trio.Event()
+            await trio.sleep(self.interval * 4)
             self.rebuild()
 
     def _on_gossip(self, event: str, host_id: str, state: Any) -> None:
         """A change of what the ring is built from (status, tokens, address, dc, rack,
         replaces) is applied at once, inside the gossip update: a node that announces LEFT is
         marked down right after, and a write planned in between counted it as a replica that
-        is down (UNAVAILABLE); a JOINING node gets the writes of its ranges from then on."""
+        is down (UNAVAILABLE); a JOINING node gets the writes of its ranges from then on.
+        Other news (liveness, load, schema) cannot change the ring."""
         key = (state.status, state.tokens, state.address, state.dc, state.rack, state.replaces)
         if self._membership.get(host_id) != key:
             self._membership[host_id] = key
             self.rebuild()
-        else:
-            self._changed.set()
 
     def rebuild(self) -> None:
         """The ring from gossip (nodes NORMAL, LEAVING or SHUTDOWN), and the future ring when
