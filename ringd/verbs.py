@@ -30,19 +30,20 @@ from ringd.protocol import messages
 
 def merge(*tables: dict[str, Handler]) -> dict[str, Handler]:
     """One table from the subsystems' tables; ``ValueError`` unless every verb of the verb table
-    (but ``hello``, which the server answers) has exactly one handler of the right kind."""
+    (but ``hello`` and the batch verbs, which the server answers) has exactly one handler of the
+    right kind."""
     merged: dict[str, Handler] = {}
     for table in tables:
         for name, handler in table.items():
             if name in merged:
                 raise ValueError(f"two handlers for verb {name}")
             verb = messages.VERBS.get(name)
-            if verb is None or name == "hello":
+            if verb is None or name == "hello" or name in messages.BATCHES:
                 raise ValueError(f"handler for {name}, which is not in the verb table")
             if inspect.iscoroutinefunction(handler) != (verb.mode == messages.TASK):
                 raise ValueError(f"handler for {name} does not match its mode ({verb.mode})")
             merged[name] = handler
-    missing = sorted(set(messages.VERBS) - set(merged) - {"hello"})
+    missing = sorted(set(messages.VERBS) - set(merged) - {"hello", *messages.BATCHES})
     if missing:
         raise ValueError(f"no handler for verbs: {', '.join(missing)}")
     return merged

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from ringd import verbs
-from ringd.protocol.messages import VERBS
+from ringd.protocol.messages import BATCHES, VERBS
 
 
 def _handlers() -> dict[str, Any]:
@@ -16,7 +16,11 @@ def _handlers() -> dict[str, Any]:
 
     async def task(s: Any, a: Any) -> None: ...
 
-    return {n: task if v.mode == "task" else inline for n, v in VERBS.items() if n != "hello"}
+    return {
+        n: task if v.mode == "task" else inline
+        for n, v in VERBS.items()
+        if n != "hello" and n not in BATCHES
+    }
 
 
 def test_every_verb_has_exactly_one_handler() -> None:

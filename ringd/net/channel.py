@@ -2,7 +2,11 @@
 
 The protocol state (hello, ids, matching, frame limits) is the sans-IO
 ``ringd.protocol.connection.Initiator``. One writer task drains a queue of frames and coalesces
-them into one ``send_all``; one reader task matches responses to their callers. A caller either
+them into one ``send_all``; one reader task matches responses to their callers. Requests of a
+verb that has a batch verb (``mutate``, ``read_local``) wait for the writer instead, which sends
+those queued since its last pass as one batch request (``mutate_batch``, ``read_local_batch``)
+and hands each caller its own item of the answer: a coordinator's writes to one replica, or
+reads from it, cost one frame per pass however many requests the pass carries. A caller either
 passes a callback (:meth:`Channel.send`, the coordinator's hot path: no task, no event) or
 awaits :meth:`Channel.call`. Timeouts are kept in one ``Deadlines`` heap per channel. A call
 that times out or finds the connection closed fails; the connection keeps serving the others.
@@ -25,6 +29,7 @@ from ringd.protocol import messages
 from ringd.protocol.connection import CLOSED, Initiator
 from ringd.protocol.errors import ErrorCode, ProtocolError
 from ringd.protocol.framing import DEFAULT_MAX_FRAME
+from ringd.protocol.messages import BATCH_OF, MAX_BATCH_ITEMS
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +74,31 @@ class _Waiter:
         self.event.set()
 
 
+class _Batch:
+    """The callback of a batch request: hands each item's answer to that item's caller."""
+
+    __slots__ = ("callbacks",)
+
+    def __init__(self, callbacks: list[Callback]) -> None:
+        self.callbacks = callbacks
+
+    def __call__(self, value: Any, error: ProtocolError | None) -> None:
+        callbacks = self.callbacks
+        results = value.get("results") if error is None and type(value) is dict else None
+        if error is None and (type(results) is not list or len(results) != len(callbacks)):
+            error = ProtocolError("malformed batch response")
+        if error is not None:
+            for callback in callbacks:
+                deliver(callback, None, error)
+            return
+        assert results is not None
+        for callback, result in zip(callbacks, results, strict=True):
+            if type(result) is dict and "error" in result:
+                deliver(callback, None, ProtocolError.from_wire(result["error"]))
+            else:
+                deliver(callback, result, None)
+
+
 def deliver(callback: Callback, value: Any, error: ProtocolError | None) -> None:
     """Call ``callback``; a bug in it is logged, never raised into the channel."""
     try:
@@ -88,6 +118,8 @@ class Channel:
         self._proto: Initiator[_Call] = Initiator(max_frame)
         self._deadlines = Deadlines()
         self._out: list[bytes] = []
+        #: requests of batchable verbs waiting for the writer: verb -> [(args, callback, timeout)]
+        self._queued: dict[str, list[tuple[dict[str, Any], Callback, float]]] = {}
         self._wake = trio.Event()
         self._closed = False
         self._close_reason = "connection closed"
@@ -126,6 +158,10 @@ class Channel:
         error = ConnectionClosed(self._close_reason)
         for call in self._proto.drain_pending():
             deliver(call.callback, None, error)
+        queued, self._queued = self._queued, {}
+        for entries in queued.values():
+            for _, callback, _ in entries:
+                deliver(callback, None, error)
 
     async def _read_loop(self) -> None:
         proto = self._proto
@@ -155,6 +191,11 @@ class Channel:
             while True:
                 await self._wake.wait()
                 self._wake = trio.Event()
+                if self._queued:
+                    queued, self._queued = self._queued, {}
+                    for op, entries in queued.items():
+                        for first in range(0, len(entries), MAX_BATCH_ITEMS):
+                            self._send_batch(op, entries[first : first + MAX_BATCH_ITEMS])
                 data = b"".join(self._out)
                 self._out.clear()
                 await stream.send_all(data)
@@ -173,6 +214,14 @@ class Channel:
             return
         if timeout is None:
             timeout = messages.VERBS[op].timeout if op in messages.VERBS else 10.0
+        if op in BATCH_OF:
+            self._queued.setdefault(op, []).append((args, callback, timeout))
+        else:
+            self._request(op, args, callback, timeout)
+        self._wake.set()
+
+    def _request(self, op: str, args: dict[str, Any], callback: Callback, timeout: float) -> None:
+        """Frame one request into the writer's queue, its deadline set."""
         call = _Call(callback)
         try:
             if op == "hello":
@@ -184,17 +233,43 @@ class Channel:
             return
         if timeout > 0:
             call.deadline = self._deadlines.after(
-                timeout, partial(self._expire, req_id, op, timeout)
+                timeout, partial(self._expire, req_id, op, timeout, 1)
             )
         self._out.append(data)
-        self._wake.set()
 
-    def _expire(self, req_id: int, op: str, timeout: float) -> None:
+    def _send_batch(self, op: str, entries: list[tuple[dict[str, Any], Callback, float]]) -> None:
+        """Frame queued requests of ``op``: one alone as itself, several as one batch request
+        (one deadline, the longest of theirs); a batch too large for one frame goes out as
+        single requests."""
+        if len(entries) == 1:
+            self._request(op, *entries[0])
+            return
+        call = _Call(_Batch([callback for _, callback, _ in entries]))
+        try:
+            req_id, data = self._proto.request(
+                BATCH_OF[op], {"items": [args for args, _, _ in entries]}, call
+            )
+        except ProtocolError as exc:
+            call.callback(None, exc)
+            return
+        if len(data) > self._proto.max_frame:
+            self._proto.forget(req_id)
+            for entry in entries:
+                self._request(op, *entry)
+            return
+        timeout = max(timeout for _, _, timeout in entries)
+        if timeout > 0:
+            call.deadline = self._deadlines.after(
+                timeout, partial(self._expire, req_id, op, timeout, len(entries))
+            )
+        self._out.append(data)
+
+    def _expire(self, req_id: int, op: str, timeout: float, requests: int) -> None:
         call = self._proto.forget(req_id)
         if call is not None:
             if self.timeouts is not None:
                 key = (self.address, op)
-                self.timeouts[key] = self.timeouts.get(key, 0) + 1
+                self.timeouts[key] = self.timeouts.get(key, 0) + requests
             deliver(
                 call.callback,
                 None,

@@ -130,7 +130,7 @@ class Server:
         limits: Limits | None = None,
         tls: NodeTLS | None = None,
     ) -> None:
-        missing = set(messages.VERBS) - set(handlers) - {"hello", "auth"}
+        missing = set(messages.VERBS) - set(handlers) - {"hello", "auth", *messages.BATCHES}
         unknown = set(handlers) - set(messages.VERBS)
         if missing or unknown:
             raise ValueError(
@@ -143,6 +143,10 @@ class Server:
         self._handlers = {
             name: (messages.VERBS[name].mode, handler) for name, handler in handlers.items()
         }
+        for batch, item in messages.BATCHES.items():
+            if item in handlers:  # the server unpacks a batch into requests of its item verb
+                assert messages.VERBS[item].mode != messages.TASK, item
+                self._handlers[batch] = (BATCH, handlers[item])
         self._gate = gate
         self._node_info = node_info
         self._max_frame = max_frame
@@ -369,6 +373,8 @@ class Server:
                     timing.latency.add(perf_counter() - started)
                 elif mode == "deferred":
                     self._run_deferred(conn, req_id, op, handler, session, args, timing, started)
+                elif mode == BATCH:
+                    self._run_batch(conn, req_id, op, handler, session, args, received)
                 else:
                     conn.in_flight += 1
                     self._begin()
@@ -553,6 +559,62 @@ class Server:
             log.exception("handler for %s failed", op)
             reply(_server_error(op, exc))
 
+    def _run_batch(
+        self,
+        conn: _Conn,
+        req_id: int | None,
+        op: str,
+        handler: Handler,
+        session: Session,
+        args: dict[str, Any],
+        received: float,
+    ) -> None:
+        """A batch verb (``messages.BATCHES``): each item runs as a request of the item verb
+        (its handler, its metrics); one response carries every item's result or error, in
+        order, once the last one is in. The batch counts as one request in flight."""
+        item_op = messages.BATCHES[op]
+        items = args.get("items")
+        if type(items) is not list or not 0 < len(items) <= messages.MAX_BATCH_ITEMS:
+            why = f"{op}: items must be a list of 1 to {messages.MAX_BATCH_ITEMS} maps"
+            conn.write(conn.proto.error(req_id, ProtocolError(why, ErrorCode.INVALID)))
+            return
+        inline = messages.VERBS[item_op].mode == messages.INLINE
+        timing = self.served[item_op]
+        results: list[Any] = [_UNANSWERED] * len(items)
+        left = len(items)
+        conn.in_flight += 1
+        self._begin()
+
+        def answer(i: int, started: float, value: Any) -> None:
+            nonlocal left
+            if results[i] is not _UNANSWERED:
+                return
+            if isinstance(value, ProtocolError):
+                value = {"error": value.to_wire()}
+            results[i] = value
+            timing.latency.add(perf_counter() - started)
+            left -= 1
+            if left == 0:
+                conn.write(conn.proto.result(req_id, {"results": results}))
+                self._end(conn)
+
+        for i, item in enumerate(items):
+            started = perf_counter()
+            timing.queue_wait.add(started - received)
+            reply = partial(answer, i, started)
+            try:
+                if type(item) is not dict:
+                    raise ProtocolError(f"{op}: item {i} is not a map", ErrorCode.INVALID)
+                if inline:
+                    reply(handler(session, item))  # type: ignore[call-arg]
+                else:
+                    handler(session, item, reply)  # type: ignore[call-arg]
+            except ProtocolError as exc:
+                reply(exc)
+            except Exception as exc:
+                log.exception("handler for %s failed", item_op)
+                reply(_server_error(item_op, exc))
+
     async def _run_async(
         self,
         conn: _Conn,
@@ -575,6 +637,10 @@ class Server:
         finally:
             timing.latency.add(perf_counter() - started)
             self._end(conn)
+
+
+BATCH = "batch"  # the server's own mode for the batch verbs
+_UNANSWERED = object()
 
 
 def _server_error(op: str, exc: Exception) -> ProtocolError:

@@ -162,6 +162,13 @@ VERBS: dict[str, Verb] = _verbs(
         _DATA + "MutateResponse",
     ),
     (
+        "mutate_batch",
+        _PEER,
+        10.0,
+        "several mutate requests in one frame: a coordinator's writes to one replica",
+        DEFERRED,
+    ),
+    (
         "mutate_hinted",
         _PEER,
         10.0,
@@ -178,6 +185,13 @@ VERBS: dict[str, Verb] = _verbs(
         INLINE,
         _DATA + "ReadLocalRequest",
         _DATA + "ReadLocalResponse",
+    ),
+    (
+        "read_local_batch",
+        _PEER,
+        10.0,
+        "several read_local requests in one frame: a coordinator's reads from one replica",
+        DEFERRED,
     ),
     (
         "read_local",
@@ -227,6 +241,16 @@ VERBS: dict[str, Verb] = _verbs(
     ),
     # fmt: on
 )
+
+
+#: verbs a sender may group into one frame: the batch verb -> the verb of its items. The server
+#: unpacks a batch (``{"items": [args, ...]}``, 1 to ``MAX_BATCH_ITEMS``) and runs each item as a
+#: request of the item verb; one result carries every item's answer in order
+#: (``{"results": [result or {"error": ...}, ...]}``). Only verbs whose result is a map without
+#: an ``error`` key can be batched.
+BATCHES = {"mutate_batch": "mutate", "read_local_batch": "read_local"}
+BATCH_OF = {item: batch for batch, item in BATCHES.items()}
+MAX_BATCH_ITEMS = 128
 
 
 def parse_request(msg: dict[str, Any]) -> tuple[int, str, dict[str, Any]]:

@@ -190,6 +190,10 @@ CASES: dict[str, Callable[[Raw], Any]] = {
     ),
     "cluster name mismatch: this node is in cluster 'ringd', the gossiping peer in 'other'; "
     "check cluster_name and seeds": _peer("gossip_syn", {"cluster": "other", "digests": []}),
+    "keyspace 'nope' does not exist on this replica": _peer(
+        "mutate", {"ks": "nope", "key": b"k", "row": {"c": {"v": [1, b"x", None]}}}
+    ),
+    "mutate_batch: items must be a list of 1 to 128 maps": _peer("mutate_batch", {"items": []}),
     "give either consistency or w, not both": _client("put", {**PUT, "consistency": "ONE", "w": 1}),
     "w=2 exceeds replication factor 1": _client("put", {**PUT, "w": 2}),
     "w must be a positive integer": _client("put", {**PUT, "w": 0}),
@@ -244,6 +248,41 @@ def test_documented_messages_are_what_the_node_sends(node: Ringd) -> None:
         if got != message:
             wrong[message] = got
     assert not wrong, wrong
+
+
+def test_a_batch_answers_each_item_in_order(node: Ringd) -> None:
+    """``mutate_batch`` and ``read_local_batch`` (section 12.2): each item runs as a request of
+    its verb and is counted in that verb's metrics; one answer holds every item's result or
+    error, in order; a bad item fails only itself."""
+    row = {"c": {"v": [1_700_000_000_000_000, b"x", None]}}
+    items = [
+        {"ks": "demo", "key": b"b1", "row": row},
+        {"ks": "nope", "key": b"b2", "row": row},
+        "not a map",
+        {"ks": "demo", "key": b"b3", "row": row},
+    ]
+    with node.client() as db:
+        before = {m["type"]: m for m in db.admin("tpstats")["messages"]}
+    raw = Raw(node.address, load_secret_file(node.flags["cluster_secret_file"]))
+    try:
+        results = _peer("mutate_batch", {"items": items})(raw)["result"]["results"]
+        reads = [{"ks": "demo", "key": b"b1"}, {"ks": "demo", "key": b"b2"}]
+        reads.append({"ks": "demo", "key": b"b3", "digest": True})
+        rows = raw.request("read_local_batch", {"items": reads}, 3)["result"]["results"]
+    finally:
+        raw.close()
+    assert [sorted(r) for r in results] == [["hlc"], ["error"], ["error"], ["hlc"]]
+    assert results[1]["error"] == {
+        "code": "INVALID",
+        "message": "keyspace 'nope' does not exist on this replica",
+    }
+    assert results[2]["error"]["message"] == "mutate_batch: item 2 is not a map"
+    assert rows[0]["row"] == row and rows[1]["row"] is None and len(rows[2]["digest"]) == 16
+    with node.client() as db:
+        after = {m["type"]: m for m in db.admin("tpstats")["messages"]}
+    for verb, items_served in (("mutate", 4), ("read_local", 3)):
+        counts = [m[verb]["latency"]["count"] for m in (before, after)]
+        assert counts[1] - counts[0] == items_served, verb
 
 
 def test_ttl_counts_from_the_write(node: Ringd) -> None:

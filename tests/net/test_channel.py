@@ -15,6 +15,7 @@ from ringd.net.channel import CallTimeout, Channel, ConnectionClosed
 from ringd.net.deadlines import Deadlines
 from ringd.protocol import messages
 from ringd.protocol.connection import Acceptor
+from ringd.protocol.errors import ProtocolError
 
 
 async def serve(stream: trio.abc.Stream, answer: Any) -> None:
@@ -108,3 +109,82 @@ async def test_a_call_waiting_when_the_node_cancels_the_channel_fails_at_once(
             await done.wait()
         assert channel.closed and len(outcome) == 1
         outer.cancel_scope.cancel()
+
+
+async def test_requests_of_a_batchable_verb_sent_together_travel_as_one_batch(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """``mutate`` requests sent before the writer runs go out as one ``mutate_batch``; each
+    caller gets its own item's answer (a result, or the error the far end put in its place);
+    a lone one goes out as itself; a batch too large for one frame goes out as single
+    requests; a batch that times out fails every caller and counts each as a timeout."""
+    near, far = trio.testing.memory_stream_pair()
+    frames: list[tuple[str, int]] = []  # (op, items) as the far end received them
+    silent = trio.Event()  # set: the far end stops answering
+
+    async def far_end() -> None:
+        proto = Acceptor()
+        while data := await far.receive_some(1 << 20):
+            proto.receive(data)
+            while (req := proto.next_request()) is not None:
+                if req.op == "hello":
+                    await far.send_all(proto.accept(req.id, {"host_id": "far"}))
+                    continue
+                items = req.args["items"] if req.op == "mutate_batch" else [req.args]
+                frames.append((req.op, len(items)))
+                if silent.is_set():
+                    continue
+                answers: list[Any] = [
+                    {"error": {"code": "INVALID", "message": f"bad {a['n']}"}}
+                    if a["n"] % 3 == 2
+                    else {"hlc": a["n"]}
+                    for a in items
+                ]
+                value = {"results": answers} if req.op == "mutate_batch" else answers[0]
+                if "error" in value:
+                    await far.send_all(proto.error(req.id, ProtocolError(f"bad {req.args['n']}")))
+                else:
+                    await far.send_all(proto.result(req.id, value))
+
+    got: dict[int, tuple[Any, Any]] = {}
+
+    def send_all(channel: Channel, ns: range, size: int = 0, timeout: float = 1.0) -> None:
+        for n in ns:
+            args = {"n": n, "pad": b"x" * size}
+            channel.send("mutate", args, lambda v, e, n=n: got.__setitem__(n, (v, e)), timeout)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(far_end)
+        channel = Channel(near, "far:1", max_frame=64 * 1024)
+        channel.timeouts = {}
+        await nursery.start(channel.run)
+        await channel.call("hello", messages.hello_args(messages.PEER))
+        send_all(channel, range(7))
+        await trio.sleep(0.1)
+        assert frames == [("mutate_batch", 7)]
+        assert {n: v for n, (v, _) in got.items() if v} == {n: {"hlc": n} for n in (0, 1, 3, 4, 6)}
+        assert {n: e.message for n, (_, e) in got.items() if e} == {2: "bad 2", 5: "bad 5"}
+        assert all(isinstance(got[n][1], ProtocolError) for n in (2, 5))
+
+        frames.clear()
+        send_all(channel, range(10, 11))  # alone: as itself
+        await trio.sleep(0.1)
+        assert frames == [("mutate", 1)] and got[10] == ({"hlc": 10}, None)
+
+        frames.clear()
+        send_all(channel, range(20, 23), size=30_000)  # 90 kB: more than one 64 kB frame
+        await trio.sleep(0.1)
+        assert frames == [("mutate", 1)] * 3
+        assert [got[n][0] for n in (20, 21)] == [None, {"hlc": 21}]
+
+        frames.clear()
+        silent.set()
+        send_all(channel, range(30, 34), timeout=2.0)
+        await trio.sleep(3)
+        assert frames == [("mutate_batch", 4)]
+        assert all(isinstance(got[n][1], CallTimeout) for n in range(30, 34))
+        assert channel.timeouts == {("far:1", "mutate"): 4}
+
+        send_all(channel, range(40, 42), timeout=30.0)  # queued when the channel closes
+        channel.close()
+    assert all(isinstance(got[n][1], ConnectionClosed) for n in (40, 41))
