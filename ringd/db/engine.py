@@ -531,15 +531,16 @@ class StorageEngine:
         update: Row,
         token: int | None,
         done: Callable[[BaseException | None], None],
+        encoded: bytes = b"",
     ) -> None:
         """:meth:`apply` without waiting (the request path's way): ``done(None)`` once the write
         is durable as the sync mode promises (at once in periodic mode; in batch and group mode
         after the covering fsync of :meth:`run`'s sync task, in one pass with every other write
         that fsync covered), ``done(error)`` if that fsync failed. Raises at once (nothing
         logged) while writes are stopped by a disk failure or if the record cannot be
-        appended."""
+        appended. ``encoded``: ``encode_wire(update)`` if the caller has it already."""
         started = time.perf_counter()
-        store, seg, encoded, size = self._append(keyspace, key, update)
+        store, seg, encoded, size = self._append(keyspace, key, update, encoded)
         if self._periodic:
             self._to_memtable(store, key, update, encoded, token)
             store.metrics.write(time.perf_counter() - started, size)
@@ -557,7 +558,9 @@ class StorageEngine:
         self._sync_waiters.append(synced)
         self._sync_wake.set()
 
-    def _append(self, keyspace: str, key: bytes, update: Row) -> tuple[_Store, Segment, bytes, int]:
+    def _append(
+        self, keyspace: str, key: bytes, update: Row, encoded: bytes = b""
+    ) -> tuple[_Store, Segment, bytes, int]:
         """Append the commit-log record of a write: the store, the segment it went to, the
         encoded row and the record's size. The record is in the page cache of the
         memory-mapped segment when this returns, so a killed process loses nothing."""
@@ -572,7 +575,8 @@ class StorageEngine:
                 sampler.writes.offer(key)
         # the record is CBOR [keyspace, key, row.to_wire()], put together from parts so that
         # the encoded row can double as the memtable's copy of a newly written key
-        encoded = encode_wire(update)
+        if not encoded:
+            encoded = encode_wire(update)
         n = len(key)
         head = _SMALL_BYTES_HEADS[n] if n < 24 else _bytes_head(n)
         payload = b"".join((store.head, head, key, encoded))

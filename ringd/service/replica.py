@@ -71,26 +71,28 @@ class Replica:
         self.later: Callable[[float, Callable[[], None]], object] | None = None
 
     def check_row_size(
-        self, ks: str, key: bytes, row: Row, *, new_only: bool = False, size: int | None = None
-    ) -> int:
+        self, ks: str, key: bytes, row: Row, *, new_only: bool = False, encoded: bytes = b""
+    ) -> bytes:
         """``INVALID`` if the stored row would be larger than ``max_row_bytes`` after ``row``
         is merged into it (``new_only``: if ``row`` alone is, without reading the stored row);
-        returns ``row``'s own size (pass it back as ``size`` to skip encoding it again). The
-        stored row is read and merged only when the engine's bound on its size
+        returns ``row``'s encoding (``encode_wire``), which ``StorageEngine.apply_then`` takes
+        instead of encoding it again (pass it back as ``encoded`` to check again without
+        encoding). The stored row is read and merged only when the engine's bound on its size
         (``row_bytes_bound``) says the limit could be reached."""
         limit = self.max_row_bytes
-        if size is None:
-            size = row_bytes(row)
+        if not encoded:
+            encoded = encode_wire(row)
+        size = len(encoded)
         if size > limit:
             raise row_too_large(size, limit)
         if new_only or size + self.engine.row_bytes_bound(ks, key) <= limit:
-            return size
+            return encoded
         existing = self.engine.read(ks, key)
         if existing is not None:
             merged = row_bytes(existing.merge(row).normalized())
             if merged > limit:
                 raise row_too_large(merged, limit)
-        return size
+        return encoded
 
     def check_timestamps(self, req: MutateRequest) -> None:
         """Every timestamp of a peer's mutation (cells, row tombstone, its clock) non-negative
@@ -116,7 +118,7 @@ class Replica:
         clock.observe(req.hlc)
         if self.schema.get(req.ks) is None and req.ks != CANARY_KEYSPACE:
             raise InvalidRequest(f"keyspace {req.ks!r} does not exist on this replica")
-        self.check_row_size(req.ks, req.key, req.row)
+        encoded = self.check_row_size(req.ks, req.key, req.row)
 
         def durable(error: BaseException | None) -> None:
             if error is None:
@@ -134,17 +136,20 @@ class Replica:
         if self.apply_delay_ms and self.later is not None:
             self.later(
                 self.apply_delay_ms / 1000,
-                lambda: self._apply_late(req, durable),
+                lambda: self._apply_late(req, durable, encoded),
             )
             return
-        self.engine.apply_then(req.ks, req.key, req.row, None, durable)
+        self.engine.apply_then(req.ks, req.key, req.row, None, durable, encoded)
 
     def _apply_late(
-        self, req: MutateRequest, durable: Callable[[BaseException | None], None]
+        self,
+        req: MutateRequest,
+        durable: Callable[[BaseException | None], None],
+        encoded: bytes,
     ) -> None:
         """A mutation held back by the ``test_apply_delay`` hook, applied now."""
         try:
-            self.engine.apply_then(req.ks, req.key, req.row, None, durable)
+            self.engine.apply_then(req.ks, req.key, req.row, None, durable, encoded)
         except Exception as exc:  # e.g. writes stopped meanwhile: the caller still hears back
             durable(exc)
 

@@ -295,7 +295,7 @@ class Writes:
         if trace is not None:
             add_plan(trace, topology, plan, consistency.describe(), stand_ins)
         replica = self.replica
-        size = replica.check_row_size(keyspace.name, key, row, new_only=True)
+        encoded = replica.check_row_size(keyspace.name, key, row, new_only=True)
         hinting = self.hints is not None and keyspace.hinted_handoff
         mutation = (keyspace.name, key, row) if hinting else None
         write = _Write(self, plan, consistency, start, done, mutation, stand_ins, trace)
@@ -320,9 +320,9 @@ class Writes:
             if host == local:
                 local_done = write.local_done if trace is None else write.traced_local_done
                 try:
-                    replica.check_row_size(keyspace.name, key, row, size=size)
+                    replica.check_row_size(keyspace.name, key, row, encoded=encoded)
                     self.engine.apply_then(
-                        keyspace.name, key, row, token, partial(local_done, host)
+                        keyspace.name, key, row, token, partial(local_done, host), encoded
                     )
                 except ProtocolError as exc:
                     write.refused(host, exc)

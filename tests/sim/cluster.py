@@ -175,7 +175,14 @@ class SimNode:
         apply_then = engine.apply_then
         applied = self.applied
 
-        def recording(keyspace: str, key: bytes, update: Row, token: int | None, done: Any) -> None:
+        def recording(
+            keyspace: str,
+            key: bytes,
+            update: Row,
+            token: int | None,
+            done: Any,
+            encoded: bytes = b"",
+        ) -> None:
             self.applies += 1
             stamps = applied.setdefault(key, set())
             new = {c.timestamp for c in update.cells.values()}
@@ -185,7 +192,7 @@ class SimNode:
             now = trio.current_time()
             for ts in new:
                 self.applied_at.setdefault((key, ts), now)
-            apply_then(keyspace, key, update, token, done)
+            apply_then(keyspace, key, update, token, done, encoded)
 
         engine.apply_then = recording  # type: ignore[method-assign]
 
