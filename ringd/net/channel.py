@@ -118,8 +118,8 @@ class Channel:
         self._proto: Initiator[_Call] = Initiator(max_frame)
         self._deadlines = Deadlines()
         self._out: list[bytes] = []
-        #: requests of batchable verbs waiting for the writer: verb -> [(args, callback, timeout)]
-        self._queued: dict[str, list[tuple[dict[str, Any], Callback, float]]] = {}
+        #: requests of batchable verbs waiting for the writer, by (verb, timeout)
+        self._queued: dict[tuple[str, float], list[tuple[dict[str, Any], Callback]]] = {}
         self._wake = trio.Event()
         self._closed = False
         self._close_reason = "connection closed"
@@ -160,7 +160,7 @@ class Channel:
             deliver(call.callback, None, error)
         queued, self._queued = self._queued, {}
         for entries in queued.values():
-            for _, callback, _ in entries:
+            for _, callback in entries:
                 deliver(callback, None, error)
 
     async def _read_loop(self) -> None:
@@ -193,9 +193,10 @@ class Channel:
                 self._wake = trio.Event()
                 if self._queued:
                     queued, self._queued = self._queued, {}
-                    for op, entries in queued.items():
+                    for (op, timeout), entries in queued.items():
                         for first in range(0, len(entries), MAX_BATCH_ITEMS):
-                            self._send_batch(op, entries[first : first + MAX_BATCH_ITEMS])
+                            batch = entries[first : first + MAX_BATCH_ITEMS]
+                            self._send_batch(op, batch, timeout)
                 data = b"".join(self._out)
                 self._out.clear()
                 await stream.send_all(data)
@@ -215,7 +216,7 @@ class Channel:
         if timeout is None:
             timeout = messages.VERBS[op].timeout if op in messages.VERBS else 10.0
         if op in BATCH_OF:
-            self._queued.setdefault(op, []).append((args, callback, timeout))
+            self._queued.setdefault((op, timeout), []).append((args, callback))
         else:
             self._request(op, args, callback, timeout)
         self._wake.set()
@@ -237,27 +238,28 @@ class Channel:
             )
         self._out.append(data)
 
-    def _send_batch(self, op: str, entries: list[tuple[dict[str, Any], Callback, float]]) -> None:
-        """Frame queued requests of ``op``: one alone as itself, several as one batch request
-        (one deadline, the longest of theirs); a batch too large for one frame goes out as
-        single requests."""
+    def _send_batch(
+        self, op: str, entries: list[tuple[dict[str, Any], Callback]], timeout: float
+    ) -> None:
+        """Frame queued requests of ``op`` with the same ``timeout``: one alone as itself,
+        several as one batch request with one deadline; a batch too large for one frame goes
+        out as single requests."""
         if len(entries) == 1:
-            self._request(op, *entries[0])
+            self._request(op, *entries[0], timeout)
             return
-        call = _Call(_Batch([callback for _, callback, _ in entries]))
+        call = _Call(_Batch([callback for _, callback in entries]))
         try:
             req_id, data = self._proto.request(
-                BATCH_OF[op], {"items": [args for args, _, _ in entries]}, call
+                BATCH_OF[op], {"items": [args for args, _ in entries]}, call
             )
         except ProtocolError as exc:
             call.callback(None, exc)
             return
         if len(data) > self._proto.max_frame:
             self._proto.forget(req_id)
-            for entry in entries:
-                self._request(op, *entry)
+            for args, callback in entries:
+                self._request(op, args, callback, timeout)
             return
-        timeout = max(timeout for _, _, timeout in entries)
         if timeout > 0:
             call.deadline = self._deadlines.after(
                 timeout, partial(self._expire, req_id, op, timeout, len(entries))

@@ -512,15 +512,15 @@ class Server:
             "all_time_blocked": self.blocked,
         }
 
-    def _begin(self) -> None:
-        self._in_flight += 1
+    def _begin(self, requests: int = 1) -> None:
+        self._in_flight += requests
         if self._idle.is_set():
             self._idle = trio.Event()
 
-    def _end(self, conn: _Conn) -> None:
-        conn.in_flight -= 1
+    def _end(self, conn: _Conn, requests: int = 1) -> None:
+        conn.in_flight -= requests
         conn.make_room()
-        self._in_flight -= 1
+        self._in_flight -= requests
         if self._in_flight == 0:
             self._idle.set()
 
@@ -571,7 +571,8 @@ class Server:
     ) -> None:
         """A batch verb (``messages.BATCHES``): each item runs as a request of the item verb
         (its handler, its metrics); one response carries every item's result or error, in
-        order, once the last one is in. The batch counts as one request in flight."""
+        order, once the last one is in. Each item counts as a request in flight (the
+        connection's bound) until the response goes out."""
         item_op = messages.BATCHES[op]
         items = args.get("items")
         if type(items) is not list or not 0 < len(items) <= messages.MAX_BATCH_ITEMS:
@@ -582,8 +583,8 @@ class Server:
         timing = self.served[item_op]
         results: list[Any] = [_UNANSWERED] * len(items)
         left = len(items)
-        conn.in_flight += 1
-        self._begin()
+        conn.in_flight += left
+        self._begin(left)
 
         def answer(i: int, started: float, value: Any) -> None:
             nonlocal left
@@ -596,7 +597,7 @@ class Server:
             left -= 1
             if left == 0:
                 conn.write(conn.proto.result(req_id, {"results": results}))
-                self._end(conn)
+                self._end(conn, len(results))
 
         for i, item in enumerate(items):
             started = perf_counter()

@@ -116,8 +116,9 @@ async def test_requests_of_a_batchable_verb_sent_together_travel_as_one_batch(
 ) -> None:
     """``mutate`` requests sent before the writer runs go out as one ``mutate_batch``; each
     caller gets its own item's answer (a result, or the error the far end put in its place);
-    a lone one goes out as itself; a batch too large for one frame goes out as single
-    requests; a batch that times out fails every caller and counts each as a timeout."""
+    a lone one goes out as itself, and so does one with another timeout; a batch too large for
+    one frame goes out as single requests; a batch that times out fails every caller and counts
+    each as a timeout."""
     near, far = trio.testing.memory_stream_pair()
     frames: list[tuple[str, int]] = []  # (op, items) as the far end received them
     silent = trio.Event()  # set: the far end stops answering
@@ -180,10 +181,14 @@ async def test_requests_of_a_batchable_verb_sent_together_travel_as_one_batch(
         frames.clear()
         silent.set()
         send_all(channel, range(30, 34), timeout=2.0)
+        send_all(channel, range(34, 35), timeout=4.0)  # another timeout: not in that batch
         await trio.sleep(3)
-        assert frames == [("mutate_batch", 4)]
+        assert frames == [("mutate_batch", 4), ("mutate", 1)]
         assert all(isinstance(got[n][1], CallTimeout) for n in range(30, 34))
+        assert 34 not in got
         assert channel.timeouts == {("far:1", "mutate"): 4}
+        await trio.sleep(2)
+        assert isinstance(got[34][1], CallTimeout)
 
         send_all(channel, range(40, 42), timeout=30.0)  # queued when the channel closes
         channel.close()
