@@ -165,8 +165,8 @@ async def _measure(
 
     def interval_line(now: float) -> None:
         nonlocal last
-        hist, errors = stats.take_interval()
-        count = hist.get_total_count() + errors
+        latencies, errors = stats.take_interval()
+        count = latencies.count + errors
         began, last = last, now
         if count == 0 and now - began < config.interval / 2:
             return  # nothing in a short final interval
@@ -175,7 +175,7 @@ async def _measure(
                 "time_s": round(now - start, 3),
                 "ops": stats.ops,
                 "op_rate": round(count / (now - began), 1) if now > began else 0.0,
-                "latency_ms": latency_ms(hist),
+                "latency_ms": latency_ms(latencies),
                 "errors": errors,
             }
         )
