@@ -359,6 +359,9 @@ class Server:
                         conn.write(proto.error(req_id, exc))
                         return
                     continue
+                if mode == BATCH:  # timed per item, as requests of the item verb
+                    self._run_batch(conn, req_id, op, handler, session, args, received)
+                    continue
                 started = perf_counter()
                 timing = served[op]
                 timing.queue_wait.add(started - received)
@@ -373,8 +376,6 @@ class Server:
                     timing.latency.add(perf_counter() - started)
                 elif mode == "deferred":
                     self._run_deferred(conn, req_id, op, handler, session, args, timing, started)
-                elif mode == BATCH:
-                    self._run_batch(conn, req_id, op, handler, session, args, received)
                 else:
                     conn.in_flight += 1
                     self._begin()
