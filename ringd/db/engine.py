@@ -94,6 +94,7 @@ log = logging.getLogger(__name__)
 
 DISK_RETRY_S = 1.0  # while writes are stopped, retry what failed this often
 COMPACTION_RETRY_S = 60.0  # after a failed compaction, try again this much later
+PREPARE_SCAN_MIN_KEYS = 500  # fewer new keys than this: their tokens cost a scan < ~1 ms
 
 _dumps = cbor2.dumps
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]*$")
@@ -670,6 +671,20 @@ class StorageEngine:
         for sst in store.sstables:
             bound += sst.max_row_bytes + MERGE_SLACK
         return bound + MERGE_SLACK
+
+    async def prepare_scan(self, keyspace: str) -> None:
+        """Compute in a worker thread the tokens of the keys that arrived in ``keyspace``'s
+        memtables since their last scan, so that the next :meth:`scan` only sorts them in the
+        event loop (Murmur3 in Python costs ~2.4 µs a key: 10,000 new keys held every request
+        on the node for ~25 ms). For background scans (repair validation); a few keys are done
+        inline by the scan itself."""
+        store = self._stores.get(keyspace)
+        if store is None:
+            return
+        for mt in store.memtables():
+            keys = mt.untokenized()
+            if len(keys) >= PREPARE_SCAN_MIN_KEYS:
+                await trio.to_thread.run_sync(mt.tokenize, keys)
 
     def scan(
         self,

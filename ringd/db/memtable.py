@@ -12,7 +12,13 @@ write to a key decodes it into a ``Row`` and merges in place from then on (:meth
 :meth:`get` and :meth:`iter_sorted` always hand out private ``Row`` objects.
 
 Tokens are computed lazily, only when a sorted view is needed (flush, scan), and cached:
-Murmur3 in pure Python costs microseconds per key, which the write path should not pay.
+Murmur3 in pure Python costs microseconds per key, which the write path should not pay. The
+sorted view is kept between scans: keys that arrive after it wait in a list and are merged in
+by the next scan (a sort of the new keys and one linear merge, into a new list so that a scan
+still iterating the old view is undisturbed). The tokens of those keys can be computed in a
+worker thread first (:meth:`Memtable.tokenize`, ``StorageEngine.prepare_scan``), so that a
+background scan of many new keys does not hold up the event loop for milliseconds per
+thousand keys.
 
 Once the engine switches a memtable out for flushing it is never written again, so a worker
 thread may read it while the event loop keeps serving reads from it.
@@ -39,10 +45,10 @@ _TEXT_HEADS: dict[str, bytes] = {}
 _U64 = struct.Struct(">BQ")
 _SMALL_UINTS = [bytes((n,)) for n in range(24)]
 _sizeof = sys.getsizeof
-#: memory of one new key beyond its key and value objects: its entries in ``rows`` and
-#: ``tokens`` (amortised over dict growth) and the token integer, measured with tracemalloc
-#: (tests/db/test_memtable.py checks the estimate against it)
-ENTRY_BYTES = 140
+#: memory of one new key beyond its key and value objects: its entries in ``rows``,
+#: ``tokens`` and the list of keys not in the sorted view yet (amortised over growth) and the
+#: token integer, measured with tracemalloc (tests/db/test_memtable.py checks the estimate)
+ENTRY_BYTES = 148
 _ROW_BYTES = _sizeof(Row({}, None)) + _sizeof({})
 _CELL_BYTES = _sizeof(Cell(0, None, None)) + 36  # the tuple, its timestamp, a dict entry
 
@@ -156,13 +162,14 @@ def value_size(value: Row | bytes) -> int:
 
 
 class Memtable:
-    __slots__ = ("rows", "bytes", "tokens", "_sorted")
+    __slots__ = ("rows", "bytes", "tokens", "_sorted", "_unsorted")
 
     def __init__(self) -> None:
         self.rows: dict[bytes, Row | bytes] = {}
         self.bytes = 0
         self.tokens: dict[bytes, int] = {}
-        self._sorted: list[tuple[int, bytes]] | None = None
+        self._sorted: list[tuple[int, bytes]] = []  # (token, key) of every key but _unsorted
+        self._unsorted: list[bytes] = []  # keys that arrived since the sorted view was made
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -175,7 +182,7 @@ class Memtable:
         if old is None:
             value = encoded if encoded is not None else Row(dict(update.cells), update.tombstone)
             rows[key] = value
-            self._sorted = None
+            self._unsorted.append(key)
             self.bytes += _sizeof(key) + value_size(value) + ENTRY_BYTES
         elif type(old) is bytes:
             row = decode_wire(old)
@@ -193,26 +200,43 @@ class Memtable:
         return None if value is None else private_row(value)
 
     def sorted_keys(self) -> list[tuple[int, bytes]]:
-        """All ``(token, key)`` pairs in order (cached until a new key arrives)."""
-        view = self._sorted
-        if view is None:
-            tokens = self.tokens
-            pairs = []
-            for key in list(self.rows):
-                tok = tokens.get(key)
-                if tok is None:
-                    tok = tokens[key] = _token(key)
-                pairs.append((tok, key))
-            pairs.sort()
-            view = self._sorted = pairs
-        return view
+        """All ``(token, key)`` pairs in order. Keys that arrived since the last call are
+        sorted and merged into a new list; the list returned before is left as it was."""
+        new = self._unsorted
+        if not new:
+            return self._sorted
+        self._unsorted = []
+        tokens = self.tokens
+        pairs = []
+        for key in new:
+            tok = tokens.get(key)
+            if tok is None:
+                tok = tokens[key] = _token(key)
+            pairs.append((tok, key))
+        pairs.sort()
+        if self._sorted:
+            pairs = self._sorted + pairs
+            pairs.sort()  # two sorted runs: one linear merge
+        self._sorted = pairs
+        return pairs
+
+    def tokenize(self, keys: list[bytes]) -> None:
+        """Compute and cache the tokens of ``keys`` (a copy of :meth:`untokenized`); safe in a
+        worker thread while the event loop writes (it only adds entries to ``tokens``)."""
+        tokens = self.tokens
+        for key in keys:
+            if key not in tokens:
+                tokens[key] = _token(key)
+
+    def untokenized(self) -> list[bytes]:
+        """A copy of the keys not in the sorted view yet (some may have tokens already)."""
+        return self._unsorted[:]
 
     def flush_order(self) -> list[tuple[int, bytes]]:
         """All ``(token, key)`` pairs in order, computed without caching (a flush needs them
-        once; the memtable is dropped after it)."""
-        view = self._sorted
-        if view is not None:
-            return view
+        once; the memtable is dropped after it). Runs in a worker thread on a memtable that is
+        no longer written, from ``rows`` alone: a scan in the event loop may be merging the
+        sorted view meanwhile."""
         tokens = self.tokens
         pairs = [(tokens.get(key) or _token(key), key) for key in self.rows]
         pairs.sort()

@@ -222,6 +222,11 @@ class ReplicaRepair:
             self.history.record(ks, rng, now, participants)
         self.history.save()
 
+    async def prepare_scan(self, args: dict[str, Any]) -> None:
+        """Before :meth:`validate` or :meth:`leaves`: the keyspace's memtables tokenized off
+        the event loop (``StorageEngine.prepare_scan``)."""
+        await self.engine.prepare_scan(self._keyspace(args))
+
     def validate(self, args: dict[str, Any]) -> dict[str, Any]:
         session, ks, rng = _text(args, "session"), self._keyspace(args), _range(args.get("range"))
         depth = args.get("depth")
@@ -288,6 +293,7 @@ class LocalParticipant:
         self.session = session
 
     async def tree(self, keyspace: str, rng: Range, depth: int) -> MerkleTree:
+        await self.replica.engine.prepare_scan(keyspace)
         self.replica.lease(self.session, keyspace, rng)
         self.replica.validations += 1
         return build_tree(self.replica.engine, keyspace, rng, depth)
@@ -295,6 +301,7 @@ class LocalParticipant:
     async def leaf_digests(
         self, keyspace: str, ranges: list[Range]
     ) -> list[list[tuple[bytes, bytes]]]:
+        await self.replica.engine.prepare_scan(keyspace)
         return [leaf_digests(self.replica.engine, keyspace, r) for r in ranges]
 
     async def rows(self, keyspace: str, keys: list[bytes]) -> dict[bytes, Row]:

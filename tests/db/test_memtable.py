@@ -1,10 +1,12 @@
-"""Memtable: the hand-rolled row encoding is exactly cbor2's, rows merge as they should, and
-the accounted size tracks real memory."""
+"""Memtable: the hand-rolled row encoding is exactly cbor2's, rows merge as they should, the
+accounted size tracks real memory, and the sorted view takes in new keys without disturbing
+scans of the old one."""
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
 import tracemalloc
 
 import cbor2
@@ -12,8 +14,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ringd.db import memtable as memtable_module
 from ringd.db.cells import Cell, Row, RowTombstone
 from ringd.db.memtable import ENTRY_BYTES, Memtable, decode_wire, encode_wire, value_size
+from ringd.dht.murmur3 import token_for
 
 ints = st.integers(-(2**70), 2**70)
 cells = st.builds(Cell, ints, st.none() | st.binary(max_size=300), st.none() | ints).filter(
@@ -77,3 +81,51 @@ def test_accounted_size_tracks_real_memory(value_len: int, columns: int, rewrite
     finally:
         tracemalloc.stop()
     assert 0.7 <= mt.bytes / grown <= 1.5, (mt.bytes, grown)
+
+
+@given(st.lists(st.lists(st.binary(max_size=12), max_size=40), max_size=6))
+def test_the_sorted_view_merges_new_keys_and_leaves_old_views_alone(
+    batches: list[list[bytes]],
+) -> None:
+    """Keys arrive between scans: each view is every key so far in (token, key) order, and a
+    view handed out earlier (a scan still iterating it) is not changed by a later merge."""
+    mt = Memtable()
+    row = Row({"v": Cell(1, b"x", None)}, None)
+    seen: set[bytes] = set()
+    views: list[tuple[list[tuple[int, bytes]], list[tuple[int, bytes]]]] = []
+    for batch in batches:
+        for key in batch:
+            mt.put(key, row, encode_wire(row))
+            seen.add(key)
+        view = mt.sorted_keys()
+        want = sorted((token_for(k), k) for k in seen)
+        assert view == want
+        views.append((view, list(want)))
+    for view, copy in views:
+        assert view == copy
+    assert mt.flush_order() == sorted((token_for(k), k) for k in seen)
+
+
+def test_tokenize_in_a_thread_leaves_the_scan_nothing_to_hash(monkeypatch) -> None:
+    """``tokenize`` (run by ``StorageEngine.prepare_scan`` in a worker thread) computes the
+    tokens of the keys not in the view yet; the next ``sorted_keys`` in the event loop then
+    hashes only the keys that arrived after it."""
+    mt = Memtable()
+    row = Row({"v": Cell(1, b"x", None)}, None)
+    for i in range(1000):
+        mt.put(b"k%d" % i, row, encode_wire(row))
+    hashed: list[str] = []
+    real = memtable_module._token
+    monkeypatch.setattr(
+        memtable_module,
+        "_token",
+        lambda key: hashed.append(threading.current_thread().name) or real(key),
+    )
+    worker = threading.Thread(target=mt.tokenize, args=(mt.untokenized(),), name="worker")
+    worker.start()
+    worker.join()
+    mt.put(b"late", row, encode_wire(row))
+    view = mt.sorted_keys()
+    assert len(view) == 1001 and view == sorted(view)
+    assert hashed.count("worker") == 1000
+    assert hashed.count(threading.current_thread().name) == 1  # only b"late"
