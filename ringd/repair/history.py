@@ -72,11 +72,12 @@ class RepairHistory:
             rows.sort(key=lambda r: r[2])
             del rows[: len(rows) - MAX_RECORDS]
 
+    def encoded(self) -> bytes:
+        """The file's content now (take it in the event loop; write it anywhere)."""
+        return cbor2.dumps({ks: [list(r) for r in rows] for ks, rows in self.records.items()})
+
     def save(self) -> None:
-        atomic_write(
-            self.path,
-            cbor2.dumps({ks: [list(r) for r in rows] for ks, rows in self.records.items()}),
-        )
+        atomic_write(self.path, self.encoded())
 
     def forget(self, keyspace: str) -> None:
         self.records.pop(keyspace, None)

@@ -24,9 +24,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import trio
+
 from ringd.db.cells import Row
 from ringd.dht.murmur3 import token_for
 from ringd.dht.tokens import Range, check_token
+from ringd.fsutil import atomic_write
 from ringd.protocol.errors import InvalidRequest
 from ringd.repair.history import RepairHistory
 from ringd.repair.merkle import MAX_DEPTH, MerkleTree
@@ -119,6 +122,9 @@ class ReplicaRepair:
         self.ended: dict[str, None] = {}
         self.validations = 0
         self.rows_received = 0
+        self._changes = 0  # to the history; keep_history_saved writes them
+        self._saved = 0  # the changes the history file holds
+        self._changed = trio.Event()
 
     def _keyspace(self, args: dict[str, Any]) -> str:
         ks = _text(args, "ks")
@@ -220,7 +226,36 @@ class ReplicaRepair:
         now = self.wall()
         for ks, rng in completed:
             self.history.record(ks, rng, now, participants)
-        self.history.save()
+        self._changes += 1
+        self._changed.set()  # written by keep_history_saved
+
+    async def keep_history_saved(self) -> None:
+        """Write the repair history after each change, in a worker thread: a file write and
+        two fsyncs, which in the event loop held up every request on the node for up to tens
+        of milliseconds after each repair piece. Written once more on the way out if changes
+        are still unsaved. A crash, or a write that fails (logged; the next change tries
+        again), loses at most the last records: their ranges look unrepaired and are repaired
+        again."""
+        history = self.history
+        if history is None:
+            return
+        try:
+            while True:
+                await self._changed.wait()
+                self._changed = trio.Event()
+                changes, data = self._changes, history.encoded()
+                try:
+                    await trio.to_thread.run_sync(atomic_write, history.path, data)
+                except OSError as exc:
+                    log.warning("cannot write the repair history %s: %s", history.path, exc)
+                    continue
+                self._saved = changes
+        finally:
+            if self._saved != self._changes:
+                try:
+                    history.save()
+                except OSError as exc:
+                    log.warning("cannot write the repair history %s: %s", history.path, exc)
 
     async def prepare_scan(self, args: dict[str, Any]) -> None:
         """Before :meth:`validate` or :meth:`leaves`: the keyspace's memtables tokenized off

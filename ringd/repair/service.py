@@ -188,6 +188,7 @@ class RepairService:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            nursery.start_soon(self.replica.keep_history_saved)
             task_status.started()
             await trio.sleep_forever()
 

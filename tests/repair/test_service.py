@@ -242,6 +242,27 @@ async def test_status_reports_the_oldest_repair(three: Any) -> None:
     assert status["oldest_repair"] is not None
 
 
+async def test_history_is_written_off_the_event_loop_and_once_more_at_the_end(
+    tmp_path: Path,
+) -> None:
+    """Recording a repaired range only marks the history changed; ``keep_history_saved``
+    writes it (in a worker thread), and the changes still unsaved when it is cancelled at
+    shutdown are written on the way out."""
+    history = RepairHistory(tmp_path / "h.cbor")
+    replica = ReplicaRepair(None, lambda ks: True, history, wall=lambda: 5.0)  # type: ignore[arg-type]
+    replica.record([("ks", Range(0, 100))], ["a"])
+    assert not history.path.exists()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(replica.keep_history_saved)
+        with trio.fail_after(10):
+            while not history.path.exists():  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        assert RepairHistory(history.path).records == {"ks": [(0, 100, 5.0, ["a"])]}
+        replica.record([("ks", Range(100, 200))], ["a"])
+        nursery.cancel_scope.cancel()  # shutting down with a change not written yet
+    assert len(RepairHistory(history.path).records["ks"]) == 2
+
+
 def test_history_covers_ranges_from_pieces(tmp_path: Path) -> None:
     history = RepairHistory(tmp_path / "h.cbor")
     whole = Range(0, 1000)
