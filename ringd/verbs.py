@@ -38,12 +38,12 @@ def merge(*tables: dict[str, Handler]) -> dict[str, Handler]:
             if name in merged:
                 raise ValueError(f"two handlers for verb {name}")
             verb = messages.VERBS.get(name)
-            if verb is None or name == "hello" or name in messages.BATCHES:
+            if verb is None or name in messages.SERVER_VERBS:
                 raise ValueError(f"handler for {name}, which is not in the verb table")
             if inspect.iscoroutinefunction(handler) != (verb.mode == messages.TASK):
                 raise ValueError(f"handler for {name} does not match its mode ({verb.mode})")
             merged[name] = handler
-    missing = sorted(set(messages.VERBS) - set(merged) - {"hello", *messages.BATCHES})
+    missing = sorted(set(messages.VERBS) - set(merged) - messages.SERVER_VERBS)
     if missing:
         raise ValueError(f"no handler for verbs: {', '.join(missing)}")
     return merged

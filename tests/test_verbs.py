@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from ringd import verbs
-from ringd.protocol.messages import BATCHES, VERBS
+from ringd.protocol.messages import SERVER_VERBS, VERBS
 
 
 def _handlers() -> dict[str, Any]:
@@ -17,9 +17,7 @@ def _handlers() -> dict[str, Any]:
     async def task(s: Any, a: Any) -> None: ...
 
     return {
-        n: task if v.mode == "task" else inline
-        for n, v in VERBS.items()
-        if n != "hello" and n not in BATCHES
+        n: task if v.mode == "task" else inline for n, v in VERBS.items() if n not in SERVER_VERBS
     }
 
 

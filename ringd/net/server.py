@@ -130,7 +130,7 @@ class Server:
         limits: Limits | None = None,
         tls: NodeTLS | None = None,
     ) -> None:
-        missing = set(messages.VERBS) - set(handlers) - {"hello", "auth", *messages.BATCHES}
+        missing = set(messages.VERBS) - set(handlers) - messages.SERVER_VERBS - {"auth"}
         unknown = set(handlers) - set(messages.VERBS)
         if missing or unknown:
             raise ValueError(
@@ -377,8 +377,7 @@ class Server:
                 elif mode == "deferred":
                     self._run_deferred(conn, req_id, op, handler, session, args, timing, started)
                 else:
-                    conn.in_flight += 1
-                    self._begin()
+                    self._begin(conn)
                     nursery.start_soon(
                         self._run_async, conn, req_id, op, handler, session, args, timing, started
                     )
@@ -513,7 +512,8 @@ class Server:
             "all_time_blocked": self.blocked,
         }
 
-    def _begin(self, requests: int = 1) -> None:
+    def _begin(self, conn: _Conn, requests: int = 1) -> None:
+        conn.in_flight += requests
         self._in_flight += requests
         if self._idle.is_set():
             self._idle = trio.Event()
@@ -536,8 +536,7 @@ class Server:
         timing: VerbLatency,
         started: float,
     ) -> None:
-        conn.in_flight += 1
-        self._begin()
+        self._begin(conn)
         answered = False
 
         def reply(value: Any) -> None:
@@ -552,13 +551,7 @@ class Server:
             timing.latency.add(perf_counter() - started)
             self._end(conn)
 
-        try:
-            handler(session, args, reply)  # type: ignore[call-arg]
-        except ProtocolError as exc:
-            reply(exc)
-        except Exception as exc:
-            log.exception("handler for %s failed", op)
-            reply(_server_error(op, exc))
+        _invoke(op, False, handler, session, args, reply)
 
     def _run_batch(
         self,
@@ -584,8 +577,7 @@ class Server:
         timing = self.served[item_op]
         results: list[Any] = [_UNANSWERED] * len(items)
         left = len(items)
-        conn.in_flight += left
-        self._begin(left)
+        self._begin(conn, left)
 
         def answer(i: int, started: float, value: Any) -> None:
             nonlocal left
@@ -604,18 +596,10 @@ class Server:
             started = perf_counter()
             timing.queue_wait.add(started - received)
             reply = partial(answer, i, started)
-            try:
-                if type(item) is not dict:
-                    raise ProtocolError(f"{op}: item {i} is not a map", ErrorCode.INVALID)
-                if inline:
-                    reply(handler(session, item))  # type: ignore[call-arg]
-                else:
-                    handler(session, item, reply)  # type: ignore[call-arg]
-            except ProtocolError as exc:
-                reply(exc)
-            except Exception as exc:
-                log.exception("handler for %s failed", item_op)
-                reply(_server_error(item_op, exc))
+            if type(item) is dict:
+                _invoke(item_op, inline, handler, session, item, reply)
+            else:
+                reply(ProtocolError(f"{op}: item {i} is not a map", ErrorCode.INVALID))
 
     async def _run_async(
         self,
@@ -643,6 +627,28 @@ class Server:
 
 BATCH = "batch"  # the server's own mode for the batch verbs
 _UNANSWERED = object()
+
+
+def _invoke(
+    op: str,
+    inline: bool,
+    handler: Handler,
+    session: Session,
+    args: dict[str, Any],
+    reply: Callable[[Any], None],
+) -> None:
+    """Run an inline or deferred handler so that ``reply`` gets its result or its error, a
+    bug included (logged, answered as ``SERVER_ERROR``)."""
+    try:
+        if inline:
+            reply(handler(session, args))  # type: ignore[call-arg]
+        else:
+            handler(session, args, reply)  # type: ignore[call-arg]
+    except ProtocolError as exc:
+        reply(exc)
+    except Exception as exc:
+        log.exception("handler for %s failed", op)
+        reply(_server_error(op, exc))
 
 
 def _server_error(op: str, exc: Exception) -> ProtocolError:

@@ -251,6 +251,8 @@ VERBS: dict[str, Verb] = _verbs(
 BATCHES = {"mutate_batch": "mutate", "read_local_batch": "read_local"}
 BATCH_OF = {item: batch for batch, item in BATCHES.items()}
 MAX_BATCH_ITEMS = 128
+#: verbs the server answers itself, without a subsystem's handler
+SERVER_VERBS = frozenset({"hello", *BATCHES})
 
 
 def parse_request(msg: dict[str, Any]) -> tuple[int, str, dict[str, Any]]:
