@@ -29,7 +29,7 @@ from __future__ import annotations
 import struct
 import sys
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import cbor2
 
@@ -206,14 +206,7 @@ class Memtable:
         if not new:
             return self._sorted
         self._unsorted = []
-        tokens = self.tokens
-        pairs = []
-        for key in new:
-            tok = tokens.get(key)
-            if tok is None:
-                tok = tokens[key] = _token(key)
-            pairs.append((tok, key))
-        pairs.sort()
+        pairs = self._in_order(new)
         if self._sorted:
             pairs = self._sorted + pairs
             pairs.sort()  # two sorted runs: one linear merge
@@ -237,8 +230,17 @@ class Memtable:
         once; the memtable is dropped after it). Runs in a worker thread on a memtable that is
         no longer written, from ``rows`` alone: a scan in the event loop may be merging the
         sorted view meanwhile."""
+        return self._in_order(self.rows)
+
+    def _in_order(self, keys: Iterable[bytes]) -> list[tuple[int, bytes]]:
+        """``(token, key)`` of ``keys``, sorted; tokens computed once and cached."""
         tokens = self.tokens
-        pairs = [(tokens.get(key) or _token(key), key) for key in self.rows]
+        pairs = []
+        for key in keys:
+            tok = tokens.get(key)
+            if tok is None:
+                tok = tokens[key] = _token(key)
+            pairs.append((tok, key))
         pairs.sort()
         return pairs
 
