@@ -257,27 +257,34 @@ class ReplicaRepair:
                 except OSError as exc:
                     log.warning("cannot write the repair history %s: %s", history.path, exc)
 
-    async def prepare_scan(self, args: dict[str, Any]) -> None:
-        """Before :meth:`validate` or :meth:`leaves`: the keyspace's memtables tokenized off
-        the event loop (``StorageEngine.prepare_scan``)."""
-        await self.engine.prepare_scan(self._keyspace(args))
+    async def tree(self, session: str, ks: str, rng: Range, depth: int) -> MerkleTree:
+        """The Merkle tree of ``rng`` for ``session``, which holds the range's lease from then
+        on. The memtables' new keys get their tokens in a worker thread first
+        (``StorageEngine.prepare_scan``), so the scan in the event loop only sorts them."""
+        await self.engine.prepare_scan(ks)
+        self.lease(session, ks, rng)
+        self.validations += 1
+        return build_tree(self.engine, ks, rng, depth)
 
-    def validate(self, args: dict[str, Any]) -> dict[str, Any]:
+    async def leaf_digests(self, ks: str, ranges: list[Range]) -> list[list[tuple[bytes, bytes]]]:
+        """The ``(key, row digest)`` pairs of each range (prepared as for :meth:`tree`)."""
+        await self.engine.prepare_scan(ks)
+        return [leaf_digests(self.engine, ks, r) for r in ranges]
+
+    async def validate(self, args: dict[str, Any]) -> dict[str, Any]:
         session, ks, rng = _text(args, "session"), self._keyspace(args), _range(args.get("range"))
         depth = args.get("depth")
         if type(depth) is not int or not 0 <= depth <= MAX_DEPTH:
             raise InvalidRequest(f"depth must be an integer from 0 to {MAX_DEPTH}")
-        self.lease(session, ks, rng)
-        self.validations += 1
-        return {"tree": build_tree(self.engine, ks, rng, depth).to_wire()}
+        return {"tree": (await self.tree(session, ks, rng, depth)).to_wire()}
 
-    def leaves(self, args: dict[str, Any]) -> dict[str, Any]:
+    async def leaves(self, args: dict[str, Any]) -> dict[str, Any]:
         ks = self._keyspace(args)
         raw = args.get("ranges")
         if not isinstance(raw, list) or len(raw) > MAX_LEAVES:
             raise InvalidRequest(f"ranges must be a list of at most {MAX_LEAVES} ranges")
-        ranges = [_range(r) for r in raw]
-        return {"leaves": [[[k, d] for k, d in leaf_digests(self.engine, ks, r)] for r in ranges]}
+        digests = await self.leaf_digests(ks, [_range(r) for r in raw])
+        return {"leaves": [[[k, d] for k, d in leaf] for leaf in digests]}
 
     def rows(self, args: dict[str, Any]) -> dict[str, Any]:
         ks = self._keyspace(args)
@@ -328,16 +335,12 @@ class LocalParticipant:
         self.session = session
 
     async def tree(self, keyspace: str, rng: Range, depth: int) -> MerkleTree:
-        await self.replica.engine.prepare_scan(keyspace)
-        self.replica.lease(self.session, keyspace, rng)
-        self.replica.validations += 1
-        return build_tree(self.replica.engine, keyspace, rng, depth)
+        return await self.replica.tree(self.session, keyspace, rng, depth)
 
     async def leaf_digests(
         self, keyspace: str, ranges: list[Range]
     ) -> list[list[tuple[bytes, bytes]]]:
-        await self.replica.engine.prepare_scan(keyspace)
-        return [leaf_digests(self.replica.engine, keyspace, r) for r in ranges]
+        return await self.replica.leaf_digests(keyspace, ranges)
 
     async def rows(self, keyspace: str, keys: list[bytes]) -> dict[bytes, Row]:
         out = {}

@@ -68,13 +68,11 @@ def verbs(
 
     async def repair_validate(s: Session, args: dict[str, Any]) -> dict[str, Any]:
         await trio.lowlevel.checkpoint()
-        await replica.prepare_scan(args)
-        return replica.validate(args)
+        return await replica.validate(args)
 
     async def repair_leaves(s: Session, args: dict[str, Any]) -> dict[str, Any]:
         await trio.lowlevel.checkpoint()
-        await replica.prepare_scan(args)
-        return replica.leaves(args)
+        return await replica.leaves(args)
 
     def repair_rows(s: Session, args: dict[str, Any]) -> dict[str, Any]:
         return replica.rows(args)

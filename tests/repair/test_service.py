@@ -72,13 +72,13 @@ class Net:
             raise ProtocolError(f"cannot connect to {address}: connection refused")
         replica = self.replicas[address]
         args = cbor2.loads(cbor2.dumps(args))
-        handler = {
+        inline = {"repair_rows": replica.rows, "repair_release": replica.release_verb}.get(verb)
+        tasks = {
             "repair_validate": replica.validate,
             "repair_leaves": replica.leaves,
-            "repair_rows": replica.rows,
-            "repair_release": replica.release_verb,
-        }.get(verb)
-        result = handler(args) if handler else await replica.apply(args)
+            "repair_apply": replica.apply,
+        }
+        result = inline(args) if inline else await tasks[verb](args)
         await trio.lowlevel.checkpoint()
         return cbor2.loads(cbor2.dumps(result))
 
@@ -218,18 +218,18 @@ async def test_two_repairs_of_the_same_range_are_refused(three: Any) -> None:
     # by another coordinator: each participant refuses a range another session holds
     replica = net.replicas["127.0.0.3:7000"]
     args = {"ks": "ks", "range": [0, 1000], "depth": 0}
-    replica.validate({"session": "a", **args})
+    await replica.validate({"session": "a", **args})
     with pytest.raises(InvalidRequest, match="being repaired by session a"):
-        replica.validate({"session": "b", **args})
-    replica.validate({"session": "b", "ks": "ks", "range": [1000, 2000], "depth": 0})
+        await replica.validate({"session": "b", **args})
+    await replica.validate({"session": "b", "ks": "ks", "range": [1000, 2000], "depth": 0})
     replica.release_verb({"session": "a"})
-    replica.validate({"session": "b", **args})
+    await replica.validate({"session": "b", **args})
     # a request of a released session that arrives after its release (queued behind it) takes
     # no lease: it would hold the range from the next session for minutes
     replica.release_verb({"session": "b"})
     with pytest.raises(InvalidRequest, match="session b has ended"):
-        replica.validate({"session": "b", **args})
-    replica.validate({"session": "c", **args})
+        await replica.validate({"session": "b", **args})
+    await replica.validate({"session": "c", **args})
 
 
 async def test_status_reports_the_oldest_repair(three: Any) -> None:
