@@ -3,13 +3,13 @@
 A fresh decoder per frame; anything that is not exactly one well-formed item of the allowed types
 raises ``ProtocolError`` (never another exception).
 
-Decoding is ``cbor2.loads`` (the C decoder reading straight from the bytes, much cheaper than a
-decoder over a file object) with tags rejected, duplicate keys refused and depth bounded, then
-one pass over the decoded maps and lists to check that map keys are text. ``loads`` ignores
-bytes after the item, so the body is decoded as the content of an indefinite-length array:
-anything after the item becomes a second element or malformed input, except a break byte
-(0xff), which would close the array early; a body containing 0xff is also decoded as the first
-of a two-element array ``[body, null]``, where such a break is malformed.
+Decoding must notice bytes after the item, which ``cbor2.loads`` ignores. A body without a 0xff
+byte is decoded by ``loads`` (the C decoder reading straight from the bytes, the cheapest way
+for small frames) as the content of an indefinite-length array: anything after the item becomes
+a second element or malformed input. A body with a 0xff byte (a break, which would close that
+array early; most batch frames have one somewhere) is decoded once by a decoder over a
+``BytesIO``, which tells where the item ended. Both reject tags, refuse duplicate keys and
+bound the depth; then one pass over the decoded maps and lists checks that map keys are text.
 """
 
 from __future__ import annotations
@@ -70,25 +70,40 @@ def _loads(data: bytes) -> Any:
     )
 
 
+def _decode_alone(data: bytes) -> tuple[Any, int]:
+    """The first item of ``data`` and the offset where it ended."""
+    stream = io.BytesIO(data)
+    value = cbor2.CBORDecoder(
+        stream,
+        tag_hook=_reject_tag,
+        semantic_decoders=_NO_SEMANTIC_TAGS,
+        max_depth=MAX_DEPTH,
+        allow_duplicate_keys=False,
+    ).decode()
+    return value, stream.tell()
+
+
 def decode_item(data: bytes) -> Any:
     """Decode exactly one CBOR item of the protocol's types from ``data``."""
     try:
-        items = _loads(b"".join((b"\x9f", data, b"\xff")))
-        if len(items) == 1 and b"\xff" in data:
-            # a break byte right after the item would have closed the array early
-            _loads(b"".join((b"\x82", data, b"\xf6")))
+        if b"\xff" in data:
+            value, end = _decode_alone(data)
+            after = len(data) - end
+        else:
+            items = _loads(b"".join((b"\x9f", data, b"\xff")))
+            if not items:
+                raise ProtocolError("malformed CBOR: no data item")
+            value = items[0]
+            after = len(items) - 1
     except ProtocolError:
         raise
     except Exception as exc:  # cbor2 raises several types for malformed input
         raise _why_malformed(data, exc) from None
-    if not items:
-        raise ProtocolError("malformed CBOR: no data item")
-    value = items[0]
     if type(value) is dict:
         _check_map(value)
     elif type(value) is list:
         _check_list(value)
-    if len(items) > 1:
+    if after:
         raise ProtocolError("bytes after the CBOR item")
     if isinstance(value, cbor2.CBORSimpleValue) or value is cbor2.undefined:
         raise ProtocolError("CBOR simple values are not part of the protocol")
@@ -96,21 +111,14 @@ def decode_item(data: bytes) -> Any:
 
 
 def _why_malformed(data: bytes, exc: Exception) -> ProtocolError:
-    """The error for a body the wrapped decoding refused: decoded alone (on the error path only)
-    to tell bytes after the item from a malformed item."""
-    stream = io.BytesIO(data)
+    """The error for a body that did not decode: decoded alone (on the error path only) to tell
+    bytes after the item from a malformed item."""
     try:
-        cbor2.CBORDecoder(
-            stream,
-            tag_hook=_reject_tag,
-            semantic_decoders=_NO_SEMANTIC_TAGS,
-            max_depth=MAX_DEPTH,
-            allow_duplicate_keys=False,
-        ).decode()
+        _, end = _decode_alone(data)
     except Exception as alone:
         return ProtocolError(f"malformed CBOR: {alone}")
-    if stream.tell() != len(data):
-        return ProtocolError(f"{len(data) - stream.tell()} bytes after the CBOR item")
+    if end != len(data):
+        return ProtocolError(f"{len(data) - end} bytes after the CBOR item")
     return ProtocolError(f"malformed CBOR: {exc}")
 
 

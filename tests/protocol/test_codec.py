@@ -72,9 +72,19 @@ def test_anything_after_the_item_is_refused(message: dict, extra: bytes) -> None
         codec.decode_map(codec.encode(message) + extra)
 
 
-def test_nesting_is_bounded() -> None:
-    deep: object = 1
-    for _ in range(codec.MAX_DEPTH + 5):
-        deep = [deep]
-    with pytest.raises(ProtocolError, match="depth"):
-        codec.decode_map(cbor2.dumps({"a": deep}))
+@pytest.mark.parametrize("leaf", [1, b"\xff"], ids=["plain", "with-a-break-byte"])
+def test_nesting_is_bounded(leaf: object) -> None:
+    """The same depth is accepted whether or not the body holds a 0xff byte (the two ways
+    decode_item decodes)."""
+
+    def nested(levels: int) -> dict[str, object]:
+        deep: object = leaf
+        for _ in range(levels):
+            deep = [deep]
+        return {"a": deep}
+
+    deepest = nested(codec.MAX_DEPTH - 1)  # the map and its lists: MAX_DEPTH containers
+    assert codec.decode_map(cbor2.dumps(deepest)) == deepest
+    for levels in (codec.MAX_DEPTH, codec.MAX_DEPTH + 5):
+        with pytest.raises(ProtocolError, match="depth"):
+            codec.decode_map(cbor2.dumps(nested(levels)))
