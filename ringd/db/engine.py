@@ -76,7 +76,7 @@ from ringd.db.compaction import (
 )
 from ringd.db.diskhealth import DiskFailure, DiskHealth
 from ringd.db.errors import StorageCorruption
-from ringd.db.memtable import Memtable, decode_wire, encode_wire, private_row
+from ringd.db.memtable import Memtable, decode_wire, encode_wire, private_row, wire_bound
 from ringd.db.sstable import (
     SSTableReader,
     key_hash,
@@ -205,6 +205,13 @@ def _bytes_head(n: int) -> bytes:
     if n < 0x100000000:
         return b"\x5a" + n.to_bytes(4, "big")
     return b"\x5b" + n.to_bytes(8, "big")
+
+
+def _stored_bound(value: Row | bytes) -> int:
+    """A bound on the encoded size of a memtable's stored value, plus the merge slack."""
+    if type(value) is bytes:
+        return len(value) + MERGE_SLACK
+    return wire_bound(value) + MERGE_SLACK  # type: ignore[arg-type]
 
 
 class StorageEngine:
@@ -662,15 +669,17 @@ class StorageEngine:
         store = self._stores.get(keyspace)
         if store is None:
             return 0
-        bound = 0
-        for mt in (store.memtable, *(mt for mt, _ in store.flushing)):
+        bound = MERGE_SLACK
+        value = store.memtable.rows.get(key)
+        if value is not None:
+            bound += _stored_bound(value)
+        for mt, _ in store.flushing:
             value = mt.rows.get(key)
             if value is not None:
-                size = len(value) if type(value) is bytes else len(encode_wire(value))  # type: ignore[arg-type]
-                bound += size + MERGE_SLACK
+                bound += _stored_bound(value)
         for sst in store.sstables:
             bound += sst.max_row_bytes + MERGE_SLACK
-        return bound + MERGE_SLACK
+        return bound
 
     async def prepare_scan(self, keyspace: str) -> None:
         """Compute in a worker thread the tokens of the keys that arrived in ``keyspace``'s

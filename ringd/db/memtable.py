@@ -126,6 +126,29 @@ def encode_wire(row: Row) -> bytes:
     return b"".join(parts)
 
 
+_INT64 = 1 << 64
+
+
+def wire_bound(row: Row) -> int:
+    """At least ``len(encode_wire(row))``, without encoding it (a size check's cheap bound):
+    every head and integer counted at its largest 64-bit size."""
+    size = 33  # the row's map head, "c", the cells' map head, "t" and the tombstone's list
+    for name, (ts, value, ldt) in row.cells.items():
+        size += len(_text_item(name)) + 28
+        if value is not None:
+            size += len(value)
+        if not -_INT64 <= ts < _INT64:
+            size += len(_uint(ts))
+        if ldt is not None and not -_INT64 <= ldt < _INT64:
+            size += len(_uint(ldt))
+    t = row.tombstone
+    if t is not None:
+        for n in t:
+            if not -_INT64 <= n < _INT64:
+                size += len(_uint(n))
+    return size
+
+
 def _map_head(n: int) -> bytes:
     head = _uint(n)
     return bytes((head[0] | 0xA0,)) + head[1:]

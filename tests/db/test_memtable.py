@@ -11,12 +11,19 @@ import tracemalloc
 
 import cbor2
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from ringd.db import memtable as memtable_module
 from ringd.db.cells import Cell, Row, RowTombstone
-from ringd.db.memtable import ENTRY_BYTES, Memtable, decode_wire, encode_wire, value_size
+from ringd.db.memtable import (
+    ENTRY_BYTES,
+    Memtable,
+    decode_wire,
+    encode_wire,
+    value_size,
+    wire_bound,
+)
 from ringd.dht.murmur3 import token_for
 
 ints = st.integers(-(2**70), 2**70)
@@ -35,6 +42,17 @@ def test_encode_wire_is_cbor2_of_to_wire(row: Row) -> None:
     data = encode_wire(row)
     assert data == cbor2.dumps(row.to_wire())
     assert decode_wire(data) == row == Row.from_wire(cbor2.loads(data))
+
+
+@given(rows)
+@example(  # the largest heads: 64-bit timestamps and ldts, values of 256+ bytes, many cells
+    Row({f"c{i}": Cell(2**64 - 1, b"v" * 300, 2**64 - 1) for i in range(30)}, None)
+)
+@example(Row({f"c{i}": Cell(2**600, None, 1) for i in range(30)}, None))  # bignums
+@example(Row({f"c{i}": Cell(1, None, -(2**600)) for i in range(30)}, None))
+@example(Row({}, RowTombstone(2**600, -(2**600))))
+def test_wire_bound_is_never_below_the_encoding(row: Row) -> None:
+    assert wire_bound(row) >= len(encode_wire(row))
 
 
 @given(st.lists(st.tuples(st.sampled_from([b"a", b"b"]), rows), max_size=6))
