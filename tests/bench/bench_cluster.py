@@ -2,7 +2,7 @@
 
     python tests/bench/bench_cluster.py [--duration 10s] [--baseline REV] [--sync batch,periodic]
                                         [--concurrency 1,64] [--keys 10000] [--no-ceiling]
-                                        [--metrics-off]
+                                        [--metrics-off] [--rounds 1]
 
 For each commit-log sync mode it starts a fresh local cluster (``ringctl cluster``, 3 nodes on
 127.0.0.1-3, RF 3, a free non-default port, a temporary RINGCTL_HOME), runs ``ringctl stress write``
@@ -12,6 +12,13 @@ tree's ringd (``python -m ringd.main`` with PYTHONPATH pointing at it; nothing i
 by the current ringctl, and prints current/baseline ratios. A bare-callback ceiling server (the
 same framing and codec, acks every write, stores nothing, one process) shows what the client and
 the wire can do on this machine. Numbers only; nothing is asserted.
+
+A shared or virtual machine's speed drifts by tens of percent within minutes, which one run of
+each tree cannot tell from a change. ``--rounds N`` measures every tree N times, in alternating
+order (current then baseline, then baseline then current, ...), and gives each ratio as the
+median of the N same-round ratios with their range; a change smaller than that range is not
+measured. The client's own CPU per operation, the same code against either tree, shows the
+drift too.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import argparse
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -145,17 +153,18 @@ class Bench:
             raise RuntimeError(f"ringctl {' '.join(argv)}: exit {done.returncode}: {done.stderr}")
         return done.stdout
 
-    def stress(self, label: str, sync: str, host: list[str]) -> None:
+    def stress(self, label: str, sync: str, host: list[str], round_: int = 0) -> None:
         for c in self.args.concurrency:
             for mode in ("write", "read"):
                 argv = ["stress", mode, "--duration", self.args.duration, "-c", str(c)]
                 argv += ["-cl", "QUORUM", "--keys", str(self.args.keys), "--json", *host]
                 summary = json.loads(self.ringctl(*argv))
-                row = {"tree": label, "sync": sync, "mode": mode, "c": c, **summary}
+                row = {"tree": label, "sync": sync, "mode": mode, "c": c, "round": round_}
+                row.update(summary)
                 self.rows.append(row)
                 print(line(row), flush=True)
 
-    def cluster(self, label: str, sync: str, tree: Path | None) -> None:
+    def cluster(self, label: str, sync: str, tree: Path | None, round_: int = 0) -> None:
         name = f"{label.split()[0]}-{sync}"
         port = free_port()
         start = ["cluster", "start", "--name", name, "-n", "3", "--port", str(port)]
@@ -165,7 +174,8 @@ class Bench:
         hosts = ",".join(f"127.0.0.{i}:{port}" for i in range(1, 4))
         try:
             self.ringctl(*start, tree=tree)
-            self.stress(label, sync, ["--host", hosts] if tree and tree != METRICS_OFF else [])
+            host = ["--host", hosts] if tree and tree != METRICS_OFF else []
+            self.stress(label, sync, host, round_)
         finally:
             try:
                 self.ringctl("cluster", "remove", name, "--json", tree=tree)
@@ -212,23 +222,40 @@ def line(row: dict[str, Any]) -> str:
 
 
 def ratios(rows: list[dict[str, Any]]) -> None:
-    def ratio(x: float | None, y: float | None) -> str:
-        return "-" if not x or not y else f"{x / y:.2f}"
+    """Current over each baseline, paired within a round: the median over the rounds, and
+    with more than one round the range of the same-round ratios."""
+    metrics = {
+        "op/s": lambda r: r["op_rate"],
+        "p50": lambda r: r["latency_ms"]["p50"],
+        "p99.9": lambda r: r["latency_ms"]["p999"],
+        "cpu/op": lambda r: r["cluster_cpu_us_per_op"],
+    }
+    rounds = len({r["round"] for r in rows})
+    width = 17 if rounds > 1 else 7
+
+    def ratio(pairs: list[tuple[dict[str, Any], dict[str, Any]]], value: Any) -> str:
+        found = [value(r) / value(b) for r, b in pairs if value(r) and value(b)]
+        if not found:
+            return "-"
+        text = f"{statistics.median(found):.2f}"
+        if len(found) > 1:
+            text += f" ({min(found):.2f}-{max(found):.2f})"
+        return text
 
     for label in dict.fromkeys(r["tree"] for r in rows if r["tree"].startswith("baseline")):
-        base = {(r["sync"], r["mode"], r["c"]): r for r in rows if r["tree"] == label}
-        print(f"\ncurrent / {label}")
-        print(f"{'sync':<9} {'mode':<6} {'c':>3} {'op/s':>7} {'p50':>7} {'p99.9':>7} {'cpu/op':>7}")
+        base = {(r["sync"], r["mode"], r["c"], r["round"]): r for r in rows if r["tree"] == label}
+        pairs: dict[tuple[str, str, int], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
         for r in rows:
-            b = base.get((r["sync"], r["mode"], r["c"]))
-            if r["tree"] != "current" or b is None:
-                continue
-            print(
-                f"{r['sync']:<9} {r['mode']:<6} {r['c']:>3} {ratio(r['op_rate'], b['op_rate']):>7} "
-                f"{ratio(r['latency_ms']['p50'], b['latency_ms']['p50']):>7} "
-                f"{ratio(r['latency_ms']['p999'], b['latency_ms']['p999']):>7} "
-                f"{ratio(r['cluster_cpu_us_per_op'], b['cluster_cpu_us_per_op']):>7}"
-            )
+            b = base.get((r["sync"], r["mode"], r["c"], r["round"]))
+            if r["tree"] == "current" and b is not None:
+                pairs.setdefault((r["sync"], r["mode"], r["c"]), []).append((r, b))
+        print(
+            f"\ncurrent / {label}" + (f", median of {rounds} rounds (range)" if rounds > 1 else "")
+        )
+        print(f"{'sync':<9} {'mode':<6} {'c':>3} " + " ".join(f"{m:>{width}}" for m in metrics))
+        for (sync, mode, c), found in pairs.items():
+            cells = " ".join(f"{ratio(found, value):>{width}}" for value in metrics.values())
+            print(f"{sync:<9} {mode:<6} {c:>3} {cells}")
 
 
 def main() -> None:
@@ -241,6 +268,9 @@ def main() -> None:
     parser.add_argument("--no-ceiling", action="store_true", help="skip the ceiling server")
     parser.add_argument(
         "--metrics-off", action="store_true", help="also run with metric records as no-ops"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="measure every tree this many times, alternating"
     )
     parser.add_argument("--serve-ceiling", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -267,9 +297,11 @@ def main() -> None:
             f"3 nodes, RF 3, QUORUM, 48-byte values, {args.duration} per run, {os.cpu_count()} cores"
         )
         print(HEADER, flush=True)
-        for sync in args.sync.split(","):
-            for label, tree in trees:
-                bench.cluster(label, sync, tree)
+        for round_ in range(args.rounds):
+            order = trees if round_ % 2 == 0 else trees[::-1]  # drift favours neither
+            for sync in args.sync.split(","):
+                for label, tree in order:
+                    bench.cluster(label, sync, tree, round_)
         if not args.no_ceiling:
             bench.ceiling()
         if args.baseline or args.metrics_off:
