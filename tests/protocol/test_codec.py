@@ -59,6 +59,13 @@ def test_mutated_valid_frames_raise_only_protocol_error(message: dict, noise: by
         ("a16161a1416201", "map keys must be text"),  # {"a": {b"b": 1}} (bytes key)
         ("a1616101f6", "after the CBOR item"),  # a trailing null
         ("a161610182", "after the CBOR item"),  # a trailing unfinished array
+        # lengths far beyond the body: refused without allocating them, with and without a
+        # 0xff byte (the two ways decode_item decodes)
+        ("a161619b0000000100000000", "malformed"),  # {"a": array of 2**32 items}
+        ("a161619b0000000100000000ff", "malformed"),
+        ("a16161bb0000000100000000ff", "malformed"),  # map of 2**32 pairs
+        ("a161615b0000010000000000", "malformed"),  # bytes of 2**40
+        ("a161617b0000010000000000ff", "malformed"),  # text of 2**40
     ],
 )
 def test_rejects(hex_body: str, why: str) -> None:
