@@ -445,12 +445,21 @@ def start(
                 SERVER,
             )
     launched: dict[str, subprocess.Popen[bytes]] = {}
-    for node in launch:
-        say(f"starting {node.name} on {node.address}")
-        launched[node.name] = _launch(spec, node)
-        results.append({"node": node.name, "pid": launched[node.name].pid, "result": "started"})
     deadline = time.monotonic() + timeout
-    _wait_serving(spec, launch, launched, deadline, say)
+    # A node's first start balances its tokens against the ring a seed reports, so new
+    # non-seeds start one at a time, each once a seed knows the tokens of the one before
+    # (started together they would all split the same ranges); the others start at once.
+    seeds = set(spec.seeds)
+    first_starts = [n for n in launch if n.address not in seeds and not _has_tokens(spec, n)]
+    batches = [[n for n in launch if n not in first_starts]] + [[n] for n in first_starts]
+    for batch in batches:
+        for node in batch:
+            say(f"starting {node.name} on {node.address}")
+            launched[node.name] = _launch(spec, node)
+            results.append({"node": node.name, "pid": launched[node.name].pid, "result": "started"})
+        _wait_serving(spec, batch, launched, deadline, say)
+        if batch and batch[0] in first_starts:
+            _wait_tokens_known(spec, batch[0], deadline, say)
     if wait:
         wait_up(spec, deadline=deadline, progress=say)
     order = {n.name: n.number for n in spec.nodes}
@@ -708,6 +717,39 @@ def _wait_serving(
                 f"{pending[0].number} logs'",
                 UNAVAILABLE,
             )
+        time.sleep(POLL)
+
+
+def _has_tokens(spec: ClusterSpec, node: NodeSpec) -> bool:
+    """The node has started before: it chose its tokens then (``system/local.cbor``)."""
+    return (spec.paths(node).data / "system" / "local.cbor").exists()
+
+
+def _wait_tokens_known(spec: ClusterSpec, node: NodeSpec, deadline: float, say: Any) -> None:
+    """Wait until a running seed reports ``node`` owning part of the ring (it has its tokens);
+    at once if no seed answers (nothing to balance against then)."""
+    seeds = [
+        n for n in running_nodes(spec) if n.address in spec.seeds and n.address != node.address
+    ]
+    while seeds:
+        for seed in seeds:
+            try:
+                with Client(seed.address, **layout.connect_args(seed.address), timeout=2.0) as db:
+                    status = db.admin("status")
+            except ProtocolError:
+                continue
+            if any(
+                n.get("address") == node.address and (n.get("owns") or 0) > 0
+                for n in status.get("nodes", [])
+            ):
+                return
+        if time.monotonic() > deadline:
+            raise ClusterError(
+                f"no seed reports the tokens of {node.name} ({node.address}) in time; see "
+                f"'ringctl cluster node {node.number} logs'",
+                UNAVAILABLE,
+            )
+        say(f"waiting for the seeds to hear {node.name}'s tokens")
         time.sleep(POLL)
 
 

@@ -69,6 +69,17 @@ def test_start_then_data_and_status_without_host(c3: dict[str, Any]) -> None:
     assert table.count("UN ") == 3, table
 
 
+def test_the_nodes_of_a_new_cluster_own_even_shares(ringctl: Ringctl) -> None:
+    """Each new non-seed chose its tokens against the tokens of the nodes started before it
+    (started together, every one would split the seed's ranges alike: 4 nodes came out with
+    shares like 0.50, 0.10, 0.27, 0.13)."""
+    port = cluster_port(4)
+    ringctl.ok("cluster", "start", "-n", "4", "--port", str(port))
+    status = ringctl.json("status")  # no keyspace given: the raw token share
+    shares = [n["owns"] for n in status["nodes"]]
+    assert len(shares) == 4 and max(shares) / min(shares) <= 1.3, shares
+
+
 def test_cluster_status_json(c3: dict[str, Any]) -> None:
     ringctl: Ringctl = c3["ringctl"]
     data = ringctl.json("cluster", "status")
