@@ -447,7 +447,7 @@ def start(
     launched: dict[str, subprocess.Popen[bytes]] = {}
     deadline = time.monotonic() + timeout
     # A node's first start balances its tokens against the ring a seed reports, so new
-    # non-seeds start one at a time, each once a seed knows the tokens of the one before
+    # non-seeds start one at a time, each once a seed reports the tokens of the one before
     # (started together they would all split the same ranges); the others start at once.
     seeds = set(spec.seeds)
     first_starts = [n for n in launch if n.address not in seeds and not _has_tokens(spec, n)]
@@ -726,8 +726,8 @@ def _has_tokens(spec: ClusterSpec, node: NodeSpec) -> bool:
 
 
 def _wait_tokens_known(spec: ClusterSpec, node: NodeSpec, deadline: float, say: Any) -> None:
-    """Wait until a running seed reports ``node`` owning part of the ring (it has its tokens);
-    at once if no seed answers (nothing to balance against then)."""
+    """Wait until a running seed reports ``node``'s tokens (a joining node's too, which owns
+    nothing until it is NORMAL); at once if no seed runs (nothing to balance against then)."""
     seeds = [
         n for n in running_nodes(spec) if n.address in spec.seeds and n.address != node.address
     ]
@@ -739,7 +739,7 @@ def _wait_tokens_known(spec: ClusterSpec, node: NodeSpec, deadline: float, say: 
             except ProtocolError:
                 continue
             if any(
-                n.get("address") == node.address and (n.get("owns") or 0) > 0
+                n.get("address") == node.address and (n.get("tokens") or 0) > 0
                 for n in status.get("nodes", [])
             ):
                 return
