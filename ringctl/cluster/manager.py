@@ -451,15 +451,18 @@ def start(
     # (started together they would all split the same ranges); the others start at once.
     seeds = set(spec.seeds)
     first_starts = [n for n in launch if n.address not in seeds and not _has_tokens(spec, n)]
-    batches = [[n for n in launch if n not in first_starts]] + [[n] for n in first_starts]
-    for batch in batches:
-        for node in batch:
+
+    def launch_serving(nodes: list[NodeSpec]) -> None:
+        for node in nodes:
             say(f"starting {node.name} on {node.address}")
             launched[node.name] = _launch(spec, node)
             results.append({"node": node.name, "pid": launched[node.name].pid, "result": "started"})
-        _wait_serving(spec, batch, launched, deadline, say)
-        if batch and batch[0] in first_starts:
-            _wait_tokens_known(spec, batch[0], deadline, say)
+        _wait_serving(spec, nodes, launched, deadline, say)
+
+    launch_serving([n for n in launch if n not in first_starts])
+    for node in first_starts:
+        launch_serving([node])
+        _wait_tokens_known(spec, node, deadline, say)
     if wait:
         wait_up(spec, deadline=deadline, progress=say)
     order = {n.name: n.number for n in spec.nodes}
@@ -591,10 +594,8 @@ def _wait_replaced(
         for other in running_nodes(spec):
             if other.number == node.number:
                 continue
-            try:
-                with Client(other.address, **layout.connect_args(other.address), timeout=2) as db:
-                    rows = db.admin("status")["nodes"]
-            except ProtocolError:
+            rows = _status_rows(other.address)
+            if rows is None:
                 done = False
                 continue
             mine = [r for r in rows if r["address"] == node.address]
@@ -639,14 +640,21 @@ def _forget(spec: ClusterSpec, node: NodeSpec) -> None:
     shutil.rmtree(spec.paths(node).dir, ignore_errors=True)
 
 
-def _states(address: str) -> dict[str, str] | None:
-    """address -> state (NORMAL, JOINING, LEAVING...) as the node at ``address`` reports it."""
+def _status_rows(address: str) -> list[dict[str, Any]] | None:
+    """The nodes of ``status`` as the node at ``address`` reports them, or None if it does not
+    answer."""
     try:
         with Client(address, **layout.connect_args(address), timeout=2.0) as db:
-            status = db.admin("status")
+            rows: list[dict[str, Any]] = db.admin("status").get("nodes", [])
     except ProtocolError:
         return None
-    return {n["address"]: n["state"] for n in status.get("nodes", [])}
+    return rows
+
+
+def _states(address: str) -> dict[str, str] | None:
+    """address -> state (NORMAL, JOINING, LEAVING...) as the node at ``address`` reports it."""
+    rows = _status_rows(address)
+    return None if rows is None else {n["address"]: n["state"] for n in rows}
 
 
 def wait_state(
@@ -733,15 +741,8 @@ def _wait_tokens_known(spec: ClusterSpec, node: NodeSpec, deadline: float, say: 
     ]
     while seeds:
         for seed in seeds:
-            try:
-                with Client(seed.address, **layout.connect_args(seed.address), timeout=2.0) as db:
-                    status = db.admin("status")
-            except ProtocolError:
-                continue
-            if any(
-                n.get("address") == node.address and (n.get("tokens") or 0) > 0
-                for n in status.get("nodes", [])
-            ):
+            rows = _status_rows(seed.address)
+            if rows and any(r["address"] == node.address and r.get("tokens") for r in rows):
                 return
         if time.monotonic() > deadline:
             raise ClusterError(
@@ -755,12 +756,8 @@ def _wait_tokens_known(spec: ClusterSpec, node: NodeSpec, deadline: float, say: 
 
 def _seen_up(address: str) -> set[str] | None:
     """Addresses the node at ``address`` reports UP, or None if it does not answer."""
-    try:
-        with Client(address, **layout.connect_args(address), timeout=2.0) as db:
-            status = db.admin("status")
-    except ProtocolError:
-        return None
-    return {n["address"] for n in status.get("nodes", []) if n.get("status") == "UP"}
+    rows = _status_rows(address)
+    return None if rows is None else {n["address"] for n in rows if n.get("status") == "UP"}
 
 
 def wait_up(
