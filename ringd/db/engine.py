@@ -76,7 +76,7 @@ from ringd.db.compaction import (
 )
 from ringd.db.diskhealth import DiskFailure, DiskHealth
 from ringd.db.errors import StorageCorruption
-from ringd.db.memtable import Memtable, decode_wire, encode_wire, private_row, wire_bound
+from ringd.db.memtable import Memtable, decode_wire, encode_wire
 from ringd.db.sstable import (
     SSTableReader,
     key_hash,
@@ -205,13 +205,6 @@ def _bytes_head(n: int) -> bytes:
     if n < 0x100000000:
         return b"\x5a" + n.to_bytes(4, "big")
     return b"\x5b" + n.to_bytes(8, "big")
-
-
-def _stored_bound(value: Row | bytes) -> int:
-    """A bound on the encoded size of a memtable's stored value, plus the merge slack."""
-    if type(value) is bytes:
-        return len(value) + MERGE_SLACK
-    return wire_bound(value) + MERGE_SLACK  # type: ignore[arg-type]
 
 
 class StorageEngine:
@@ -630,9 +623,9 @@ class StorageEngine:
             value = mt.rows.get(key)
             if value is not None:
                 if result is None:
-                    result = private_row(value)
+                    result = decode_wire(value)
                 else:
-                    result.merge_in(value if type(value) is Row else decode_wire(value))  # type: ignore[arg-type]
+                    result.merge_in(decode_wire(value))
         if store.sstables:
             h = key_hash(key)
             for sst in store.sstables:
@@ -672,11 +665,11 @@ class StorageEngine:
         bound = MERGE_SLACK
         value = store.memtable.rows.get(key)
         if value is not None:
-            bound += _stored_bound(value)
+            bound += len(value) + MERGE_SLACK
         for mt, _ in store.flushing:
             value = mt.rows.get(key)
             if value is not None:
-                bound += _stored_bound(value)
+                bound += len(value) + MERGE_SLACK
         for sst in store.sstables:
             bound += sst.max_row_bytes + MERGE_SLACK
         return bound
@@ -782,10 +775,7 @@ class StorageEngine:
     ) -> SSTableReader:
         _ensure_dir(store.directory)
         rows = mt.rows
-        stream = (
-            (tok, key, value if type(value := rows[key]) is Row else decode_wire(value))  # type: ignore[arg-type]
-            for tok, key in mt.flush_order()
-        )
+        stream = ((tok, key, decode_wire(rows[key])) for tok, key in mt.flush_order())
         path = write_sstable(
             store.directory, store.name, generation, stream, floor, now=self.options.clock()
         )
@@ -901,7 +891,7 @@ class StorageEngine:
                 for mt in store.memtables():
                     value = mt.rows.get(key)
                     if value is not None:
-                        lo = row_min_timestamp(private_row(value))
+                        lo = row_min_timestamp(decode_wire(value))
                         if lo is not None and (bound is None or lo < bound):
                             bound = lo
                 return bound

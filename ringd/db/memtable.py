@@ -1,15 +1,18 @@
 """Memtable: the in-memory, mutable part of one keyspace's data.
 
 A dict ``key -> row`` that every write merges into, with a running size that tells the engine
-when to flush. The size estimates the memory the memtable really holds (:func:`value_size`,
-:data:`ENTRY_BYTES`): the key and value objects with their Python headers plus the dict entries,
-not just the bytes written, so that ``memtable_flush_mb`` bounds the process's memory.
+when to flush. The size estimates the memory the memtable really holds (the key and value
+objects with their Python headers plus the dict entries, :data:`ENTRY_BYTES`), not just the
+bytes written, so that ``memtable_flush_mb`` bounds the process's memory.
 
-A key written once holds the row *encoded*: the CBOR of ``Row.to_wire()`` the commit log record
-already carries. Bytes cost a fraction of the memory of a ``Row`` with its dict and cells, and
-the garbage collector never has to visit them, which keeps the write path cheap. The second
-write to a key decodes it into a ``Row`` and merges in place from then on (:meth:`Row.merge_in`).
-:meth:`get` and :meth:`iter_sorted` always hand out private ``Row`` objects.
+Every row is held *encoded*: the CBOR of ``Row.to_wire()`` (:func:`encode_wire`), which the
+commit log record already carries. Bytes cost a fraction of the memory of a ``Row`` with its
+dict and cells, the encoded size bounds ``max_row_bytes`` checks without walking the row, and
+the garbage collector never visits them: a memtable of ``Row`` objects made every collection of
+the older generations walk each row (a pause that grew with the memtable). A write to a key
+already held merges without decoding when both rows are one cell of the same column (a plain
+overwrite: the later timestamp wins, :func:`_overwrite`); otherwise the stored row is decoded,
+merged and encoded again. :meth:`get` and :meth:`iter_sorted` hand out private ``Row`` objects.
 
 Tokens are computed lazily, only when a sorted view is needed (flush, scan), and cached:
 Murmur3 in pure Python costs microseconds per key, which the write path should not pay. The
@@ -43,14 +46,13 @@ _token = getattr(token_for, "__wrapped__", token_for)
 
 _TEXT_HEADS: dict[str, bytes] = {}
 _U64 = struct.Struct(">BQ")
+_ONE_CELL = b"\xa1\x61c\xa1"  # {"c": {one cell}}: how encode_wire starts a one-cell row
 _SMALL_UINTS = [bytes((n,)) for n in range(24)]
 _sizeof = sys.getsizeof
 #: memory of one new key beyond its key and value objects: its entries in ``rows``,
 #: ``tokens`` and the list of keys not in the sorted view yet (amortised over growth) and the
 #: token integer, measured with tracemalloc (tests/db/test_memtable.py checks the estimate)
 ENTRY_BYTES = 148
-_ROW_BYTES = _sizeof(Row({}, None)) + _sizeof({})
-_CELL_BYTES = _sizeof(Cell(0, None, None)) + 36  # the tuple, its timestamp, a dict entry
 
 
 def _uint(n: int) -> bytes:
@@ -126,29 +128,6 @@ def encode_wire(row: Row) -> bytes:
     return b"".join(parts)
 
 
-_INT64 = 1 << 64
-
-
-def wire_bound(row: Row) -> int:
-    """At least ``len(encode_wire(row))``, without encoding it (a size check's cheap bound):
-    every head and integer counted at its largest 64-bit size."""
-    size = 33  # the row's map head, "c", the cells' map head, "t" and the tombstone's list
-    for name, (ts, value, ldt) in row.cells.items():
-        size += len(_text_item(name)) + 28
-        if value is not None:
-            size += len(value)
-        if not -_INT64 <= ts < _INT64:
-            size += len(_uint(ts))
-        if ldt is not None and not -_INT64 <= ldt < _INT64:
-            size += len(_uint(ldt))
-    t = row.tombstone
-    if t is not None:
-        for n in t:
-            if not -_INT64 <= n < _INT64:
-                size += len(_uint(n))
-    return size
-
-
 def _map_head(n: int) -> bytes:
     head = _uint(n)
     return bytes((head[0] | 0xA0,)) + head[1:]
@@ -163,32 +142,40 @@ def decode_wire(data: bytes) -> Row:
     return Row(cells, None if t is None else RowTombstone(t[0], t[1]))
 
 
-def private_row(value: Row | bytes) -> Row:
-    """A ``Row`` the caller may keep and change, from a stored memtable value."""
-    if type(value) is bytes:
-        return decode_wire(value)
-    return Row(dict(value.cells), value.tombstone)  # type: ignore[union-attr]
+_U64_AT = struct.Struct(">Q").unpack_from
 
 
-def value_size(value: Row | bytes) -> int:
-    """Estimated memory of one stored value: the bytes object, or the ``Row`` with its dict and
-    cells."""
-    if type(value) is bytes:
-        return _sizeof(value)
-    row: Row = value  # type: ignore[assignment]
-    size = _ROW_BYTES
-    for name, cell in row.cells.items():
-        size += _CELL_BYTES + _sizeof(name)
-        if cell.value is not None:
-            size += _sizeof(cell.value)
-    return size
+def _overwrite(old: bytes, new: bytes) -> bytes | None:
+    """The merge of two encoded rows without decoding them, when both are one cell of the same
+    column with a 64-bit timestamp and no row tombstone (a plain overwrite, the common case):
+    the one with the later timestamp. ``None`` when that does not apply (equal timestamps
+    included: the tie-break needs the cells)."""
+    # encode_wire's one-cell row: a1 61 63 a1 <name> 83 1b <8-byte timestamp> <value> <ldt>
+    if new[:4] != _ONE_CELL:
+        return None
+    head = new[4]
+    if 0x60 <= head < 0x78:  # a name of up to 23 bytes
+        at = 5 + head - 0x60
+    elif head == 0x78:
+        at = 6 + new[5]
+    else:
+        return None
+    if new[at : at + 2] != b"\x83\x1b" or old[: at + 2] != new[: at + 2]:
+        return None
+    mine = _U64_AT(old, at + 2)[0]
+    theirs = _U64_AT(new, at + 2)[0]
+    if theirs > mine:
+        return new
+    if theirs < mine:
+        return old
+    return None
 
 
 class Memtable:
     __slots__ = ("rows", "bytes", "tokens", "_sorted", "_unsorted")
 
     def __init__(self) -> None:
-        self.rows: dict[bytes, Row | bytes] = {}
+        self.rows: dict[bytes, bytes] = {}
         self.bytes = 0
         self.tokens: dict[bytes, int] = {}
         self._sorted: list[tuple[int, bytes]] = []  # (token, key) of every key but _unsorted
@@ -199,28 +186,28 @@ class Memtable:
 
     def put(self, key: bytes, update: Row, encoded: bytes | None) -> None:
         """Merge ``update`` into ``key``'s row. ``encoded`` is ``update.to_wire()`` as CBOR
-        (kept as is when the key is new) or ``None``."""
+        (``encode_wire(update)``), or ``None`` to have it encoded here."""
+        if encoded is None:
+            encoded = encode_wire(update)
         rows = self.rows
         old = rows.get(key)
         if old is None:
-            value = encoded if encoded is not None else Row(dict(update.cells), update.tombstone)
-            rows[key] = value
+            rows[key] = encoded
             self._unsorted.append(key)
-            self.bytes += _sizeof(key) + value_size(value) + ENTRY_BYTES
-        elif type(old) is bytes:
+            self.bytes += _sizeof(key) + _sizeof(encoded) + ENTRY_BYTES
+            return
+        merged = _overwrite(old, encoded)
+        if merged is None:
             row = decode_wire(old)
             row.merge_in(update)
-            rows[key] = row
-            self.bytes += value_size(row) - _sizeof(old)
-        else:
-            before = value_size(old)
-            old.merge_in(update)  # type: ignore[union-attr]
-            self.bytes += value_size(old) - before
+            merged = encode_wire(row)
+        rows[key] = merged
+        self.bytes += _sizeof(merged) - _sizeof(old)
 
     def get(self, key: bytes) -> Row | None:
         """A private copy of ``key``'s row, or ``None``."""
         value = self.rows.get(key)
-        return None if value is None else private_row(value)
+        return None if value is None else decode_wire(value)
 
     def sorted_keys(self) -> list[tuple[int, bytes]]:
         """All ``(token, key)`` pairs in order. Keys that arrived since the last call are
@@ -280,7 +267,7 @@ class Memtable:
             tok, key = view[i]
             if end_token is not None and tok > end_token:
                 return
-            yield tok, key, private_row(rows[key])
+            yield tok, key, decode_wire(rows[key])
             i += 1
 
     def cell_counts(self) -> tuple[int, int]:
@@ -288,7 +275,7 @@ class Memtable:
         Decodes every row: for ``tablestats``, not for anything on the write path."""
         live = tomb = 0
         for value in self.rows.values():
-            row = private_row(value)
+            row = decode_wire(value)
             for cell in row.cells.values():
                 if cell[1] is None:
                     tomb += 1
