@@ -152,18 +152,19 @@ class Row:
 
     @classmethod
     def from_wire(cls, data: object) -> Row:
-        """Parse :meth:`to_wire` output, raising ``ValueError`` on anything malformed."""
-        if not isinstance(data, dict):
+        """Parse :meth:`to_wire` output (as a CBOR decoder gives it: plain dicts, lists, bytes),
+        raising ``ValueError`` on anything malformed."""
+        if type(data) is not dict:
             raise ValueError("row must be a map")
         cells_in = data.get("c", {})
-        if not isinstance(cells_in, dict):
+        if type(cells_in) is not dict:
             raise ValueError("row cells must be a map")
         cells: dict[str, Cell] = {}
         for name, raw in cells_in.items():
-            if not isinstance(name, str) or not isinstance(raw, list) or len(raw) != 3:
+            if type(name) is not str or type(raw) is not list or len(raw) != 3:
                 raise ValueError("cell must be [timestamp, value, ldt]")
             ts, value, ldt = raw
-            if type(ts) is not int or not (value is None or isinstance(value, bytes)):
+            if type(ts) is not int or not (value is None or type(value) is bytes):
                 raise ValueError("cell timestamp must be an integer and value bytes or null")
             if not (ldt is None or type(ldt) is int):
                 raise ValueError("cell ldt must be an integer or null")

@@ -98,14 +98,19 @@ class Replica:
         """Every timestamp of a peer's mutation (cells, row tombstone, its clock) non-negative
         and at most ``max_future_timestamp_ms`` ahead of this node's clock, as for clients."""
         row = req.row
-        stamps = [c.timestamp for c in row.cells.values()]
+        low = high = req.hlc  # non-negative (MutateRequest.from_wire)
+        for cell in row.cells.values():
+            ts = cell[0]
+            if ts < low:
+                low = ts
+            elif ts > high:
+                high = ts
         if row.tombstone is not None:
-            stamps.append(row.tombstone.timestamp)
-        if any(ts < 0 for ts in stamps):
+            ts = row.tombstone[0]
+            low, high = min(low, ts), max(high, ts)
+        if low < 0:
             raise InvalidRequest("malformed mutation: timestamps must be non-negative")
-        wall = self.clock.wall_seconds()
-        for ts in (*stamps, req.hlc):
-            check_not_future(ts, wall, self.max_future_timestamp_ms)
+        check_not_future(high, self.clock.wall_seconds(), self.max_future_timestamp_ms)
 
     def start_mutate(
         self, req: MutateRequest, reply: Callable[[Any], None], trace: Trace | None = None
