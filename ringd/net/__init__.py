@@ -2,7 +2,9 @@
 
 Parts:
   channel    an outgoing connection: hello, many requests in flight, responses matched by id and
-             delivered to callbacks (or awaited), one coalescing writer task
+             delivered to callbacks (or awaited), requests of one pass batched
+  flusher    writes what a pass queued on each connection at the pass's end, in one write (a
+             writer task per connection sends the rest, and a TLS connection's output)
   deadlines  one heap and one task for many timeouts (per channel, and the coordinator's)
   server     the listener: handshake, verb dispatch (inline, deferred with a reply callable, or
              in a task, as the verb table says), error frames for bad input, bounded buffers,

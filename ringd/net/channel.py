@@ -25,6 +25,7 @@ import trio
 from ringd.auth.peer import Initiator as PeerInitiator
 from ringd.net.address import split_address
 from ringd.net.deadlines import Deadline, Deadlines
+from ringd.net.flusher import flusher, socket_of, write_some
 from ringd.protocol import messages
 from ringd.protocol.connection import CLOSED, Initiator
 from ringd.protocol.errors import ErrorCode, ProtocolError
@@ -121,6 +122,12 @@ class Channel:
         #: requests of batchable verbs waiting for the writer, by (verb, timeout)
         self._queued: dict[tuple[str, float], list[tuple[dict[str, Any], Callback]]] = {}
         self._wake = trio.Event()
+        # output leaves at the end of the pass (ringd.net.flusher) unless the writer task is
+        # sending (it then sends it next) or the stream is not a plain socket
+        self._sock = socket_of(stream)
+        self._flusher = None if self._sock is None else flusher()
+        self._sending = False
+        self._marked = False
         self._closed = False
         self._close_reason = "connection closed"
         self._cancel = trio.CancelScope()
@@ -191,18 +198,56 @@ class Channel:
             while True:
                 await self._wake.wait()
                 self._wake = trio.Event()
-                if self._queued:
-                    queued, self._queued = self._queued, {}
-                    for (op, timeout), entries in queued.items():
-                        for first in range(0, len(entries), MAX_BATCH_ITEMS):
-                            batch = entries[first : first + MAX_BATCH_ITEMS]
-                            self._send_batch(op, batch, timeout)
-                data = b"".join(self._out)
-                self._out.clear()
-                await stream.send_all(data)
+                data = self._take_output()
+                if data:
+                    self._sending = True
+                    try:
+                        await stream.send_all(data)
+                    finally:
+                        self._sending = False
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self._close_reason = f"connection to {self.address} lost: {exc}"
             scope.cancel()
+
+    def _take_output(self) -> bytes:
+        """Everything to send now: the requests queued for batching since the last time,
+        framed, then the rest of the output."""
+        if self._queued:
+            queued, self._queued = self._queued, {}
+            for (op, timeout), entries in queued.items():
+                for first in range(0, len(entries), MAX_BATCH_ITEMS):
+                    self._send_batch(op, entries[first : first + MAX_BATCH_ITEMS], timeout)
+        data = b"".join(self._out)
+        self._out.clear()
+        return data
+
+    def flush(self) -> bool:
+        """End of the pass: write what is queued (see ``ringd.net.flusher``)."""
+        self._marked = False
+        if self._closed:
+            return False
+        if self._sending or self._sock is None:
+            self._wake.set()
+            return True
+        data = self._take_output()
+        if not data:
+            return False
+        try:
+            sent = write_some(self._sock, data)
+        except OSError:
+            sent = 0  # the writer's send_all meets the error and closes the channel
+        if sent < len(data):
+            self._out.append(data[sent:])
+            self._wake.set()
+            return True
+        return False
+
+    def _poke(self) -> None:
+        if self._flusher is None or self._sending:
+            self._wake.set()
+        elif not self._marked:
+            self._marked = True
+            self._flusher.mark(self)
 
     def send(
         self, op: str, args: dict[str, Any], callback: Callback, timeout: float | None = None
@@ -219,7 +264,7 @@ class Channel:
             self._queued.setdefault((op, timeout), []).append((args, callback))
         else:
             self._request(op, args, callback, timeout)
-        self._wake.set()
+        self._poke()
 
     def _request(self, op: str, args: dict[str, Any], callback: Callback, timeout: float) -> None:
         """Frame one request into the writer's queue, its deadline set."""

@@ -38,6 +38,7 @@ from ringd.auth.node_tls import TLS_RECORD, NodeTLS
 from ringd.auth.roles import ADMIN
 from ringd.metrics.requests import ServedVerbs, VerbLatency
 from ringd.net import accept
+from ringd.net.flusher import flusher, socket_of, write_some
 from ringd.protocol import messages
 from ringd.protocol.connection import Acceptor
 from ringd.protocol.errors import ErrorCode, ProtocolError
@@ -103,11 +104,47 @@ class _Conn:
         self.last_receive = trio.current_time()
         self.held = 0  # bytes of unfinished frames, as counted in Server.unfinished_bytes
         self.ordinary = False  # holds one of the max_connections ordinary slots
+        # output leaves at the end of the pass (ringd.net.flusher) unless the writer task is
+        # sending (it then sends it next) or the stream is not a plain socket
+        self.sock = socket_of(stream)
+        self.sending = False
+        self.marked = False
+        self.flusher = flusher()
 
     def write(self, data: bytes) -> None:
         self.out.append(data)
         self.out_bytes += len(data)
-        self.wake.set()
+        if self.sock is None or self.sending or self.closing:
+            self.wake.set()
+        elif not self.marked:
+            self.marked = True
+            self.flusher.mark(self)
+
+    def flush(self) -> bool:
+        """End of the pass: write what is queued (see ``ringd.net.flusher``)."""
+        self.marked = False
+        if not self.out:
+            return False
+        if self.sending or self.closing or self.sock is None:
+            self.wake.set()
+            return True
+        crowded = self.crowded()
+        data = b"".join(self.out)
+        self.out.clear()
+        try:
+            sent = write_some(self.sock, data)
+        except OSError:
+            sent = 0  # the writer's send_all meets the error and closes the connection
+        self.out_bytes -= sent
+        woke = False
+        if sent < len(data):
+            self.out.append(data[sent:])
+            self.wake.set()
+            woke = True
+        if crowded and not self.crowded():
+            self.room.set()
+            woke = True
+        return woke
 
     def crowded(self) -> bool:
         return self.in_flight >= MAX_IN_FLIGHT or self.out_bytes >= MAX_UNSENT_BYTES
@@ -305,7 +342,11 @@ class Server:
             if conn.out:
                 data = b"".join(conn.out)
                 conn.out.clear()
-                await conn.stream.send_all(data)
+                conn.sending = True
+                try:
+                    await conn.stream.send_all(data)
+                finally:
+                    conn.sending = False
                 conn.out_bytes -= len(data)
                 conn.make_room()
             if conn.closing and not conn.out:
@@ -409,6 +450,7 @@ class Server:
         if not first or first[0] != TLS_RECORD:
             return bool(first)
         tls_stream = trio.SSLStream(raw, context, server_side=True)
+        conn.sock = None  # from now on only the writer task writes, through TLS
         try:
             await tls_stream.do_handshake()
         except (trio.BrokenResourceError, ssl.SSLError) as exc:
