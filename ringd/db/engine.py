@@ -207,6 +207,21 @@ def _bytes_head(n: int) -> bytes:
     return b"\x5b" + n.to_bytes(8, "big")
 
 
+#: a write waiting for the group commit: store, key, update, its encoding, token, inflight
+#: ticket, when it started (perf_counter), record size, and its done callback
+_Waiter = tuple[
+    "_Store",
+    bytes,
+    Row,
+    bytes,
+    "int | None",
+    int,
+    float,
+    int,
+    Callable[[BaseException | None], None],
+]
+
+
 class StorageEngine:
     """One node's local storage. ``open`` it (synchronously), start :meth:`run` in a nursery
     for the background work, and :meth:`close` it at the end.
@@ -247,7 +262,8 @@ class StorageEngine:
         self._health = DiskHealth(data_dir, options.disk_failure_policy)
         self._compaction_logged = -COMPACTION_RETRY_S
         #: batch/group: callbacks of writes waiting for the next fsync (see apply_then)
-        self._sync_waiters: list[Callable[[BaseException | None], None]] = []
+        #: writes waiting for the group commit's next fsync, see apply_then
+        self._sync_waiters: list[_Waiter] = []
         self._sync_wake = trio.Event()
 
     # -- opening ------------------------------------------------------------------------------
@@ -405,9 +421,13 @@ class StorageEngine:
             except Exception as exc:
                 log.error("commit log sync failed: %s", exc)
                 error = exc
-            for waiter in waiters:
+            now = time.perf_counter()
+            for store, key, update, encoded, token, ticket, started, size, done in waiters:
                 try:
-                    waiter(error)
+                    del store.inflight[ticket]
+                    self._to_memtable(store, key, update, encoded, token)
+                    store.metrics.write(now - started, size)
+                    done(error)
                 except Exception:
                     log.exception("a commit log sync callback failed")
 
@@ -549,14 +569,9 @@ class StorageEngine:
             return
         ticket = next(self._tickets)
         store.inflight[ticket] = (seg.id, seg.end - REC_HEADER - size)
-
-        def synced(error: BaseException | None) -> None:
-            del store.inflight[ticket]
-            self._to_memtable(store, key, update, encoded, token)
-            store.metrics.write(time.perf_counter() - started, size)
-            done(error)
-
-        self._sync_waiters.append(synced)
+        # after the fsync, _group_sync moves it into the memtable and calls done (a tuple, not
+        # a closure per write: this is the hot path)
+        self._sync_waiters.append((store, key, update, encoded, token, ticket, started, size, done))
         self._sync_wake.set()
 
     def _append(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -346,6 +347,38 @@ async def test_row_bytes_bound_covers_the_merged_row(open_engine: Opener) -> Non
         await e.apply("ks", b"k", update)
         if step % 2:
             await e.flush()
+
+
+async def test_group_commit_applies_and_answers_each_write_after_its_fsync(
+    open_engine: Opener, caplog: pytest.LogCaptureFixture
+) -> None:
+    """batch mode: writes enter the memtable and get their callback after the fsync that
+    covers them, in one pass; a callback that raises is logged and the others still run."""
+    e = open_engine(commitlog_sync="batch")
+    done: list[tuple[bytes, BaseException | None, bool]] = []
+
+    def answer(key: bytes) -> Callable[[BaseException | None], None]:
+        def callback(error: BaseException | None) -> None:
+            durable = e.commitlog.synced_pos == e.commitlog.position()
+            done.append((key, error, durable and live(e, key, 0) == {"v": key}))
+            if key == b"k1":
+                raise RuntimeError("a bug in a callback")
+
+        return callback
+
+    with caplog.at_level(logging.ERROR, logger="ringd.db.engine"):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(e.run)
+            for i in range(4):
+                e.apply_then("ks", b"k%d" % i, put(1, v=b"k%d" % i), None, answer(b"k%d" % i))
+            assert done == [] and e.read("ks", b"k0") is None  # not before the fsync
+            await eventually(lambda: len(done) == 4)
+            nursery.cancel_scope.cancel()
+    assert done == [(b"k%d" % i, None, True) for i in range(4)]
+    assert "a commit log sync callback failed" in caplog.text
+    assert e.stats()["ks"]["memtable_rows"] == 4 and not e._stores["ks"].inflight
+    assert e._stores["ks"].metrics.write_latency.count == 4
+    await e.close()
 
 
 async def test_group_commit_fsyncs_inline_while_fsyncs_are_fast(
