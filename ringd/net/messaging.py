@@ -130,9 +130,20 @@ class Messaging:
         self, address: str, verb: str, args: dict[str, Any], timeout: float | None = None
     ) -> Any:
         """Send ``verb`` to the node at ``address`` and return its result (or raise)."""
+        rule = self.filter.match(address, verb) if self.filter.rules else None
+        return await self._call(address, verb, args, timeout, rule)
+
+    async def _call(
+        self,
+        address: str,
+        verb: str,
+        args: dict[str, Any],
+        timeout: float | None,
+        rule: FilterRule | None,
+    ) -> Any:
+        """:meth:`call` under the filter rule that matched when it was sent (None: none)."""
         if timeout is None:
             timeout = messages.VERBS[verb].timeout
-        rule = self.filter.match(address, verb) if self.filter.rules else None
         if rule is not None:
             if rule.action == "drop":
                 self.filter.dropped += 1
@@ -154,15 +165,17 @@ class Messaging:
         timeout: float | None = None,
     ) -> None:
         """Like :meth:`call`, but ``callback`` gets (result, None) or (None, error) once. On an
-        open channel with no filter rules this sends at once (no task); otherwise a task opens
-        the channel or applies the filter first."""
+        open channel with no filter rule for it this sends at once (no task); otherwise a task
+        opens the channel or applies the rule first. The rule is the one that matches now: a
+        filter changed after this call does not change what happens to the message."""
+        rule = self.filter.match(address, verb) if self.filter.rules else None
         channel = self._channels.get(address)
-        if channel is not None and not channel.closed and not self.filter.rules:
+        if channel is not None and not channel.closed and rule is None:
             self.sent += 1
             channel.send(verb, args, callback, timeout)
             return
         assert self._nursery is not None, "Messaging.run must be started first"
-        self._nursery.start_soon(self._send_slowly, address, verb, args, callback, timeout)
+        self._nursery.start_soon(self._send_slowly, address, verb, args, callback, timeout, rule)
 
     async def _send_slowly(
         self,
@@ -171,11 +184,12 @@ class Messaging:
         args: dict[str, Any],
         callback: Callback,
         timeout: float | None,
+        rule: FilterRule | None,
     ) -> None:
         value: Any = None
         error: ProtocolError | None = None
         try:
-            value = await self.call(address, verb, args, timeout)
+            value = await self._call(address, verb, args, timeout, rule)
         except ProtocolError as exc:
             error = exc
         except OSError as exc:
