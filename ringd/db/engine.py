@@ -261,8 +261,7 @@ class StorageEngine:
         self._closed = False
         self._health = DiskHealth(data_dir, options.disk_failure_policy)
         self._compaction_logged = -COMPACTION_RETRY_S
-        #: batch/group: callbacks of writes waiting for the next fsync (see apply_then)
-        #: writes waiting for the group commit's next fsync, see apply_then
+        #: batch/group: writes waiting for the next fsync (see apply_then)
         self._sync_waiters: list[_Waiter] = []
         self._sync_wake = trio.Event()
 

@@ -25,7 +25,7 @@ import trio
 from ringd.auth.peer import Initiator as PeerInitiator
 from ringd.net.address import split_address
 from ringd.net.deadlines import Deadline, Deadlines
-from ringd.net.flusher import flusher, socket_of, write_some
+from ringd.net.flusher import flusher, socket_of, write_now
 from ringd.protocol import messages
 from ringd.protocol.connection import CLOSED, Initiator
 from ringd.protocol.errors import ErrorCode, ProtocolError
@@ -232,12 +232,9 @@ class Channel:
         data = self._take_output()
         if not data:
             return False
-        try:
-            sent = write_some(self._sock, data)
-        except OSError:
-            sent = 0  # the writer's send_all meets the error and closes the channel
-        if sent < len(data):
-            self._out.append(data[sent:])
+        rest = write_now(self._sock, data)
+        if rest:
+            self._out.append(rest)
             self._wake.set()
             return True
         return False

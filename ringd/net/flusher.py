@@ -85,13 +85,15 @@ def socket_of(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
     return stream.socket if type(stream) is trio.SocketStream else None
 
 
-def write_some(sock: trio.socket.SocketType, data: bytes) -> int:
-    """Write what the socket takes now, without blocking: the bytes written (0 if its buffer
-    is full). ``OSError`` if the connection is gone; a closed socket writes nothing (-1 fd)."""
-    fd = sock.fileno()
+def write_now(sock: trio.socket.SocketType, data: bytes) -> bytes:
+    """Write what the socket takes now, without blocking; what it did not take (all of it if
+    its buffer is full, the connection is gone or the socket is closed: the writer task's
+    ``send_all`` then waits for room or meets the error and closes the connection)."""
+    fd = sock.fileno()  # -1 once closed: never write to a descriptor reused since
     if fd < 0:
-        raise OSError("the socket is closed")
+        return data
     try:
-        return os.write(fd, data)
-    except BlockingIOError:
-        return 0
+        sent = os.write(fd, data)
+    except OSError:  # BlockingIOError included
+        return data
+    return data[sent:] if sent < len(data) else b""

@@ -38,7 +38,7 @@ from ringd.auth.node_tls import TLS_RECORD, NodeTLS
 from ringd.auth.roles import ADMIN
 from ringd.metrics.requests import ServedVerbs, VerbLatency
 from ringd.net import accept
-from ringd.net.flusher import flusher, socket_of, write_some
+from ringd.net.flusher import flusher, socket_of, write_now
 from ringd.protocol import messages
 from ringd.protocol.connection import Acceptor
 from ringd.protocol.errors import ErrorCode, ProtocolError
@@ -131,14 +131,11 @@ class _Conn:
         crowded = self.crowded()
         data = b"".join(self.out)
         self.out.clear()
-        try:
-            sent = write_some(self.sock, data)
-        except OSError:
-            sent = 0  # the writer's send_all meets the error and closes the connection
-        self.out_bytes -= sent
+        rest = write_now(self.sock, data)
+        self.out_bytes -= len(data) - len(rest)
         woke = False
-        if sent < len(data):
-            self.out.append(data[sent:])
+        if rest:
+            self.out.append(rest)
             self.wake.set()
             woke = True
         if crowded and not self.crowded():

@@ -120,13 +120,13 @@ async def connected(
 
 async def test_the_requests_of_one_pass_leave_in_one_write(monkeypatch) -> None:
     writes: list[int] = []
-    real = channel_module.write_some
+    real = channel_module.write_now
 
-    def counting(sock: Any, data: bytes) -> int:
+    def counting(sock: Any, data: bytes) -> bytes:
         writes.append(len(data))
         return real(sock, data)
 
-    monkeypatch.setattr(channel_module, "write_some", counting)
+    monkeypatch.setattr(channel_module, "write_now", counting)
     started = trio.Event()
     started.set()
     answers = Answers(50)
@@ -147,14 +147,14 @@ async def test_what_the_socket_cannot_take_arrives_whole_and_in_order(monkeypatc
     many passes: the flush writes what the small socket buffers take, the writer task the
     rest, with no byte interleaved or lost."""
     writes: list[tuple[int, int]] = []
-    real = channel_module.write_some
+    real = channel_module.write_now
 
-    def recording(sock: Any, data: bytes) -> int:
-        sent = real(sock, data)
-        writes.append((len(data), sent))
-        return sent
+    def recording(sock: Any, data: bytes) -> bytes:
+        rest = real(sock, data)
+        writes.append((len(data), len(data) - len(rest)))
+        return rest
 
-    monkeypatch.setattr(channel_module, "write_some", recording)
+    monkeypatch.setattr(channel_module, "write_now", recording)
     started = trio.Event()
     count = 1000
     answers = Answers(count)
