@@ -4,7 +4,7 @@ against the verb table (``ringd.protocol.messages.VERBS``).
 Each subsystem that serves verbs has a ``verbs(...)`` function next to its code:
 
   ringd.service.client_verbs   put, get, delete, scan, keyspace_*
-  ringd.service.replica        mutate, read_local, scan_local
+  ringd.service.replica        mutate, mutate_batch, read_local, scan_local
   ringd.service.schema_sync    schema_pull, schema_push
   ringd.gms.verbs              gossip_syn, gossip_ack2
   ringd.admin                  ping, the admin views, flush/compact/verify, test hooks
@@ -31,15 +31,17 @@ from ringd.protocol import messages
 def merge(*tables: dict[str, Handler]) -> dict[str, Handler]:
     """One table from the subsystems' tables; ``ValueError`` unless every verb of the verb table
     (but ``hello`` and the batch verbs, which the server answers) has exactly one handler of the
-    right kind."""
+    right kind. A batch verb may have a handler of its own, which then runs whole batches."""
     merged: dict[str, Handler] = {}
     for table in tables:
         for name, handler in table.items():
             if name in merged:
                 raise ValueError(f"two handlers for verb {name}")
             verb = messages.VERBS.get(name)
-            if verb is None or name in messages.SERVER_VERBS:
+            if verb is None:
                 raise ValueError(f"handler for {name}, which is not in the verb table")
+            if name in messages.SERVER_VERBS and name not in messages.BATCHES:
+                raise ValueError(f"handler for {name}, which the server answers")
             if inspect.iscoroutinefunction(handler) != (verb.mode == messages.TASK):
                 raise ValueError(f"handler for {name} does not match its mode ({verb.mode})")
             merged[name] = handler

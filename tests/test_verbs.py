@@ -31,6 +31,10 @@ def test_every_verb_has_exactly_one_handler() -> None:
         verbs.merge(table, put, put)
     with pytest.raises(ValueError, match="not in the verb table"):
         verbs.merge(table, put, {"nope": put["put"]})
+    with pytest.raises(ValueError, match="hello, which the server answers"):
+        verbs.merge(table, put, {"hello": put["put"]})
+    # a batch verb may have a handler of its own (the server otherwise runs its items)
+    assert "mutate_batch" in verbs.merge(table, put, {"mutate_batch": put["put"]})
 
 
 def test_a_handler_must_match_its_mode() -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
+from itertools import repeat
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
@@ -63,6 +64,13 @@ class Histogram:
         """Record one latency given in seconds."""
         buf = self._buf
         buf.append(int(seconds * 1e6))
+        if len(buf) >= FOLD_AT:
+            self._fold()
+
+    def add_many(self, seconds: float, n: int) -> None:
+        """Record ``n`` latencies of ``seconds`` each (the items of a batch)."""
+        buf = self._buf
+        buf.extend(repeat(int(seconds * 1e6), n))
         if len(buf) >= FOLD_AT:
             self._fold()
 

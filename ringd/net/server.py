@@ -178,7 +178,9 @@ class Server:
             name: (messages.VERBS[name].mode, handler) for name, handler in handlers.items()
         }
         for batch, item in messages.BATCHES.items():
-            if item in handlers:  # the server unpacks a batch into requests of its item verb
+            if batch in handlers:  # the item verb's subsystem runs a whole batch in one call
+                self._handlers[batch] = (WHOLE_BATCH, handlers[batch])
+            elif item in handlers:  # the server unpacks a batch into requests of its item verb
                 assert messages.VERBS[item].mode != messages.TASK, item
                 self._handlers[batch] = (BATCH, handlers[item])
         self._gate = gate
@@ -397,8 +399,8 @@ class Server:
                         conn.write(proto.error(req_id, exc))
                         return
                     continue
-                if mode == BATCH:  # timed per item, as requests of the item verb
-                    self._run_batch(conn, req_id, op, handler, session, args, received)
+                if mode == BATCH or mode == WHOLE_BATCH:  # timed as requests of the item verb
+                    self._run_batch(conn, req_id, op, mode, handler, session, args, received)
                     continue
                 started = perf_counter()
                 timing = served[op]
@@ -574,8 +576,11 @@ class Server:
         args: dict[str, Any],
         timing: VerbLatency,
         started: float,
+        requests: int = 1,
     ) -> None:
-        self._begin(conn)
+        """A deferred handler's request (or a whole batch's ``requests`` items: each counts as
+        a request in flight and is timed as one)."""
+        self._begin(conn, requests)
         answered = False
 
         def reply(value: Any) -> None:
@@ -587,8 +592,8 @@ class Server:
                 conn.write(conn.proto.error(req_id, value))
             else:
                 conn.write(conn.proto.result(req_id, value))
-            timing.latency.add(perf_counter() - started)
-            self._end(conn)
+            timing.latency.add_many(perf_counter() - started, requests)
+            self._end(conn, requests)
 
         _invoke(op, False, handler, session, args, reply)
 
@@ -597,23 +602,32 @@ class Server:
         conn: _Conn,
         req_id: int | None,
         op: str,
+        mode: str,
         handler: Handler,
         session: Session,
         args: dict[str, Any],
         received: float,
     ) -> None:
         """A batch verb (``messages.BATCHES``): each item runs as a request of the item verb
-        (its handler, its metrics); one response carries every item's result or error, in
-        order, once the last one is in. Each item counts as a request in flight (the
-        connection's bound) until the response goes out."""
+        (its handler, its metrics), or (``WHOLE_BATCH``) the batch verb's own handler runs
+        them all and answers once, each item timed as a request of the item verb; one response
+        carries every item's result or error, in order, once the last one is in. Each item
+        counts as a request in flight (the connection's bound) until the response goes out."""
         item_op = messages.BATCHES[op]
         items = args.get("items")
         if type(items) is not list or not 0 < len(items) <= messages.MAX_BATCH_ITEMS:
             why = f"{op}: items must be a list of 1 to {messages.MAX_BATCH_ITEMS} maps"
             conn.write(conn.proto.error(req_id, ProtocolError(why, ErrorCode.INVALID)))
             return
-        inline = messages.VERBS[item_op].mode == messages.INLINE
         timing = self.served[item_op]
+        if mode == WHOLE_BATCH:
+            started = perf_counter()
+            timing.queue_wait.add_many(started - received, len(items))
+            self._run_deferred(
+                conn, req_id, op, handler, session, args, timing, started, len(items)
+            )
+            return
+        inline = messages.VERBS[item_op].mode == messages.INLINE
         results: list[Any] = [_UNANSWERED] * len(items)
         left = len(items)
         self._begin(conn, left)
@@ -664,7 +678,8 @@ class Server:
             self._end(conn)
 
 
-BATCH = "batch"  # the server's own mode for the batch verbs
+BATCH = "batch"  # the server's own mode for the batch verbs: it runs each item
+WHOLE_BATCH = "whole batch"  # ...a batch verb with a handler of its own
 _UNANSWERED = object()
 
 

@@ -246,8 +246,9 @@ VERBS: dict[str, Verb] = _verbs(
 #: verbs a sender may group into one frame: the batch verb -> the verb of its items. The server
 #: unpacks a batch (``{"items": [args, ...]}``, 1 to ``MAX_BATCH_ITEMS``) and runs each item as a
 #: request of the item verb; one result carries every item's answer in order
-#: (``{"results": [result or {"error": ...}, ...]}``). Only verbs whose result is a map without
-#: an ``error`` key can be batched.
+#: (``{"results": [result or {"error": ...}, ...]}``). A subsystem may serve the batch verb
+#: itself, with the same answer (the replica's ``mutate_batch``: one pass over the items). Only
+#: verbs whose result is a map without an ``error`` key can be batched.
 BATCHES = {"mutate_batch": "mutate", "read_local_batch": "read_local"}
 BATCH_OF = {item: batch for batch, item in BATCHES.items()}
 MAX_BATCH_ITEMS = 128

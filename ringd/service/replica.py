@@ -6,7 +6,9 @@ in-process for the local replica, and ``verbs`` serves it to peers.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from ringd.db.cells import Row, row_digest
@@ -28,6 +30,8 @@ from ringd.service.messages import (
 from ringd.service.requests import MAX_KEY_BYTES, check_not_future
 from ringd.service.tracing import Trace, describe_read, describe_row, replica_trace
 
+log = logging.getLogger(__name__)
+
 # sorts after every key of a token (keys are at most MAX_KEY_BYTES long)
 AFTER_ALL_KEYS = b"\xff" * (MAX_KEY_BYTES + 1)
 
@@ -40,6 +44,49 @@ MAX_APPLY_DELAY_MS = 600_000
 def row_bytes(row: Row) -> int:
     """The size of a row as ``max_row_bytes`` and scan page budgets measure it: its encoding."""
     return len(encode_wire(row))  # byte for byte cbor2.dumps(row.to_wire()), cheaper
+
+
+def _failed(error: BaseException) -> ProtocolError:
+    """A mutation's failure as its answer."""
+    if isinstance(error, ProtocolError):
+        return error
+    return ProtocolError(f"mutation failed: {error}", ErrorCode.SERVER_ERROR)
+
+
+_PENDING = object()
+
+
+class _BatchReply:
+    """A ``mutate_batch``'s answers by item: replies once every item has answered (an item's
+    second answer, after a bug, is ignored)."""
+
+    __slots__ = ("clock", "results", "left", "reply")
+
+    def __init__(self, clock: HybridClock, n: int, reply: Callable[[Any], None]) -> None:
+        self.clock = clock
+        self.results: list[Any] = [_PENDING] * n  # None: applied and durable
+        self.left = n
+        self.reply = reply
+
+    def done(self, i: int, error: BaseException | None) -> None:
+        """Item ``i`` is durable (``error`` None) or failed."""
+        if self.results[i] is _PENDING:
+            self.results[i] = None if error is None else {"error": _failed(error).to_wire()}
+            self._one_less()
+
+    def answer(self, i: int, value: Any) -> None:
+        """Item ``i``'s own answer: a result map or a ``ProtocolError``."""
+        if self.results[i] is _PENDING:
+            if isinstance(value, ProtocolError):
+                value = {"error": value.to_wire()}
+            self.results[i] = value
+            self._one_less()
+
+    def _one_less(self) -> None:
+        self.left -= 1
+        if self.left == 0:
+            ack = MutateResponse(self.clock.peek()).to_wire()
+            self.reply({"results": [ack if r is None else r for r in self.results]})
 
 
 def row_too_large(size: int, limit: int) -> InvalidRequest:
@@ -119,11 +166,7 @@ class Replica:
         mode promises (at once in periodic mode, after the covering fsync otherwise). A traced
         one (``trace``) returns its events with the response."""
         clock = self.clock
-        self.check_timestamps(req)
-        clock.observe(req.hlc)
-        if self.schema.get(req.ks) is None and req.ks != CANARY_KEYSPACE:
-            raise InvalidRequest(f"keyspace {req.ks!r} does not exist on this replica")
-        encoded = self.check_row_size(req.ks, req.key, req.row)
+        encoded = self._check(req)
 
         def durable(error: BaseException | None) -> None:
             if error is None:
@@ -133,11 +176,59 @@ class Replica:
                     trace.add("apply", f"applied to commit log and memtable ({mode} sync)")
                     wire["trace"] = trace.peer_wire()
                 reply(wire)
-            elif isinstance(error, ProtocolError):
-                reply(error)
             else:
-                reply(ProtocolError(f"mutation failed: {error}", ErrorCode.SERVER_ERROR))
+                reply(_failed(error))
 
+        self._apply(req, durable, encoded)
+
+    def traced_mutate(self, req: MutateRequest, reply: Callable[[Any], None]) -> None:
+        """:meth:`start_mutate` with the replica's events in the response (``trace``)."""
+        trace = replica_trace("")
+        trace.add("received", f"mutation received: {describe_row(req.row)}")
+        self.start_mutate(req, reply, trace)
+
+    def mutate_batch(self, items: list[Any], reply: Callable[[Any], None]) -> None:
+        """``mutate`` for each item of a ``mutate_batch``, in one pass (no request, closure or
+        response object per item): ``reply`` gets ``{"results": [...]}`` once every item is
+        durable or failed, each ``{"hlc": ...}`` (the clock when the last was durable) or
+        ``{"error": ...}``; a bad item fails only itself."""
+        batch = _BatchReply(self.clock, len(items), reply)
+        for i, item in enumerate(items):
+            try:
+                if type(item) is not dict:
+                    raise InvalidRequest(f"mutate_batch: item {i} is not a map")
+                req = MutateRequest.from_wire(item)
+                if req.trace:
+                    self.traced_mutate(req, partial(batch.answer, i))
+                else:
+                    self._apply(req, partial(batch.done, i), self._check(req))
+            except ProtocolError as exc:
+                batch.answer(i, exc)
+            except Exception as exc:
+                log.exception("mutate_batch: item %d failed", i)
+                batch.answer(
+                    i,
+                    ProtocolError(
+                        f"mutate failed on the server: {type(exc).__name__}: {exc}",
+                        ErrorCode.SERVER_ERROR,
+                    ),
+                )
+
+    def _check(self, req: MutateRequest) -> bytes:
+        """Check a peer's mutation (timestamps, keyspace, row size) and observe its clock; the
+        row's encoding for :meth:`_apply`."""
+        self.check_timestamps(req)
+        self.clock.observe(req.hlc)
+        if self.schema.get(req.ks) is None and req.ks != CANARY_KEYSPACE:
+            raise InvalidRequest(f"keyspace {req.ks!r} does not exist on this replica")
+        return self.check_row_size(req.ks, req.key, req.row)
+
+    def _apply(
+        self,
+        req: MutateRequest,
+        durable: Callable[[BaseException | None], None],
+        encoded: bytes,
+    ) -> None:
         if self.apply_delay_ms and self.later is not None:
             self.later(
                 self.apply_delay_ms / 1000,
@@ -203,16 +294,18 @@ class Replica:
 
 
 def verbs(replica: Replica) -> dict[str, Handler]:
-    """The replica verbs: ``mutate`` (deferred until durable), ``read_local``, ``scan_local``."""
+    """The replica verbs: ``mutate`` and ``mutate_batch`` (deferred until durable),
+    ``read_local``, ``scan_local``."""
 
     def mutate(s: Session, args: dict[str, Any], reply: Reply) -> None:
         req = MutateRequest.from_wire(args)
-        if not req.trace:
+        if req.trace:
+            replica.traced_mutate(req, reply)
+        else:
             replica.start_mutate(req, reply)
-            return
-        trace = replica_trace("")
-        trace.add("received", f"mutation received: {describe_row(req.row)}")
-        replica.start_mutate(req, reply, trace)
+
+    def mutate_batch(s: Session, args: dict[str, Any], reply: Reply) -> None:
+        replica.mutate_batch(args["items"], reply)  # a list of 1 to MAX_BATCH_ITEMS (the server)
 
     def read_local(s: Session, args: dict[str, Any]) -> dict[str, Any]:
         req = ReadLocalRequest.from_wire(args)
@@ -225,4 +318,9 @@ def verbs(replica: Replica) -> dict[str, Handler]:
         rows, full = replica.scan_local(req.ks, req.after, req.end, req.limit)
         return ScanLocalResponse(rows, full).to_wire()
 
-    return {"mutate": mutate, "read_local": read_local, "scan_local": scan_local}
+    return {
+        "mutate": mutate,
+        "mutate_batch": mutate_batch,
+        "read_local": read_local,
+        "scan_local": scan_local,
+    }

@@ -70,3 +70,12 @@ def test_a_fold_records_what_the_hdr_histogram_would_record_value_by_value(
     recent = folded.recent()
     assert recent.total_count == exact.total_count == len(values)
     assert list(recent.counts) == list(exact.counts)  # every slot holds the same count
+
+
+def test_add_many_is_n_adds() -> None:
+    many, one_by_one = Histogram(), Histogram()
+    for seconds, n in ((0.001, 3), (0.25, 1), (0.0004, 5000)):  # 5000: past a fold
+        many.add_many(seconds, n)
+        for _ in range(n):
+            one_by_one.add(seconds)
+    assert many.summary() == one_by_one.summary() and many.count == 5004
