@@ -101,7 +101,11 @@ class _Conn:
         self.in_flight = 0
         self.closing = False
         self.writer_done = trio.Event()
-        self.last_receive = trio.current_time()
+        # the reader's wait for bytes (from when it began, or from the last answer if later),
+        # timed by the connection's watchdog (Server._watch)
+        self.receiving = False
+        self.waiting_since = trio.current_time()
+        self.watchdog = trio.CancelScope()
         self.held = 0  # bytes of unfinished frames, as counted in Server.unfinished_bytes
         self.ordinary = False  # holds one of the max_connections ordinary slots
         # output leaves at the end of the pass (ringd.net.flusher) unless the writer task is
@@ -261,7 +265,7 @@ class Server:
             await self._idle.wait()
             # quiet is the absence of events, so poll for it
             while busy := [c for c in self._conns if not self._settled(c)]:  # noqa: ASYNC110
-                wake_at = min(c.last_receive for c in busy) + DRAIN_QUIET
+                wake_at = min(c.waiting_since for c in busy) + DRAIN_QUIET
                 await trio.sleep(max(0.01, wake_at - trio.current_time()))
             for conn in list(self._conns):
                 conn.closing = True
@@ -273,7 +277,7 @@ class Server:
     @staticmethod
     def _settled(conn: _Conn) -> bool:
         """Nothing in flight, nothing unsent, nothing received lately."""
-        quiet = trio.current_time() - conn.last_receive >= DRAIN_QUIET
+        quiet = trio.current_time() - conn.waiting_since >= DRAIN_QUIET
         return quiet and not conn.in_flight and not conn.out
 
     async def _handle(self, stream: trio.SocketStream) -> None:
@@ -374,6 +378,17 @@ class Server:
                     return
         if hello_deadline.cancelled_caught:
             raise ProtocolError("no hello within the handshake timeout")
+        reading = trio.CancelScope()  # the watchdog cancels it to close the connection
+        nursery.start_soon(self._watch, conn, session, reading)
+        try:
+            with reading:
+                await self._serve_requests(conn, session, nursery)
+        finally:
+            conn.watchdog.cancel()
+
+    async def _serve_requests(self, conn: _Conn, session: Session, nursery: trio.Nursery) -> None:
+        proto = conn.proto
+        stream = conn.stream
         handlers = self._handlers
         gate = self._gate
         served = self.served
@@ -427,13 +442,10 @@ class Server:
                 conn.room = trio.Event()
                 conn.make_room()
                 await conn.room.wait()
-            with trio.move_on_after(self._patience(conn, session)) as waited:
-                data = await stream.receive_some(RECEIVE_SIZE)
-            if waited.cancelled_caught:
-                if self._gave_up(conn, session):
-                    return
-                continue
-            conn.last_receive = trio.current_time()
+            conn.waiting_since = trio.current_time()
+            conn.receiving = True
+            data = await stream.receive_some(RECEIVE_SIZE)
+            conn.receiving = False
             received = perf_counter()
             proto.receive(data)
             if not data:
@@ -476,6 +488,33 @@ class Server:
             )
         self.unfinished_bytes += grown
         conn.held = held
+
+    async def _watch(self, conn: _Conn, session: Session, reader: trio.CancelScope) -> None:
+        """The connection's timeouts, kept by one sleeping task instead of a cancel scope per
+        receive (which cost more than the rest of a small request's reading): once the reader
+        has waited for bytes (since it began to, or since the connection's last answer)
+        longer than ``_patience`` allows, ``_gave_up`` says whether to close (the reader is
+        cancelled) or to wait again. It wakes at least every ``frame_timeout_s`` (a frame
+        started meanwhile shortens the patience); after the reader stopped reading for room, a
+        timeout can come up to that much late."""
+        limits = self.limits
+        every = min(limits.frame_timeout_s, HANDSHAKE_TIMEOUT)
+        if limits.client_idle_timeout_s:
+            every = min(every, limits.client_idle_timeout_s)
+        with conn.watchdog:
+            while True:
+                now = trio.current_time()
+                due = now + every
+                if conn.receiving:
+                    patience_ends = conn.waiting_since + self._patience(conn, session)
+                    if now >= patience_ends:
+                        if self._gave_up(conn, session):
+                            reader.cancel()
+                            return
+                        conn.waiting_since = now  # waiting for its own answers: wait again
+                        continue
+                    due = min(due, patience_ends)
+                await trio.sleep_until(due)
 
     def _patience(self, conn: _Conn, session: Session) -> float:
         """How long to wait for the next bytes: a started frame must progress; a client (or a
@@ -561,6 +600,8 @@ class Server:
 
     def _end(self, conn: _Conn, requests: int = 1) -> None:
         conn.in_flight -= requests
+        if not conn.in_flight:  # its last answer: an idle wait starts now, not at its request
+            conn.waiting_since = trio.current_time()
         conn.make_room()
         self._in_flight -= requests
         if self._in_flight == 0:
