@@ -427,7 +427,7 @@ class Server:
                         conn.write(proto.error(req_id, exc))
                     except Exception as exc:
                         log.exception("handler for %s failed", op)
-                        conn.write(proto.error(req_id, _server_error(op, exc)))
+                        conn.write(proto.error(req_id, server_error(op, exc)))
                     timing.latency.add(perf_counter() - started)
                 elif mode == "deferred":
                     self._run_deferred(conn, req_id, op, handler, session, args, timing, started)
@@ -713,7 +713,7 @@ class Server:
             conn.write(conn.proto.error(req_id, exc))
         except Exception as exc:
             log.exception("handler for %s failed", op)
-            conn.write(conn.proto.error(req_id, _server_error(op, exc)))
+            conn.write(conn.proto.error(req_id, server_error(op, exc)))
         finally:
             timing.latency.add(perf_counter() - started)
             self._end(conn)
@@ -743,10 +743,11 @@ def _invoke(
         reply(exc)
     except Exception as exc:
         log.exception("handler for %s failed", op)
-        reply(_server_error(op, exc))
+        reply(server_error(op, exc))
 
 
-def _server_error(op: str, exc: Exception) -> ProtocolError:
+def server_error(op: str, exc: Exception) -> ProtocolError:
+    """A bug in ``op``'s handler as the ``SERVER_ERROR`` its request is answered with."""
     return ProtocolError(
         f"{op} failed on the server: {type(exc).__name__}: {exc}", ErrorCode.SERVER_ERROR
     )

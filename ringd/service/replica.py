@@ -14,7 +14,7 @@ from typing import Any
 from ringd.db.cells import Row, row_digest
 from ringd.db.engine import StorageEngine
 from ringd.db.memtable import encode_wire
-from ringd.net.server import Handler, Reply, Session
+from ringd.net.server import Handler, Reply, Session, server_error
 from ringd.protocol.errors import ErrorCode, InvalidRequest, ProtocolError
 from ringd.schema import Schema
 from ringd.service.hlc import HybridClock
@@ -70,12 +70,11 @@ class _BatchReply:
 
     def done(self, i: int, error: BaseException | None) -> None:
         """Item ``i`` is durable (``error`` None) or failed."""
-        if self.results[i] is _PENDING:
-            self.results[i] = None if error is None else {"error": _failed(error).to_wire()}
-            self._one_less()
+        self.answer(i, None if error is None else _failed(error))
 
     def answer(self, i: int, value: Any) -> None:
-        """Item ``i``'s own answer: a result map or a ``ProtocolError``."""
+        """Item ``i``'s own answer: a result map, a ``ProtocolError``, or None for the batch's
+        acknowledgement (durable)."""
         if self.results[i] is _PENDING:
             if isinstance(value, ProtocolError):
                 value = {"error": value.to_wire()}
@@ -206,13 +205,7 @@ class Replica:
                 batch.answer(i, exc)
             except Exception as exc:
                 log.exception("mutate_batch: item %d failed", i)
-                batch.answer(
-                    i,
-                    ProtocolError(
-                        f"mutate failed on the server: {type(exc).__name__}: {exc}",
-                        ErrorCode.SERVER_ERROR,
-                    ),
-                )
+                batch.answer(i, server_error("mutate", exc))
 
     def _check(self, req: MutateRequest) -> bytes:
         """Check a peer's mutation (timestamps, keyspace, row size) and observe its clock; the
